@@ -1,0 +1,4 @@
+//! The process that serves workloads: today the HTTP front for `weft serve`; the workload
+//! host, router and admin API grow here.
+
+pub mod server;

@@ -1,0 +1,18 @@
+//! Weft's engine: wasmtime configuration, the compile cache, loading and classifying Wasm,
+//! and the runners for commands (`run`) and HTTP handlers (`http`).
+//!
+//! This crate quarantines the wasmtime 48 API: the host and the binary talk to the types here.
+
+pub mod allow;
+pub mod cache;
+pub mod engine;
+pub mod http;
+pub mod load;
+pub mod progress;
+pub mod run;
+pub mod state;
+pub mod stdio;
+pub mod wasi;
+pub mod world;
+
+pub use wasmtime_wasi_http::WasiBody;

@@ -1,0 +1,109 @@
+//! Per-store host state: one struct per kind of run, each owning its WASI context and
+//! resource table. Plugins (later) add fields here, reached through projection functions.
+
+use std::sync::Arc;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::allow::AllowedHosts;
+
+/// Store data for `weft run`: WASI for core modules (preview 1) and components alike, plus
+/// outgoing wasi:http behind the allow-list.
+pub struct CliRunState {
+    pub wasi: WasiP1Ctx,
+    pub http: WasiHttpCtx,
+    pub hooks: OutgoingHttp,
+    pub limits: StoreLimits,
+}
+
+impl WasiView for CliRunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.wasi.ctx()
+    }
+}
+
+impl WasiHttpView for CliRunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: self.wasi.ctx().table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// Store data for HTTP handlers.
+pub struct HttpState {
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub hooks: OutgoingHttp,
+    pub limits: StoreLimits,
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// Outgoing HTTP policy: every request a guest sends is checked against the allow-list
+/// before any DNS lookup or connection.
+#[derive(Clone)]
+pub struct OutgoingHttp {
+    pub allowed: Arc<AllowedHosts>,
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        drop(fut);
+        if !self.allowed.allows_uri(request.uri()) {
+            let uri = request.uri().clone();
+            tracing::warn!(
+                %uri,
+                "outgoing HTTP request denied: no allowed host matches (grant it with --allow-host HOST:PORT)"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}

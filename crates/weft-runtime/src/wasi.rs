@@ -1,0 +1,175 @@
+//! What a guest is granted: environment, preopened directories, network, memory and time.
+//! Nothing is granted by default: no host environment, no directories, no sockets.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// A host directory made visible to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+impl DirGrant {
+    /// Parses `HOST[::GUEST]` as `wasmtime run --dir` does (GUEST defaults to HOST).
+    /// A `:ro` suffix on the whole argument makes the mount read-only.
+    pub fn parse(arg: &str) -> Result<Self, String> {
+        let (arg, read_only) = match arg.strip_suffix(":ro") {
+            Some(rest) => (rest, true),
+            None => (arg, false),
+        };
+        let (host, guest) = match arg.split_once("::") {
+            Some((h, g)) => (h, g),
+            None => (arg, arg),
+        };
+        if host.is_empty() || guest.is_empty() {
+            return Err(format!(
+                "invalid --dir `{arg}`: expected HOST[::GUEST], e.g. `./data::/data`"
+            ));
+        }
+        Ok(DirGrant {
+            host: PathBuf::from(host),
+            guest: guest.to_string(),
+            read_only,
+        })
+    }
+}
+
+/// The grants shared by `weft run` and `weft serve`.
+#[derive(Debug, Clone, Default)]
+pub struct WasiGrants {
+    /// Environment variables, exactly these (never the host's).
+    pub env: Vec<(String, String)>,
+    /// Preopened directories.
+    pub dirs: Vec<DirGrant>,
+    /// Full access to the host's network (sockets and name lookup).
+    pub inherit_network: bool,
+    /// Per-store cap on linear memory growth, bytes.
+    pub max_memory_bytes: Option<u64>,
+    /// Wall-clock limit per run (weft run) or per request (weft serve).
+    pub timeout: Option<Duration>,
+}
+
+impl WasiGrants {
+    /// Checks that every granted directory exists, so a typo fails at start-up rather than
+    /// on the first request.
+    pub fn validate(&self) -> Result<(), String> {
+        for dir in &self.dirs {
+            if !dir.host.is_dir() {
+                return Err(format!(
+                    "--dir {}: no such directory on the host",
+                    dir.host.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the grants to a WASI context builder.
+    pub fn apply(&self, builder: &mut WasiCtxBuilder) -> wasmtime::Result<()> {
+        for (k, v) in &self.env {
+            builder.env(k, v);
+        }
+        for dir in &self.dirs {
+            let perms = if dir.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            builder
+                .preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| e.context(format!("could not open --dir {}", dir.host.display())))?;
+        }
+        if self.inherit_network {
+            builder.inherit_network();
+            builder.allow_tcp(true).allow_udp(true);
+            builder.allow_ip_name_lookup(true);
+        } else {
+            builder.allow_tcp(false).allow_udp(false);
+            builder.allow_ip_name_lookup(false);
+        }
+        Ok(())
+    }
+
+    /// The store limits these grants imply.
+    pub fn store_limits(&self) -> StoreLimits {
+        let mut b = StoreLimitsBuilder::new();
+        if let Some(max) = self.max_memory_bytes {
+            b = b.memory_size(usize::try_from(max).unwrap_or(usize::MAX));
+        }
+        // A guest that hits the limit sees `memory.grow` fail (and usually traps with an
+        // out-of-memory message of its own); the host keeps going.
+        b.trap_on_grow_failure(false).build()
+    }
+}
+
+/// Parses a size such as `64M`, `64MiB`, `1G`, `512k` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size `{s}`: expected a number with an optional unit (K, M, G), e.g. 64M")
+    })?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "invalid size `{s}`: unknown unit `{other}` (use K, M or G)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size `{s}`: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn dir_grants() {
+        assert_eq!(
+            DirGrant::parse("./data::/data").expect("ok"),
+            DirGrant {
+                host: "./data".into(),
+                guest: "/data".into(),
+                read_only: false
+            }
+        );
+        assert_eq!(DirGrant::parse("/tmp").expect("ok").guest, "/tmp");
+        assert!(DirGrant::parse("/tmp::/x:ro").expect("ok").read_only);
+        assert!(DirGrant::parse("::/x").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_size_never_panics(s in ".{0,24}") { let _ = parse_size(&s); }
+
+        #[test]
+        fn parse_size_units(n in 0u64..1_000_000) {
+            prop_assert_eq!(parse_size(&format!("{n}K")), Ok(n * 1024));
+            prop_assert_eq!(parse_size(&n.to_string()), Ok(n));
+        }
+    }
+}

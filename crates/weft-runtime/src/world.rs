@@ -1,0 +1,202 @@
+//! What a component is, judged from the names of its exports and imports: a CLI command
+//! (P2 or P3), an HTTP handler (P2 or P3), or a library of functions. Pure functions over
+//! names, so they are cheap to test and to fuzz.
+
+use std::fmt;
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The kind of world a component implements, as far as Weft's runners care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorldKind {
+    /// Exports `wasi:cli/run@0.2.x` (`wasi:cli/command`).
+    CliP2,
+    /// Exports `wasi:cli/run@0.3.x`.
+    CliP3,
+    /// Exports `wasi:http/incoming-handler@0.2.x` (`wasi:http/proxy`).
+    HttpP2,
+    /// Exports `wasi:http/handler@0.3.x` (`wasi:http/service`).
+    HttpP3,
+    /// None of the above: a component exporting plain functions or interfaces.
+    Library,
+}
+
+impl WorldKind {
+    /// A human name for the world.
+    pub fn describe(self) -> &'static str {
+        match self {
+            WorldKind::CliP2 => "a wasi:cli/command component (WASI 0.2)",
+            WorldKind::CliP3 => "a wasi:cli/command component (WASI 0.3)",
+            WorldKind::HttpP2 => "a wasi:http/proxy component (WASI 0.2)",
+            WorldKind::HttpP3 => "a wasi:http/service component (WASI 0.3)",
+            WorldKind::Library => "a library component (no wasi:cli/run or wasi:http export)",
+        }
+    }
+
+    /// The weft command that runs this kind of component.
+    pub fn fitting_command(self) -> &'static str {
+        match self {
+            WorldKind::CliP2 | WorldKind::CliP3 => "`weft run FILE [ARGS...]`",
+            WorldKind::HttpP2 | WorldKind::HttpP3 => "`weft serve FILE`",
+            WorldKind::Library => "`weft run --invoke 'func(args)' FILE`",
+        }
+    }
+
+    pub fn is_http(self) -> bool {
+        matches!(self, WorldKind::HttpP2 | WorldKind::HttpP3)
+    }
+
+    pub fn is_cli(self) -> bool {
+        matches!(self, WorldKind::CliP2 | WorldKind::CliP3)
+    }
+}
+
+impl fmt::Display for WorldKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Splits `ns:pkg/iface@version` into (`ns:pkg/iface`, `version`).
+pub fn split_version(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('@') {
+        Some((base, version)) => (base, Some(version)),
+        None => (name, None),
+    }
+}
+
+fn major_minor(version: Option<&str>) -> Option<(u64, u64)> {
+    let v = version?;
+    let mut parts = v.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Classifies a component from its export names.
+pub fn classify<'a>(exports: impl IntoIterator<Item = &'a str>) -> WorldKind {
+    let mut kind = WorldKind::Library;
+    for name in exports {
+        let (base, version) = split_version(name);
+        let v = major_minor(version);
+        let found = match (base, v) {
+            ("wasi:http/incoming-handler", Some((0, 2))) => Some(WorldKind::HttpP2),
+            ("wasi:http/handler", Some((0, 3))) => Some(WorldKind::HttpP3),
+            ("wasi:cli/run", Some((0, 2))) => Some(WorldKind::CliP2),
+            ("wasi:cli/run", Some((0, 3))) => Some(WorldKind::CliP3),
+            _ => None,
+        };
+        // An HTTP export wins over a run export: a component may export both.
+        match (kind, found) {
+            (_, Some(k)) if k.is_http() => return k,
+            (WorldKind::Library, Some(k)) => kind = k,
+            _ => {}
+        }
+    }
+    kind
+}
+
+/// Names of a component's imports and exports.
+#[derive(Debug, Clone, Default)]
+pub struct Interfaces {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+/// Reads a component's import and export names from its type.
+pub fn interfaces(engine: &Engine, component: &Component) -> Interfaces {
+    let ty = component.component_type();
+    Interfaces {
+        imports: ty.imports(engine).map(|(n, _)| n.to_string()).collect(),
+        exports: ty.exports(engine).map(|(n, _)| n.to_string()).collect(),
+    }
+}
+
+/// Which imports are not covered by `provided` package prefixes (`wasi:cli`, `wasi:http/types`…).
+/// A prefix matches an import when the import's unversioned name equals it or continues it
+/// with `/`.
+pub fn unsatisfied<'a>(imports: &'a [String], provided: &[&str]) -> Vec<&'a str> {
+    imports
+        .iter()
+        .map(String::as_str)
+        .filter(|import| {
+            let (base, _) = split_version(import);
+            !provided.iter().any(|p| {
+                base == *p
+                    || (base.len() > p.len()
+                        && base.starts_with(p)
+                        && base.as_bytes()[p.len()] == b'/')
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn classifies_known_worlds() {
+        assert_eq!(classify(["wasi:cli/run@0.2.6"]), WorldKind::CliP2);
+        assert_eq!(
+            classify(["wasi:cli/run@0.3.0-rc-2025-09-16"]),
+            WorldKind::CliP3
+        );
+        assert_eq!(
+            classify(["wasi:http/incoming-handler@0.2.0"]),
+            WorldKind::HttpP2
+        );
+        assert_eq!(
+            classify(["wasi:http/handler@0.3.0-rc-2025-09-16"]),
+            WorldKind::HttpP3
+        );
+        assert_eq!(
+            classify(["wasi:cli/run@0.2.0", "wasi:http/incoming-handler@0.2.3"]),
+            WorldKind::HttpP2
+        );
+        assert_eq!(
+            classify(["add", "example:calc/ops@1.0.0"]),
+            WorldKind::Library
+        );
+        assert_eq!(classify(["wasi:cli/run"]), WorldKind::Library);
+        assert_eq!(classify(["wasi:cli/run@1.0.0"]), WorldKind::Library);
+    }
+
+    #[test]
+    fn unsatisfied_names_missing_imports() {
+        let imports = vec![
+            "wasi:cli/stdout@0.2.6".to_string(),
+            "wasi:keyvalue/store@0.2.0-draft".to_string(),
+            "wasi:clockwork/x@1.0.0".to_string(),
+        ];
+        assert_eq!(
+            unsatisfied(&imports, &["wasi:cli", "wasi:clocks"]),
+            vec!["wasi:keyvalue/store@0.2.0-draft", "wasi:clockwork/x@1.0.0"]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn classify_never_panics(names in prop::collection::vec(".{0,40}", 0..6)) {
+            let _ = classify(names.iter().map(String::as_str));
+        }
+
+        #[test]
+        fn http_export_always_wins(before in prop::collection::vec("[a-z:/@.0-9]{0,20}", 0..4), after in prop::collection::vec("[a-z:/@.0-9]{0,20}", 0..4)) {
+            let mut names: Vec<String> = before;
+            names.push("wasi:http/incoming-handler@0.2.4".into());
+            names.extend(after);
+            prop_assert_eq!(classify(names.iter().map(String::as_str)), WorldKind::HttpP2);
+        }
+
+        #[test]
+        fn provided_prefix_covers_its_interfaces(pkg in "[a-z]{1,8}:[a-z]{1,8}", iface in "[a-z]{1,8}") {
+            let imports = vec![format!("{pkg}/{iface}@0.2.0")];
+            prop_assert!(unsatisfied(&imports, &[pkg.as_str()]).is_empty());
+            let longer = format!("{pkg}x");
+            prop_assert_eq!(unsatisfied(&imports, &[longer.as_str()]).len(), 1);
+        }
+    }
+}
