@@ -21,8 +21,8 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx};
 
 use crate::allow::AllowedHosts;
 use crate::engine::WeftEngine;
-use crate::state::{HttpState, OutgoingHttp};
-use crate::stdio::{Output, prefixed_stream};
+use crate::state::{HostState, OutgoingHttp};
+use crate::stdio::{Output, SinkStream, prefixed_stream};
 use crate::wasi::WasiGrants;
 use crate::world::{self, WorldKind};
 
@@ -88,6 +88,17 @@ impl Default for HttpOptions {
     }
 }
 
+/// What a workload adds to a served component: its plugins, its name, and where its
+/// stdout/stderr go. `weft serve` has none of these.
+#[derive(Clone)]
+pub struct WorkloadExtras {
+    pub component: String,
+    pub plugins: crate::plugins::BoundPlugins,
+    pub logs: crate::logs::LogSink,
+    /// Import prefixes the workload provides (base WASI + granted interfaces).
+    pub provides: Vec<String>,
+}
+
 /// Why a component cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -129,7 +140,7 @@ impl HandleError {
 }
 
 /// Adds what HTTP handlers may import to `linker`.
-pub fn add_to_linker(linker: &mut Linker<HttpState>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     wasmtime_wasi::p3::add_to_linker(linker)?;
@@ -146,7 +157,8 @@ pub struct HttpService {
 
 struct ServiceState {
     engine: wasmtime::Engine,
-    pre: ProxyPre<HttpState>,
+    extras: Option<WorkloadExtras>,
+    pre: ProxyPre<HostState>,
     options: HttpOptions,
     hooks: OutgoingHttp,
     reuse: usize,
@@ -163,19 +175,45 @@ impl HttpService {
         component: &Component,
         options: HttpOptions,
     ) -> Result<Self, ServeError> {
+        Self::build(engine, component, options, None)
+    }
+
+    /// Links and pre-instantiates a workload's HTTP component with its plugins.
+    pub fn for_workload(
+        engine: &WeftEngine,
+        component: &Component,
+        options: HttpOptions,
+        extras: WorkloadExtras,
+    ) -> Result<Self, ServeError> {
+        Self::build(engine, component, options, Some(extras))
+    }
+
+    fn build(
+        engine: &WeftEngine,
+        component: &Component,
+        options: HttpOptions,
+        extras: Option<WorkloadExtras>,
+    ) -> Result<Self, ServeError> {
         let ifaces = world::interfaces(engine.engine(), component);
         let kind = world::classify(ifaces.exports.iter().map(String::as_str));
         if !kind.is_http() {
             return Err(ServeError::WrongWorld { kind });
         }
-        if let Some(msg) =
-            crate::run::explain_unsatisfied(&ifaces.imports, SERVE_PROVIDES, "`weft serve`")
+        if extras.is_none()
+            && let Some(msg) =
+                crate::run::explain_unsatisfied(&ifaces.imports, SERVE_PROVIDES, "`weft serve`")
         {
             return Err(ServeError::Unsatisfied(msg));
         }
         let mut linker = Linker::new(engine.engine());
         add_to_linker(&mut linker).map_err(|e| ServeError::Link(format!("{e:#}")))?;
-        let pre: InstancePre<HttpState> = linker
+        if let Some(extras) = &extras {
+            extras
+                .plugins
+                .add_to_linker(&mut linker)
+                .map_err(|e| ServeError::Link(format!("{e:#}")))?;
+        }
+        let pre: InstancePre<HostState> = linker
             .instantiate_pre(component)
             .map_err(|e| ServeError::Link(format!("{e:#}")))?;
         let pre = if kind == WorldKind::HttpP3 {
@@ -204,6 +242,7 @@ impl HttpService {
         };
         let state = ServiceState {
             engine: engine.engine().clone(),
+            extras,
             pre,
             hooks: OutgoingHttp {
                 allowed: Arc::new(options.allowed_hosts.clone()),
@@ -248,10 +287,13 @@ impl HttpService {
             }
         };
         let timeout = state.request_timeout;
+        let started = Instant::now();
         let result = self.handler.handle((), request).await;
         drop(permit);
         result.map_err(|err| {
-            if err.is::<ExpirationError>() {
+            // A P2 handler cut off at its deadline surfaces as "never set a response":
+            // judge by the clock as well as by the error type.
+            if err.is::<ExpirationError>() || started.elapsed() >= timeout {
                 HandleError::Timeout(timeout)
             } else if err.is::<TrapOrPanicError>() || err.is::<wasmtime::Trap>() {
                 HandleError::Trap(format!("{err:?}"))
@@ -270,21 +312,40 @@ impl HttpService {
 }
 
 impl ServiceState {
-    fn new_store(&self, id: u64) -> wasmtime::Result<Store<HttpState>> {
+    fn new_store(&self, id: u64) -> wasmtime::Result<Store<HostState>> {
         let mut builder = WasiCtxBuilder::new();
         self.options.grants.apply(&mut builder)?;
-        if self.options.log_prefix {
-            builder.stdout(prefixed_stream(Output::Stdout, id));
-            builder.stderr(prefixed_stream(Output::Stderr, id));
-        } else {
-            builder.inherit_stdout().inherit_stderr();
-        }
-        let state = HttpState {
+        let plugins = match &self.extras {
+            Some(extras) => {
+                builder.stdout(SinkStream::new(
+                    extras.logs.clone(),
+                    &extras.component,
+                    Output::Stdout,
+                ));
+                builder.stderr(SinkStream::new(
+                    extras.logs.clone(),
+                    &extras.component,
+                    Output::Stderr,
+                ));
+                extras.plugins.instance(&extras.component)
+            }
+            None => {
+                if self.options.log_prefix {
+                    builder.stdout(prefixed_stream(Output::Stdout, id));
+                    builder.stderr(prefixed_stream(Output::Stderr, id));
+                } else {
+                    builder.inherit_stdout().inherit_stderr();
+                }
+                Default::default()
+            }
+        };
+        let state = HostState {
             table: wasmtime::component::ResourceTable::new(),
             wasi: builder.build(),
             http: WasiHttpCtx::new(),
             hooks: self.hooks.clone(),
             limits: self.options.grants.store_limits(),
+            plugins,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -294,13 +355,13 @@ impl ServiceState {
 }
 
 impl HandlerState for ServiceState {
-    type StoreData = HttpState;
+    type StoreData = HostState;
     type WorkerExpiration = Expiration;
     type WorkerState = Worker;
 
     async fn instantiate(
         &self,
-    ) -> wasmtime::Result<Instance<HttpState, Self::WorkerExpiration, Self::WorkerState>> {
+    ) -> wasmtime::Result<Instance<HostState, Self::WorkerExpiration, Self::WorkerState>> {
         let id = self.next_instance_id.fetch_add(1, Ordering::Relaxed);
         let mut store = self.new_store(id)?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
@@ -361,7 +422,7 @@ pub struct Worker {
 }
 
 impl WorkerState for Worker {
-    type StoreData = HttpState;
+    type StoreData = HostState;
     type RequestData = ();
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
@@ -376,7 +437,7 @@ impl WorkerState for Worker {
 
     fn on_request_start(
         &self,
-        _store: StoreContextMut<'_, HttpState>,
+        _store: StoreContextMut<'_, HostState>,
         _data: (),
         _task: GuestTaskId,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
@@ -388,7 +449,7 @@ impl WorkerState for Worker {
         }
     }
 
-    fn drop(&self, store: Store<HttpState>, result: wasmtime::Result<()>) {
+    fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
         if let Err(err) = result {
             tracing::warn!(instance = self.instance_id, error = ?err, "handler instance failed");
         }

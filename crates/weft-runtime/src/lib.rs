@@ -8,6 +8,8 @@ pub mod cache;
 pub mod engine;
 pub mod http;
 pub mod load;
+pub mod logs;
+pub mod plugins;
 pub mod progress;
 pub mod run;
 pub mod state;

@@ -36,16 +36,18 @@ impl WasiHttpView for CliRunState {
     }
 }
 
-/// Store data for HTTP handlers.
-pub struct HttpState {
+/// Store data for HTTP handlers and workload components: WASI, wasi:http, limits, and one
+/// typed field per host plugin (`plugins`).
+pub struct HostState {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub hooks: OutgoingHttp,
     pub limits: StoreLimits,
+    pub plugins: crate::plugins::PluginInstances,
 }
 
-impl WasiView for HttpState {
+impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -54,7 +56,7 @@ impl WasiView for HttpState {
     }
 }
 
-impl WasiHttpView for HttpState {
+impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             hooks: &mut self.hooks,

@@ -72,56 +72,120 @@ impl PrefixedStream {
     }
 }
 
-impl StdoutStream for PrefixedStream {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
+/// A WASI stdout/stderr stream into a workload's log buffer, one record per line.
+#[derive(Clone)]
+pub struct SinkStream(Arc<Mutex<SinkWriter>>);
+
+struct SinkWriter {
+    sink: crate::logs::LogSink,
+    component: Arc<str>,
+    stream: &'static str,
+    partial: Vec<u8>,
 }
 
-impl IsTerminal for PrefixedStream {
-    fn is_terminal(&self) -> bool {
-        false
+impl SinkStream {
+    pub fn new(sink: crate::logs::LogSink, component: &str, output: Output) -> Self {
+        SinkStream(Arc::new(Mutex::new(SinkWriter {
+            sink,
+            component: component.into(),
+            stream: match output {
+                Output::Stdout => "stdout",
+                Output::Stderr => "stderr",
+            },
+            partial: Vec::new(),
+        })))
     }
-}
 
-impl OutputStream for PrefixedStream {
-    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        self.write_all(&bytes)
-            .map_err(|e| StreamError::LastOperationFailed(e.into()))
-    }
-    fn flush(&mut self) -> StreamResult<()> {
+    fn write_all(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut w = match self.0.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for piece in bytes.split_inclusive(|b| *b == b'\n') {
+            w.partial.extend_from_slice(piece);
+            let full = piece.ends_with(b"\n") || w.partial.len() >= crate::logs::MAX_LINE;
+            if full {
+                let line = String::from_utf8_lossy(&w.partial).into_owned();
+                w.partial.clear();
+                w.sink.push(&w.component, w.stream, &line);
+            }
+        }
         Ok(())
     }
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 * 1024)
+}
+
+impl Drop for SinkWriter {
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            let line = String::from_utf8_lossy(&self.partial).into_owned();
+            self.sink.push(&self.component, self.stream, &line);
+        }
     }
 }
 
-#[async_trait::async_trait]
-impl Pollable for PrefixedStream {
-    async fn ready(&mut self) {}
+macro_rules! sync_stdout_stream {
+    ($ty:ty) => {
+        impl StdoutStream for $ty {
+            fn p2_stream(&self) -> Box<dyn OutputStream> {
+                Box::new(self.clone())
+            }
+            fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+                Box::new(self.clone())
+            }
+        }
+
+        impl IsTerminal for $ty {
+            fn is_terminal(&self) -> bool {
+                false
+            }
+        }
+
+        impl OutputStream for $ty {
+            fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+                self.write_all(&bytes)
+                    .map_err(|e| StreamError::LastOperationFailed(e.into()))
+            }
+            fn flush(&mut self) -> StreamResult<()> {
+                Ok(())
+            }
+            fn check_write(&mut self) -> StreamResult<usize> {
+                Ok(64 * 1024)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl Pollable for $ty {
+            async fn ready(&mut self) {}
+        }
+
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<std::io::Result<usize>> {
+                Poll::Ready(self.write_all(buf).map(|()| buf.len()))
+            }
+
+            fn poll_flush(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+    };
 }
 
-impl AsyncWrite for PrefixedStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(self.write_all(buf).map(|()| buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
+sync_stdout_stream!(PrefixedStream);
+sync_stdout_stream!(SinkStream);
 
 /// A WASI stdout/stderr stream for instance `id`.
 pub fn prefixed_stream(output: Output, id: u64) -> PrefixedStream {

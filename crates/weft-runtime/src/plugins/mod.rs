@@ -1,0 +1,163 @@
+//! Host interfaces as plugins. Each plugin is one file: what it provides, how it binds to a
+//! workload (validating its config and opening its backend), how it links into a component's
+//! linker, and the per-instance state it puts into [`HostState`](crate::state::HostState).
+//!
+//! Lifecycle (see `docs/plugins.md`): `bind` once per workload version (deploy time; errors
+//! name the manifest field) -> `add_to_linker` once per workload linker -> `instance` per
+//! store (cheap: clones of `Arc`s, no parsing) -> `unbind` when the version is retired.
+//! Adding a plugin: a new file here and one line in [`registry`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmtime::component::Linker;
+use weft_manifest::{HostInterface, Manifest};
+
+use crate::logs::LogSink;
+use crate::state::HostState;
+
+pub mod config;
+pub mod keyvalue;
+pub mod logging;
+
+/// A plugin failed to bind: the field path in the manifest, what was wrong, the fix.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{field}: {message} (hint: {hint})")]
+pub struct PluginError {
+    pub field: String,
+    pub message: String,
+    pub hint: String,
+}
+
+/// What a plugin sees when it binds to a workload.
+pub struct BindContext<'a> {
+    pub manifest: &'a Manifest,
+    /// The workload's `hostInterfaces` entry for this plugin's package, if granted.
+    pub entry: Option<&'a HostInterface>,
+    /// Index of that entry in `spec.hostInterfaces` (for error paths).
+    pub entry_index: Option<usize>,
+    /// The host's data directory (persistent backends live under it).
+    pub data_dir: PathBuf,
+    pub logs: LogSink,
+}
+
+/// Per-instance plugin state: one typed field per plugin, filled by its binding.
+#[derive(Default)]
+pub struct PluginInstances {
+    pub config: Option<config::Instance>,
+    pub keyvalue: Option<keyvalue::Instance>,
+    pub logging: Option<logging::Instance>,
+}
+
+/// A host interface implementation.
+pub trait HostPlugin: Send + Sync + 'static {
+    /// `namespace:package`, e.g. `wasi:keyvalue`.
+    fn package(&self) -> &'static str;
+    /// Unversioned interface names it links, e.g. `wasi:keyvalue/store`.
+    fn interfaces(&self) -> &'static [&'static str];
+    /// Validates the workload's grant and opens the backend. Called only when the workload
+    /// grants this package in `spec.hostInterfaces`.
+    fn bind(&self, ctx: &BindContext<'_>) -> Result<Arc<dyn Binding>, PluginError>;
+}
+
+/// A plugin bound to one workload version.
+pub trait Binding: Send + Sync + 'static {
+    /// Links the plugin's interfaces (called once per workload linker).
+    fn add_to_linker(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()>;
+    /// Fills this plugin's field of the per-instance state for `component`.
+    fn instance(&self, component: &str, instances: &mut PluginInstances);
+    /// Releases the backend (flushes, closes files). Default: nothing.
+    fn unbind(&self) {}
+}
+
+/// Every plugin the host knows.
+pub fn registry() -> Vec<Arc<dyn HostPlugin>> {
+    vec![
+        Arc::new(config::ConfigPlugin),
+        Arc::new(logging::LoggingPlugin),
+        Arc::new(keyvalue::KeyValuePlugin),
+    ]
+}
+
+/// The plugins bound to one workload version.
+#[derive(Clone, Default)]
+pub struct BoundPlugins {
+    bound: Vec<(String, Arc<dyn Binding>)>,
+    /// Unversioned interfaces granted (`wasi:keyvalue/store`, ...).
+    granted: Vec<String>,
+}
+
+impl BoundPlugins {
+    /// Binds every plugin the workload grants.
+    pub fn bind(
+        manifest: &Manifest,
+        data_dir: PathBuf,
+        logs: &LogSink,
+    ) -> Result<Self, Vec<PluginError>> {
+        let mut errors = Vec::new();
+        let mut out = BoundPlugins::default();
+        let plugins = registry();
+        for (index, entry) in manifest.spec.host_interfaces.iter().enumerate() {
+            let package = format!("{}:{}", entry.namespace, entry.package);
+            for iface in &entry.interfaces {
+                out.granted.push(format!("{package}/{iface}"));
+            }
+            let Some(plugin) = plugins.iter().find(|p| p.package() == package) else {
+                // Packages served by the base host (wasi:http, wasi:cli, wasi:filesystem,
+                // wasi:sockets) have no plugin object; the manifest crate rejects unknown ones.
+                continue;
+            };
+            let ctx = BindContext {
+                manifest,
+                entry: Some(entry),
+                entry_index: Some(index),
+                data_dir: data_dir.clone(),
+                logs: logs.clone(),
+            };
+            match plugin.bind(&ctx) {
+                Ok(binding) => out.bound.push((package, binding)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Unversioned interfaces the manifest grants.
+    pub fn granted(&self) -> &[String] {
+        &self.granted
+    }
+
+    pub fn add_to_linker(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        for (_, b) in &self.bound {
+            b.add_to_linker(linker)?;
+        }
+        Ok(())
+    }
+
+    pub fn instance(&self, component: &str) -> PluginInstances {
+        let mut instances = PluginInstances::default();
+        for (_, b) in &self.bound {
+            b.instance(component, &mut instances);
+        }
+        instances
+    }
+
+    pub fn unbind(&self) {
+        for (_, b) in &self.bound {
+            b.unbind();
+        }
+    }
+}
+
+/// The interfaces a plugin-provided import needs granted, by package. Used to explain an
+/// ungranted import: `wasi:keyvalue/store@0.2.0-draft` -> (`wasi`, `keyvalue`, `store`).
+pub fn grant_for(import: &str) -> Option<(String, String, String)> {
+    let (base, _) = crate::world::split_version(import);
+    let (pkg, iface) = base.split_once('/')?;
+    let (ns, package) = pkg.split_once(':')?;
+    Some((ns.to_string(), package.to_string(), iface.to_string()))
+}
