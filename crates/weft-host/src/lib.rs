@@ -1,4 +1,11 @@
-//! The process that serves workloads: today the HTTP front for `weft serve`; the workload
-//! host, router and admin API grow here.
+//! The process that serves workloads: the HTTP front (`server`), the workload host behind
+//! `weft up` (`host`, `ingress`, `router`), its admin API (`admin`, `token`) and desired state
+//! (`store`).
 
+pub mod admin;
+pub mod host;
+pub mod ingress;
+pub mod router;
 pub mod server;
+pub mod store;
+pub mod token;

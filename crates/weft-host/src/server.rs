@@ -33,18 +33,61 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Turns a handler failure into a response with a short plain-text body.
 pub fn error_response(err: &HandleError) -> http::Response<WasiBody> {
     let status = err.status();
-    let body = format!("{} {}\n", status.as_u16(), err);
+    text_response(status, format!("{} {}\n", status.as_u16(), err))
+}
+
+/// A response with a body of `bytes` and the given content type.
+pub fn bytes_response(
+    status: http::StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> http::Response<WasiBody> {
     let mut response = http::Response::new(
-        Full::new(Bytes::from(body))
+        Full::new(body.into())
             .map_err(|never: Infallible| match never {})
             .boxed_unsync(),
     );
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        http::HeaderValue::from_static(content_type),
     );
     response
+}
+
+/// A plain-text response.
+pub fn text_response(status: http::StatusCode, body: String) -> http::Response<WasiBody> {
+    bytes_response(status, "text/plain; charset=utf-8", body)
+}
+
+/// Something that answers HTTP requests: a served component, the workload host's ingress,
+/// the admin API.
+pub trait Handler: Clone + Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: http::Request<WasiBody>,
+    ) -> impl Future<Output = http::Response<WasiBody>> + Send;
+    /// Stop taking new work (called when shutdown starts).
+    fn close(&self) {}
+}
+
+/// `weft serve`: one component.
+#[derive(Clone)]
+pub struct ComponentHandler(pub HttpService);
+
+impl Handler for ComponentHandler {
+    async fn handle(&self, request: http::Request<WasiBody>) -> http::Response<WasiBody> {
+        match self.0.handle(request).await {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!(error = %err, "request failed");
+                error_response(&err)
+            }
+        }
+    }
+    fn close(&self) {
+        self.0.close();
+    }
 }
 
 /// Converts a hyper request into the body type wasmtime-wasi-http consumes.
@@ -57,9 +100,9 @@ fn wasmtime_wasi_http_error(err: hyper::Error) -> weft_runtime::http::BodyError 
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
+pub async fn serve<H: Handler>(
     listener: TcpListener,
-    service: HttpService,
+    service: H,
     max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -94,16 +137,7 @@ pub async fn serve(
                 TokioIo::new(stream),
                 hyper::service::service_fn(move |req| {
                     let service = service.clone();
-                    async move {
-                        let response = match service.handle(into_wasi_request(req)).await {
-                            Ok(r) => r,
-                            Err(err) => {
-                                tracing::warn!(error = %err, "request failed");
-                                error_response(&err)
-                            }
-                        };
-                        Ok::<_, Infallible>(response)
-                    }
+                    async move { Ok::<_, Infallible>(service.handle(into_wasi_request(req)).await) }
                 }),
             );
         let conn = graceful.watch(conn);

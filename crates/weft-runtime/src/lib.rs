@@ -15,6 +15,7 @@ pub mod run;
 pub mod state;
 pub mod stdio;
 pub mod wasi;
+pub mod workload;
 pub mod world;
 
 pub use wasmtime_wasi_http::WasiBody;

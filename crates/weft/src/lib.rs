@@ -1,5 +1,7 @@
 //! The `weft` command line. `main` parses arguments and hands off to the library crates.
 
+pub mod client;
+
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +35,153 @@ enum Command {
     Run(RunArgs),
     /// Serve a wasi:http component (wasi:http/proxy 0.2 or wasi:http/service 0.3).
     Serve(ServeArgs),
+    /// Run a workload host on this machine: HTTP ingress, admin API, desired state.
+    Up(UpArgs),
+    /// Deploy (or update) the workloads in manifest files on a running host.
+    Deploy(DeployArgs),
+    /// Show workloads on a running host.
+    Get(GetArgs),
+    /// Delete a workload from a running host.
+    Delete(DeleteArgs),
+    /// Print a workload's logs (guest stdout/stderr and wasi:logging).
+    Logs(LogsArgs),
+    /// Check manifests or print their JSON Schema.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+struct DataDirArgs {
+    /// The host's data directory (state, admin token, keyvalue files).
+    #[arg(long, env = "WEFT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    fn resolve(&self) -> anyhow::Result<PathBuf> {
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => dirs::data_dir()
+                .map(|d| d.join("weft"))
+                .context("no user data directory on this system: pass --data-dir"),
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+struct ClientArgs {
+    #[command(flatten)]
+    data: DataDirArgs,
+    /// Admin API address of the host (default: read from the data dir).
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// File holding the admin token (default: the data dir's admin-token).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    fn client(&self) -> anyhow::Result<client::AdminClient> {
+        match (&self.admin, &self.token_file) {
+            (Some(admin), Some(file)) => {
+                let token = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the token file {}", file.display()))?;
+                Ok(client::AdminClient::new(admin, token.trim().to_string()))
+            }
+            (None, None) => client::AdminClient::discover(&self.data.resolve()?),
+            _ => bail!("--admin and --token-file go together"),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct UpArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    data: DataDirArgs,
+    /// HTTP ingress address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Admin API address.
+    #[arg(long, default_value = "127.0.0.1:7870")]
+    admin_addr: SocketAddr,
+    /// Manifests to deploy at start (in addition to the stored desired state).
+    #[arg(value_name = "MANIFEST")]
+    manifests: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct DeployArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Output format of the result.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[arg(value_name = "MANIFEST", required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct GetArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// `workloads`, or `workload NAME`.
+    #[arg(value_name = "KIND")]
+    kind: String,
+    name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct DeleteArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// `workload`
+    #[arg(value_name = "KIND")]
+    kind: String,
+    name: String,
+}
+
+#[derive(Args, Debug)]
+struct LogsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Keep printing new lines.
+    #[arg(short, long)]
+    follow: bool,
+    name: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum ManifestCommand {
+    /// Validate manifests without running them.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the manifest JSON Schema (for editors).
+    Schema,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum Format {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+impl From<Format> for client::OutputFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => client::OutputFormat::Table,
+            Format::Wide => client::OutputFormat::Wide,
+            Format::Json => client::OutputFormat::Json,
+            Format::Yaml => client::OutputFormat::Yaml,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -149,7 +298,7 @@ fn init_logging(filter: &str) {
 
 fn build_engine(
     args: &EngineArgs,
-    grants: &GrantArgs,
+    max_memory: Option<u64>,
 ) -> anyhow::Result<(WeftEngine, Option<CompileCache>)> {
     let engine = WeftEngine::new(&EngineOptions {
         allocator: match args.allocator {
@@ -157,7 +306,7 @@ fn build_engine(
             Allocator::Pooling => AllocatorChoice::Pooling,
             Allocator::OnDemand => AllocatorChoice::OnDemand,
         },
-        max_memory_bytes: grants.max_memory,
+        max_memory_bytes: max_memory,
     })
     .map_err(anyhow::Error::from)
     .context("could not create the wasmtime engine")?;
@@ -226,7 +375,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
     init_logging(&args.engine.log);
     let (grants, allowed_hosts) = grants(&args.grants)?;
-    let (engine, cache) = build_engine(&args.engine, &args.grants)?;
+    let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
     let file = PathBuf::from(&args.file_and_args[0]);
     let loaded = load_file(&engine, &file, cache.as_ref())?;
     let mut argv = Vec::with_capacity(args.file_and_args.len());
@@ -267,7 +416,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
 fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
     init_logging(&args.engine.log);
     let (grants, allowed_hosts) = grants(&args.grants)?;
-    let (engine, cache) = build_engine(&args.engine, &args.grants)?;
+    let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
     let loaded = load_file(&engine, &args.file, cache.as_ref())?;
     let weft_runtime::load::Compiled::Component(component) = &loaded.compiled else {
         bail!(
@@ -296,7 +445,7 @@ fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
         tracing::info!(kind = %service.kind(), allocator = %engine.allocator(), "serving");
         weft_host::server::serve(
             listener,
-            service,
+            weft_host::server::ComponentHandler(service),
             args.max_concurrent_connections,
             weft_host::server::shutdown_signal(),
         )
@@ -306,12 +455,187 @@ fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
+    init_logging(if args.engine.log == "warn" {
+        "info"
+    } else {
+        &args.engine.log
+    });
+    let data_dir = args.data.resolve()?;
+    let (engine, cache) = build_engine(&args.engine, None)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let host = weft_host::host::Host::open(engine, cache, &data_dir)?;
+        let token = weft_host::token::load_or_create_token(&data_dir)
+            .with_context(|| format!("cannot create the admin token in {}", data_dir.display()))?;
+        let ingress = weft_host::server::bind(args.http_addr)
+            .with_context(|| format!("cannot listen on {} (--http-addr)", args.http_addr))?;
+        let admin = weft_host::server::bind(args.admin_addr)
+            .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
+        let admin_local = admin.local_addr()?;
+        std::fs::write(data_dir.join("admin-addr"), format!("{admin_local}\n"))
+            .with_context(|| format!("cannot write {}", data_dir.join("admin-addr").display()))?;
+        host.restore().await;
+        for file in &args.manifests {
+            match read_manifest(file) {
+                Ok((path, text)) => match host.apply(&path, &text).await {
+                    Ok(list) => {
+                        for w in list {
+                            eprintln!("deployed {}", w["name"].as_str().unwrap_or("?"));
+                        }
+                    }
+                    Err(e) => eprintln!("Error: {e}"),
+                },
+                Err(e) => eprintln!("Error: {e:#}"),
+            }
+        }
+        eprintln!("Serving HTTP on http://{}/", ingress.local_addr()?);
+        eprintln!(
+            "Admin API on {admin_local} (token in {})",
+            data_dir.join("admin-token").display()
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        let ingress_task = tokio::spawn(weft_host::server::serve(
+            ingress,
+            weft_host::ingress::Ingress(host.clone()),
+            weft_host::server::DEFAULT_MAX_CONNECTIONS,
+            wait(stop_rx.clone()),
+        ));
+        let admin_task = tokio::spawn(weft_host::server::serve(
+            admin,
+            weft_host::admin::AdminApi::new(host.clone(), token),
+            64,
+            wait(stop_rx),
+        ));
+        weft_host::server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        let _ = ingress_task.await;
+        let _ = admin_task.await;
+        anyhow::Ok(())
+    })?;
+    Ok(0)
+}
+
+fn read_manifest(file: &std::path::Path) -> anyhow::Result<(PathBuf, String)> {
+    let path = std::path::absolute(file)
+        .with_context(|| format!("{}: cannot resolve the path", file.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read the manifest", file.display()))?;
+    Ok((path, text))
+}
+
+fn cmd_deploy(args: DeployArgs) -> anyhow::Result<i32> {
+    let client = args.client.client()?;
+    let mut failed = false;
+    for file in &args.files {
+        let (path, text) = read_manifest(file)?;
+        match client.apply(&path, &text) {
+            Ok(result) => {
+                let list = result.get("workloads").cloned().unwrap_or_default();
+                print!(
+                    "{}",
+                    client::render_workloads(
+                        &serde_json::json!({ "workloads": list }),
+                        args.output.into()
+                    )
+                );
+            }
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn cmd_get(args: GetArgs) -> anyhow::Result<i32> {
+    let client = args.client.client()?;
+    match (args.kind.as_str(), &args.name) {
+        ("workloads" | "workload" | "wl", None) => {
+            print!(
+                "{}",
+                client::render_workloads(&client.list()?, args.output.into())
+            );
+        }
+        ("workload" | "workloads" | "wl", Some(name)) => {
+            print!(
+                "{}",
+                client::render_workload(&client.get(name)?, args.output.into())
+            );
+        }
+        (other, _) => {
+            bail!("unknown kind `{other}`: use `weft get workloads` or `weft get workload NAME`")
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_delete(args: DeleteArgs) -> anyhow::Result<i32> {
+    if !matches!(args.kind.as_str(), "workload" | "workloads" | "wl") {
+        bail!(
+            "unknown kind `{}`: use `weft delete workload NAME`",
+            args.kind
+        );
+    }
+    let client = args.client.client()?;
+    client.delete(&args.name)?;
+    println!("workload {} deleted", args.name);
+    Ok(0)
+}
+
+fn cmd_logs(args: LogsArgs) -> anyhow::Result<i32> {
+    let client = args.client.client()?;
+    let mut out = std::io::stdout();
+    client.logs(&args.name, args.follow, &mut out)?;
+    Ok(0)
+}
+
+fn cmd_manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ManifestCommand::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&weft_manifest::json_schema())?
+            );
+            Ok(0)
+        }
+        ManifestCommand::Check { files } => {
+            let mut failed = false;
+            for f in &files {
+                match weft_manifest::load_file(f) {
+                    Ok(list) => println!(
+                        "ok: {} ({} workload{})",
+                        f.display(),
+                        list.len(),
+                        if list.len() == 1 { "" } else { "s" }
+                    ),
+                    Err(errors) => {
+                        failed = true;
+                        eprintln!("{errors}");
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cmd_run(args),
         Command::Serve(args) => cmd_serve(args),
+        Command::Up(args) => cmd_up(args),
+        Command::Deploy(args) => cmd_deploy(args),
+        Command::Get(args) => cmd_get(args),
+        Command::Delete(args) => cmd_delete(args),
+        Command::Logs(args) => cmd_logs(args),
+        Command::Manifest(cmd) => cmd_manifest(cmd),
     };
     match result {
         Ok(code) => code,

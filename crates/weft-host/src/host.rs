@@ -1,0 +1,421 @@
+//! The workload host behind `weft up`: desired state (redb), deployed workload versions,
+//! the route table, and the operations the admin API exposes. Updates are atomic: a new
+//! version is compiled, linked and pre-instantiated before it replaces the old one in the
+//! route table; requests already inside the old version finish there.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::UNIX_EPOCH;
+
+use serde_json::{Value, json};
+use weft_manifest::Manifest;
+use weft_runtime::WasiBody;
+use weft_runtime::cache::CompileCache;
+use weft_runtime::engine::WeftEngine;
+use weft_runtime::logs::LogSink;
+use weft_runtime::workload::{DeployContext, Workload};
+
+use crate::router::{Route, RouteTable};
+use crate::store::{DesiredState, StoredWorkload};
+
+/// Why an admin operation failed; the message is shown to the user as is.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Deploy(String),
+    #[error("no workload named `{0}` (see `weft get workloads`)")]
+    NotFound(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+impl HostError {
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            HostError::Invalid(_) | HostError::Deploy(_) => http::StatusCode::UNPROCESSABLE_ENTITY,
+            HostError::NotFound(_) => http::StatusCode::NOT_FOUND,
+            HostError::Store(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+struct Entry {
+    current: Option<Arc<Workload>>,
+    manifest: Manifest,
+    version: u64,
+    error: Option<String>,
+    logs: LogSink,
+}
+
+#[derive(Default)]
+struct State {
+    workloads: BTreeMap<String, Entry>,
+    routes: Arc<RouteTable>,
+}
+
+/// One host process's workloads.
+pub struct Host {
+    engine: WeftEngine,
+    cache: Option<CompileCache>,
+    data_dir: PathBuf,
+    store: DesiredState,
+    state: RwLock<State>,
+    deploys: tokio::sync::Mutex<()>,
+}
+
+impl Host {
+    /// Opens the host's state in `data_dir` (created if needed).
+    pub fn open(
+        engine: WeftEngine,
+        cache: Option<CompileCache>,
+        data_dir: &Path,
+    ) -> Result<Arc<Host>, HostError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            HostError::Store(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let store = DesiredState::open(&data_dir.join("state.redb"))
+            .map_err(|e| HostError::Store(e.to_string()))?;
+        Ok(Arc::new(Host {
+            engine,
+            cache,
+            data_dir: data_dir.to_path_buf(),
+            store,
+            state: RwLock::new(State::default()),
+            deploys: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        match self.state.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        match self.state.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Redeploys everything in the desired state (at start-up). Failures are recorded as the
+    /// workload's status and logged; the others still start.
+    pub async fn restore(&self) {
+        let stored = match self.store.list() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read desired state");
+                return;
+            }
+        };
+        for (name, w) in stored {
+            if let Err(e) = self.apply_text(&w.path, &w.manifest, false).await {
+                tracing::error!(workload = %name, error = %e, "could not restore workload");
+            }
+        }
+    }
+
+    /// Validates and deploys every workload in a manifest file's text, then records it as
+    /// desired state. Returns the workloads' info.
+    pub async fn apply(&self, path: &Path, text: &str) -> Result<Vec<Value>, HostError> {
+        self.apply_text(path, text, true).await
+    }
+
+    async fn apply_text(
+        &self,
+        path: &Path,
+        text: &str,
+        persist: bool,
+    ) -> Result<Vec<Value>, HostError> {
+        let base = path.parent().map(Path::to_path_buf);
+        let manifests = weft_manifest::parse_with_base(text, path, base.as_deref())
+            .map_err(|e| HostError::Invalid(e.to_string()))?;
+        let _serial = self.deploys.lock().await;
+        let mut out = Vec::new();
+        for manifest in manifests {
+            out.push(self.deploy_one(manifest, persist).await?);
+        }
+        Ok(out)
+    }
+
+    async fn deploy_one(&self, manifest: Manifest, persist: bool) -> Result<Value, HostError> {
+        let name = manifest.metadata.name.clone();
+        let logs = {
+            let state = self.read();
+            if let Some(existing) = state.workloads.get(&name)
+                && existing.manifest.metadata.namespace != manifest.metadata.namespace
+            {
+                return Err(HostError::Invalid(format!(
+                    "metadata.name: a workload named `{name}` already exists in namespace `{}` \
+                     (hint: workload names are unique per host; rename one)",
+                    existing.manifest.metadata.namespace
+                )));
+            }
+            state
+                .workloads
+                .get(&name)
+                .map(|e| e.logs.clone())
+                .unwrap_or_else(|| LogSink::new(&name))
+        };
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let data_dir = self.data_dir.clone();
+        let m = manifest.clone();
+        let deploy_logs = logs.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let ctx = DeployContext {
+                engine: &engine,
+                cache: cache.as_ref(),
+                data_dir,
+                logs: deploy_logs,
+            };
+            Workload::deploy(&ctx, &m)
+        })
+        .await
+        .map_err(|e| HostError::Deploy(format!("deployment task failed: {e}")))?;
+
+        let workload = match result {
+            Ok(w) => Arc::new(w),
+            Err(e) => {
+                let msg = format!("{}: {e}", manifest.origin.path.display());
+                let mut state = self.write();
+                match state.workloads.get_mut(&name) {
+                    // A running version keeps serving; report the failure.
+                    Some(entry) if entry.current.is_some() => {
+                        tracing::warn!(workload = %name, error = %msg, "update refused; the running version keeps serving");
+                    }
+                    Some(entry) => entry.error = Some(msg.clone()),
+                    None if !persist => {
+                        // Restoring: remember it as Failed so `weft get` shows why.
+                        state.workloads.insert(
+                            name.clone(),
+                            Entry {
+                                current: None,
+                                manifest,
+                                version: 0,
+                                error: Some(msg.clone()),
+                                logs,
+                            },
+                        );
+                    }
+                    None => {}
+                }
+                return Err(HostError::Deploy(msg));
+            }
+        };
+
+        // Swap in atomically, with a route table that includes the new version.
+        let info = {
+            let mut state = self.write();
+            let mut routes: Vec<Route> = state
+                .routes
+                .routes()
+                .iter()
+                .filter(|r| r.target != name)
+                .cloned()
+                .collect();
+            for r in workload.routes() {
+                routes.push(Route {
+                    host: r.host.clone(),
+                    path: r.path.clone(),
+                    target: name.clone(),
+                });
+            }
+            let table = RouteTable::new(routes).map_err(|e| {
+                HostError::Deploy(format!(
+                    "spec.hostInterfaces (wasi:http config): {e} (hint: give this workload another host or path)"
+                ))
+            })?;
+            let version = state
+                .workloads
+                .get(&name)
+                .map(|e| e.version + 1)
+                .unwrap_or(1);
+            state.routes = Arc::new(table);
+            state.workloads.insert(
+                name.clone(),
+                Entry {
+                    current: Some(workload.clone()),
+                    manifest: manifest.clone(),
+                    version,
+                    error: None,
+                    logs,
+                },
+            );
+            info_json(&name, &state.workloads[&name])
+        };
+        if persist {
+            let text = weft_manifest::to_yaml(&manifest)
+                .map_err(|e| HostError::Store(format!("cannot serialise the manifest: {e}")))?;
+            self.store
+                .put(
+                    &name,
+                    &StoredWorkload {
+                        path: manifest.origin.path.clone(),
+                        manifest: text,
+                    },
+                )
+                .map_err(|e| HostError::Store(e.to_string()))?;
+        }
+        tracing::info!(workload = %name, "deployed");
+        Ok(info)
+    }
+
+    /// Removes a workload: routes first, so new requests stop; in-flight ones finish.
+    pub fn delete(&self, name: &str) -> Result<Value, HostError> {
+        let entry = {
+            let mut state = self.write();
+            let entry = state
+                .workloads
+                .remove(name)
+                .ok_or_else(|| HostError::NotFound(name.to_string()))?;
+            let routes: Vec<Route> = state
+                .routes
+                .routes()
+                .iter()
+                .filter(|r| r.target != name)
+                .cloned()
+                .collect();
+            // Removing routes cannot create a conflict.
+            if let Ok(table) = RouteTable::new(routes) {
+                state.routes = Arc::new(table);
+            }
+            entry
+        };
+        self.store
+            .delete(name)
+            .map_err(|e| HostError::Store(e.to_string()))?;
+        tracing::info!(workload = %name, "deleted");
+        Ok(json!({ "deleted": name, "version": entry.version }))
+    }
+
+    pub fn list(&self) -> Value {
+        let state = self.read();
+        let list: Vec<Value> = state
+            .workloads
+            .iter()
+            .map(|(name, e)| info_json(name, e))
+            .collect();
+        json!({ "workloads": list })
+    }
+
+    pub fn get(&self, name: &str) -> Result<Value, HostError> {
+        let state = self.read();
+        state
+            .workloads
+            .get(name)
+            .map(|e| info_json(name, e))
+            .ok_or_else(|| HostError::NotFound(name.to_string()))
+    }
+
+    pub fn logs(&self, name: &str) -> Result<LogSink, HostError> {
+        let state = self.read();
+        state
+            .workloads
+            .get(name)
+            .map(|e| e.logs.clone())
+            .ok_or_else(|| HostError::NotFound(name.to_string()))
+    }
+
+    /// Routes an ingress request to its workload.
+    pub async fn handle(&self, request: http::Request<WasiBody>) -> http::Response<WasiBody> {
+        let host = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| request.uri().authority().map(|a| a.to_string()));
+        let path = request.uri().path().to_string();
+        let (workload, routes) = {
+            let state = self.read();
+            let target = state
+                .routes
+                .route(host.as_deref(), &path)
+                .map(str::to_string);
+            let workload = target
+                .as_deref()
+                .and_then(|t| state.workloads.get(t))
+                .and_then(|e| e.current.clone());
+            (workload, state.routes.clone())
+        };
+        let Some(workload) = workload else {
+            return not_found(host.as_deref(), &path, &routes);
+        };
+        match workload.handle(request).await {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!(workload = %workload.name(), error = %err, "request failed");
+                crate::server::error_response(&err)
+            }
+        }
+    }
+}
+
+fn not_found(host: Option<&str>, path: &str, routes: &RouteTable) -> http::Response<WasiBody> {
+    let mut body = format!(
+        "404 no workload serves host `{}` path `{path}`\n",
+        host.unwrap_or("(none)")
+    );
+    if routes.routes().is_empty() {
+        body.push_str("no workloads are deployed: `weft deploy MANIFEST`\n");
+    } else {
+        body.push_str("routes on this host:\n");
+        for r in routes.routes() {
+            body.push_str(&format!(
+                "  {}{} -> {}\n",
+                r.host.as_deref().unwrap_or("*"),
+                r.path,
+                r.target
+            ));
+        }
+    }
+    crate::server::text_response(http::StatusCode::NOT_FOUND, body)
+}
+
+fn info_json(name: &str, e: &Entry) -> Value {
+    let (status, components, routes, deployed_at) = match &e.current {
+        Some(w) => (
+            "Running",
+            w.components()
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name,
+                        "image": c.image.display().to_string(),
+                        "sha256": c.sha256,
+                        "world": c.kind.describe(),
+                        "sizeBytes": c.size,
+                    })
+                })
+                .collect::<Vec<_>>(),
+            w.routes()
+                .iter()
+                .map(|r| json!({ "host": r.host, "path": r.path }))
+                .collect::<Vec<_>>(),
+            w.deployed_at()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        ),
+        None => ("Failed", Vec::new(), Vec::new(), 0),
+    };
+    json!({
+        "name": name,
+        "namespace": e.manifest.metadata.namespace,
+        "status": status,
+        "version": e.version,
+        "deployedAt": deployed_at,
+        "routes": routes,
+        "components": components,
+        "hostInterfaces": e.manifest.spec.host_interfaces.iter().map(|h| h.id()).collect::<Vec<_>>(),
+        "error": e.error,
+        "manifestPath": e.manifest.origin.path.display().to_string(),
+    })
+}
