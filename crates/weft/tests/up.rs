@@ -435,3 +435,50 @@ fn guest_output_reaches_weft_logs() {
         stdout(&out)
     );
 }
+
+fn kv_manifest(name: &str, backend: &str) -> String {
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: counter\n      image: {}\n  hostInterfaces:\n    - namespace: wasi\n      package: http\n      interfaces: [incoming-handler]\n      config: {{ host: {name}.localhost, path: / }}\n    - namespace: wasi\n      package: keyvalue\n      interfaces: [store, atomics]\n      config: {{ backend: {backend} }}\n",
+        guest("kv-counter.wasm").display()
+    )
+}
+
+#[test]
+fn keyvalue_counter_survives_a_restart_with_redb_and_not_with_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = Up::start(&data);
+    let durable = write(dir.path(), "durable.yaml", &kv_manifest("durable", "redb"));
+    let volatile = write(dir.path(), "volatile.yaml", &kv_manifest("volatile", "memory"));
+    deploy_ok(&up, &durable);
+    deploy_ok(&up, &volatile);
+    for i in 1..=3 {
+        assert_eq!(up.get("durable.localhost", "/").text(), format!("count={i}\n"));
+        assert_eq!(up.get("volatile.localhost", "/").text(), format!("count={i}\n"));
+    }
+    // A workload can only open its own bucket.
+    let r = up.get("durable.localhost", "/other-bucket");
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    up.stop();
+    let up = Up::start(&data);
+    assert_eq!(up.get("durable.localhost", "/").text(), "count=4\n", "redb persists");
+    assert_eq!(up.get("volatile.localhost", "/").text(), "count=1\n", "memory does not");
+}
+
+#[test]
+fn keyvalue_import_without_the_grant_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&dir.path().join("data"));
+    let m = write(
+        dir.path(),
+        "nokv.yaml",
+        &manifest("nokv", &guest("kv-counter.wasm"), "nokv.localhost", "/", ""),
+    );
+    let out = up.cli(&["deploy", m.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("wasi:keyvalue/store"), "{err}");
+    assert!(err.contains("package: keyvalue"), "{err}");
+    assert_eq!(up.get("nokv.localhost", "/").status, 404, "nothing was deployed");
+}
