@@ -148,20 +148,18 @@ impl AdminApi {
         }
         let head = futures::stream::once(async move { Bytes::from(text) });
         let tail = futures::stream::unfold(live, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(line) => {
-                        let mut s = line.render();
-                        s.push('\n');
-                        return Some((Bytes::from(s), rx));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let s = format!("... {n} lines dropped (reader too slow)\n");
-                        return Some((Bytes::from(s), rx));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            let chunk = match rx.recv().await {
+                Ok(line) => {
+                    let mut s = line.render();
+                    s.push('\n');
+                    s
                 }
-            }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    format!("... {n} lines dropped (reader too slow)\n")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Bytes::from(chunk), rx))
         });
         let stream = head
             .chain(tail)

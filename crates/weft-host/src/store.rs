@@ -43,14 +43,14 @@ pub enum StoreError {
     Open {
         file: PathBuf,
         #[source]
-        source: redb::DatabaseError,
+        source: Box<redb::DatabaseError>,
     },
     #[error("cannot {op} in the state file {}: {source}", file.display())]
     Db {
         file: PathBuf,
         op: &'static str,
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     #[error(
         "cannot store workload `{key}` in {}: {source} (the manifest path must be valid UTF-8)",
@@ -104,7 +104,12 @@ impl DesiredState {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::InUse { file });
             }
-            Err(source) => return Err(StoreError::Open { file, source }),
+            Err(source) => {
+                return Err(StoreError::Open {
+                    file,
+                    source: Box::new(source),
+                });
+            }
         };
         let state = DesiredState { db, file };
         // Create the table up front so readers never see it missing.
@@ -192,7 +197,7 @@ impl DesiredState {
         StoreError::Db {
             file: self.file.clone(),
             op,
-            source: e.into(),
+            source: Box::new(e.into()),
         }
     }
 }
@@ -213,6 +218,13 @@ mod tests {
             Ok(d) => d,
             Err(e) => panic!("tempdir: {e}"),
         }
+    }
+
+    #[test]
+    fn types_are_thread_safe_for_anyhow_and_shared_hosts() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<StoreError>();
+        check::<DesiredState>();
     }
 
     #[test]

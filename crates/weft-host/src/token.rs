@@ -48,7 +48,7 @@ pub fn bearer_ok(authorization: Option<&http::HeaderValue>, token: &str) -> bool
     let Some((scheme, rest)) = split_at_checked(bytes, 6) else {
         return false;
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.first().is_some_and(|&b| b == b' ') {
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.starts_with(b" ") {
         return false;
     }
     let presented = rest.trim_ascii();
