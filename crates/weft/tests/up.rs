@@ -56,10 +56,10 @@ impl Up {
                     }
                     let admin_ready = line.starts_with("Admin API on");
                     seen.push(line);
-                    if admin_ready && http.is_some() {
+                    if let (true, Some(http)) = (admin_ready, http) {
                         return Up {
                             child,
-                            http: http.expect("http"),
+                            http,
                             data_dir: data_dir.to_path_buf(),
                             _stderr: rx,
                         };
@@ -449,12 +449,22 @@ fn keyvalue_counter_survives_a_restart_with_redb_and_not_with_memory() {
     let data = dir.path().join("data");
     let up = Up::start(&data);
     let durable = write(dir.path(), "durable.yaml", &kv_manifest("durable", "redb"));
-    let volatile = write(dir.path(), "volatile.yaml", &kv_manifest("volatile", "memory"));
+    let volatile = write(
+        dir.path(),
+        "volatile.yaml",
+        &kv_manifest("volatile", "memory"),
+    );
     deploy_ok(&up, &durable);
     deploy_ok(&up, &volatile);
     for i in 1..=3 {
-        assert_eq!(up.get("durable.localhost", "/").text(), format!("count={i}\n"));
-        assert_eq!(up.get("volatile.localhost", "/").text(), format!("count={i}\n"));
+        assert_eq!(
+            up.get("durable.localhost", "/").text(),
+            format!("count={i}\n")
+        );
+        assert_eq!(
+            up.get("volatile.localhost", "/").text(),
+            format!("count={i}\n")
+        );
     }
     // A workload can only open its own bucket.
     let r = up.get("durable.localhost", "/other-bucket");
@@ -462,8 +472,16 @@ fn keyvalue_counter_survives_a_restart_with_redb_and_not_with_memory() {
 
     up.stop();
     let up = Up::start(&data);
-    assert_eq!(up.get("durable.localhost", "/").text(), "count=4\n", "redb persists");
-    assert_eq!(up.get("volatile.localhost", "/").text(), "count=1\n", "memory does not");
+    assert_eq!(
+        up.get("durable.localhost", "/").text(),
+        "count=4\n",
+        "redb persists"
+    );
+    assert_eq!(
+        up.get("volatile.localhost", "/").text(),
+        "count=1\n",
+        "memory does not"
+    );
 }
 
 #[test]
@@ -480,5 +498,9 @@ fn keyvalue_import_without_the_grant_is_refused() {
     let err = stderr(&out);
     assert!(err.contains("wasi:keyvalue/store"), "{err}");
     assert!(err.contains("package: keyvalue"), "{err}");
-    assert_eq!(up.get("nokv.localhost", "/").status, 404, "nothing was deployed");
+    assert_eq!(
+        up.get("nokv.localhost", "/").status,
+        404,
+        "nothing was deployed"
+    );
 }
