@@ -95,8 +95,6 @@ pub struct WorkloadExtras {
     pub component: String,
     pub plugins: crate::plugins::BoundPlugins,
     pub logs: crate::logs::LogSink,
-    /// Import prefixes the workload provides (base WASI + granted interfaces).
-    pub provides: Vec<String>,
 }
 
 /// Why a component cannot be served.

@@ -155,7 +155,6 @@ impl Workload {
                     component: c.name.clone(),
                     plugins: plugins.clone(),
                     logs: ctx.logs.clone(),
-                    provides: Vec::new(),
                 };
                 let service = HttpService::for_workload(ctx.engine, component, options, extras)
                     .map_err(|e| err(e.to_string()))?;

@@ -1892,7 +1892,6 @@ mod tests {
                 component: "api".into(),
                 plugins: plugins.clone(),
                 logs,
-                provides: Vec::new(),
             },
         )
         .unwrap_or_else(|e| panic!("serve kv-counter: {e}"));
