@@ -71,6 +71,7 @@ results="$tmp/results"
 port=18600
 for round in $(seq 1 "$ROUNDS"); do
   port=$((port + 1))
+  rm -f "$tmp/serve.log" "$tmp/up.log"   # a stale banner must not count as a start
   "$weft" serve --addr "127.0.0.1:$port" --no-logging-prefix "$hello" 2>"$tmp/serve.log" >/dev/null &
   pid=$!; wait_banner "$tmp/serve.log"
   echo "serve $(measure "$port" "w7.localhost")" | tee -a "$results" >&2

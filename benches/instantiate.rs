@@ -1,10 +1,20 @@
 //! Criterion benches of the hot path, each side by side with its baseline:
-//! - `instantiate/{pooling,on-demand}`: instantiate a small component from its `InstancePre`;
+//! - `instantiate/{pooling,on-demand}`: instantiate a small component from its `InstancePre`,
+//!   with the baseline `instantiate/wasmtime-default-pooling` (wasmtime's default pooling
+//!   config, no epoch interruption: what `wasmtime serve` uses without `--timeout`);
 //! - `handle/hello-p2/{pooling,on-demand}`: one full wasi:http request through `HttpService`
 //!   (fresh instance, handler call, body collected) for the P2 hello guest;
-//! - `handle/hello-p3/pooling`: the same for the P3 service guest (instances reused).
+//! - `handle/hello-p3/{pooling,on-demand}`: the same for the P3 service guest (instances
+//!   reused, so the allocator matters once per 128 requests).
 //!
 //! The HTTP benches need the guest fixtures: `WEFT_GUESTS_DIR` (see scripts/test.sh).
+//!
+//! ```sh
+//! WEFT_GUESTS_DIR=~/.cache/weft/guests cargo bench -p weft-runtime --bench instantiate \
+//!   -- --warm-up-time 1 --measurement-time 5
+//! ```
+//!
+//! Results and how they were taken: docs/benchmarks.md.
 
 use std::path::PathBuf;
 
@@ -45,6 +55,21 @@ fn bench_instantiate(c: &mut Criterion) {
             })
         });
     }
+    {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::pooling());
+        let engine = wasmtime::Engine::new(&config).expect("engine");
+        let component = wasmtime::component::Component::new(&engine, wat).expect("component");
+        let linker = wasmtime::component::Linker::<()>::new(&engine);
+        let pre = linker.instantiate_pre(&component).expect("pre");
+        group.bench_function("wasmtime-default-pooling", |b| {
+            b.iter(|| {
+                let mut store = wasmtime::Store::new(&engine, ());
+                pre.instantiate(&mut store).expect("instantiate")
+            })
+        });
+    }
     group.finish();
 }
 
@@ -76,6 +101,11 @@ fn bench_handle(c: &mut Criterion) {
             "hello-p3/pooling",
             "p3-service.wasm",
             AllocatorChoice::Pooling,
+        ),
+        (
+            "hello-p3/on-demand",
+            "p3-service.wasm",
+            AllocatorChoice::OnDemand,
         ),
     ];
     for (name, file, choice) in cases {
