@@ -2,6 +2,10 @@
 //! tiny blocking HTTP/1.1 client over loopback.
 #![allow(dead_code)]
 
+pub mod up;
+#[allow(unused_imports)]
+pub use up::Up;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,124 @@
+//! A running `weft up` for the integration tests.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A running `weft up` on loopback with its own data dir, killed on drop.
+pub struct Up {
+    pub child: Child,
+    pub http: std::net::SocketAddr,
+    pub data_dir: PathBuf,
+    _stderr: mpsc::Receiver<String>,
+}
+
+impl Up {
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("weft up did not stop on SIGTERM");
+    }
+
+    pub fn start(data_dir: &Path) -> Up {
+        Up::start_with_env(data_dir, &[])
+    }
+
+    /// Starts `weft up` with extra variables in its own environment.
+    #[allow(clippy::zombie_processes)] // waited for in Drop
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Up {
+        let mut cmd = weft();
+        cmd.args([
+            "up",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn weft up");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut http = None;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
+                        http = Some(rest.trim_end_matches('/').parse().expect("addr"));
+                    }
+                    let admin_ready = line.starts_with("Admin API on");
+                    seen.push(line);
+                    if let (true, Some(http)) = (admin_ready, http) {
+                        return Up {
+                            child,
+                            http,
+                            data_dir: data_dir.to_path_buf(),
+                            _stderr: rx,
+                        };
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("weft up did not start:\n{}", seen.join("\n"));
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd: Command = weft();
+        cmd.args(args).arg("--data-dir").arg(&self.data_dir);
+        cmd.output().expect("weft cli")
+    }
+
+    pub fn get(&self, host: &str, path: &str) -> Response {
+        request(self.http, "GET", path, &[("Host", host)], b"")
+    }
+
+    pub fn deploy_ok(&self, file: &Path) {
+        let out = self.cli(&["deploy", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "deploy {}: {}{}",
+            file.display(),
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
