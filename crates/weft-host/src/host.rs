@@ -214,13 +214,7 @@ impl Host {
         // Swap in atomically, with a route table that includes the new version.
         let info = {
             let mut state = self.write();
-            let mut routes: Vec<Route> = state
-                .routes
-                .routes()
-                .iter()
-                .filter(|r| r.target != name)
-                .cloned()
-                .collect();
+            let mut routes: Vec<Route> = routes_except(&state.routes, &name);
             for r in workload.routes() {
                 routes.push(Route {
                     host: r.host.clone(),
@@ -276,13 +270,7 @@ impl Host {
                 .workloads
                 .remove(name)
                 .ok_or_else(|| HostError::NotFound(name.to_string()))?;
-            let routes: Vec<Route> = state
-                .routes
-                .routes()
-                .iter()
-                .filter(|r| r.target != name)
-                .cloned()
-                .collect();
+            let routes: Vec<Route> = routes_except(&state.routes, name);
             // Removing routes cannot create a conflict.
             if let Ok(table) = RouteTable::new(routes) {
                 state.routes = Arc::new(table);
@@ -356,6 +344,16 @@ impl Host {
             }
         }
     }
+}
+
+/// Every route of `table` except those of workload `name`.
+fn routes_except(table: &RouteTable, name: &str) -> Vec<Route> {
+    table
+        .routes()
+        .iter()
+        .filter(|r| r.target != name)
+        .cloned()
+        .collect()
 }
 
 fn not_found(host: Option<&str>, path: &str, routes: &RouteTable) -> http::Response<WasiBody> {

@@ -19,14 +19,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn deploy_ok(up: &Up, file: &Path) {
-    let out = up.cli(&["deploy", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "deploy {}: {}{}",
-        file.display(),
-        stdout(&out),
-        stderr(&out)
-    );
+    up.deploy_ok(file);
 }
 
 #[test]
