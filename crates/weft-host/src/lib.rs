@@ -5,7 +5,7 @@
 pub mod admin;
 pub mod host;
 pub mod ingress;
-pub mod router;
+pub use weft_policy::router;
 pub mod server;
 pub mod store;
 pub mod token;

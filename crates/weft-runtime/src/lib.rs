@@ -3,7 +3,7 @@
 //!
 //! This crate quarantines the wasmtime 48 API: the host and the binary talk to the types here.
 
-pub mod allow;
+pub use weft_policy::allow;
 pub mod cache;
 pub mod engine;
 pub mod http;

@@ -1,0 +1,12 @@
+//! Weft's policy core: pure, allocation-light decision functions over untrusted input.
+//!
+//! Nothing here touches the network, the file system or wasmtime, so every function can be
+//! property-tested against a naive reference and fuzzed (see `fuzz/`):
+//! - [`router`]: which workload an ingress request goes to (Host header + path prefix);
+//! - [`allow`]: which `scheme://host:port` a guest may send outgoing HTTP requests to;
+//! - [`sockets`]: which `wasi:sockets` connect/bind/lookup a guest may do, and where a
+//!   redirect rule sends it.
+
+pub mod allow;
+pub mod router;
+pub mod sockets;

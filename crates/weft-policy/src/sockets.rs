@@ -1,0 +1,1 @@
+//! Socket rules (filled in below).
