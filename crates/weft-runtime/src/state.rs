@@ -45,6 +45,8 @@ pub struct HostState {
     pub hooks: OutgoingHttp,
     pub limits: StoreLimits,
     pub plugins: crate::plugins::PluginInstances,
+    /// This store's half of the socket policy (see `net.rs`).
+    pub net: crate::net::NetStore,
 }
 
 impl WasiView for HostState {
