@@ -22,12 +22,10 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{
-    Host as _, ResolveAddressStream,
-};
+use wasmtime_wasi::p2::SocketError;
+use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host as _, ResolveAddressStream};
 use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpSocketAddress, Network};
 use wasmtime_wasi::p2::bindings::sockets::tcp::{HostTcpSocket as _, TcpSocket};
-use wasmtime_wasi::p2::SocketError;
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 use weft_policy::sockets::{
     Denial, DenyReason, LookupVerdict, SocketRules, SocketUse, Verdict, decide, decide_lookup,

@@ -151,7 +151,8 @@ impl Workload {
                             .into(),
                     ));
                 };
-                let options = http_options(manifest, c, &base_dir, &ctx.logs, &ifaces.imports).map_err(&err)?;
+                let options = http_options(manifest, c, &base_dir, &ctx.logs, &ifaces.imports)
+                    .map_err(&err)?;
                 let extras = WorkloadExtras {
                     component: c.name.clone(),
                     plugins: plugins.clone(),
@@ -359,10 +360,12 @@ fn http_options(
         && !res.allowed_ip_name_lookups.is_empty()
         && !res.allowed_ip_name_lookups.iter().any(|n| n == "*")
     {
-        return Err("localResources.allowedIpNameLookups: this component resolves names through \
+        return Err(
+            "localResources.allowedIpNameLookups: this component resolves names through \
              WASI 0.3 sockets, which Weft cannot filter name by name (hint: grant `[\"*\"]`, \
              or connect by IP address and drop the list)"
-            .into());
+                .into(),
+        );
     }
     let allowed_hosts = AllowedHosts::parse(&res.allowed_hosts)
         .map_err(|e| format!("localResources.allowedHosts: {e}"))?;
