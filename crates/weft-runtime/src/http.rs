@@ -243,9 +243,7 @@ impl HttpService {
             engine: engine.engine().clone(),
             extras,
             pre,
-            hooks: OutgoingHttp {
-                allowed: Arc::new(options.allowed_hosts.clone()),
-            },
+            hooks: OutgoingHttp::new(options.allowed_hosts.clone()),
             reuse: reuse.max(1),
             concurrent_reuse: concurrent_reuse.max(1),
             request_timeout: options.grants.timeout.unwrap_or(Duration::MAX),

@@ -10,6 +10,7 @@ pub mod http;
 pub mod load;
 pub mod logs;
 pub mod net;
+pub mod outbound;
 pub mod plugins;
 pub mod progress;
 pub mod run;
