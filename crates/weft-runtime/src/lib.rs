@@ -7,6 +7,7 @@ pub use weft_policy::allow;
 pub mod cache;
 pub mod engine;
 pub mod http;
+pub mod limit;
 pub mod load;
 pub mod logs;
 pub mod net;
