@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod plugins;
 pub mod progress;
 pub mod run;
+pub mod service;
 pub mod state;
 pub mod stdio;
 pub mod wasi;
