@@ -59,10 +59,7 @@ fn stream_through(addr: std::net::SocketAddr, total: usize, shift: u8) {
         }
         raw.extend_from_slice(&buf[..n]);
         // Decode complete chunks out of `raw`.
-        loop {
-            let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
             let size_line = String::from_utf8_lossy(&raw[..eol]).to_string();
             let size = usize::from_str_radix(size_line.trim(), 16).expect("chunk size");
             if raw.len() < eol + 2 + size + 2 {
