@@ -378,6 +378,26 @@ fn not_found(host: Option<&str>, path: &str, routes: &RouteTable) -> http::Respo
 }
 
 fn info_json(name: &str, e: &Entry) -> Value {
+    let service = e.current.as_ref().and_then(|w| w.service()).map(|s| {
+        let st = s.status();
+        json!({
+            "name": s.name(),
+            "status": st.label(),
+            "restarts": st.restarts(),
+            "lastError": st.last_error(),
+            "ports": s.ports(),
+        })
+    });
+    let service_failed =
+        e.current
+            .as_ref()
+            .and_then(|w| w.service())
+            .and_then(|s| match s.status() {
+                weft_runtime::service::ServiceStatus::Failed { last_error, .. } => {
+                    Some(format!("service {}: {last_error}", s.name()))
+                }
+                _ => None,
+            });
     let (status, components, routes, deployed_at) = match &e.current {
         Some(w) => (
             "Running",
@@ -404,6 +424,12 @@ fn info_json(name: &str, e: &Entry) -> Value {
         ),
         None => ("Failed", Vec::new(), Vec::new(), 0),
     };
+    // A failed service fails the workload's status (its components keep serving).
+    let status = if service_failed.is_some() {
+        "Failed"
+    } else {
+        status
+    };
     json!({
         "name": name,
         "namespace": e.manifest.metadata.namespace,
@@ -413,7 +439,8 @@ fn info_json(name: &str, e: &Entry) -> Value {
         "routes": routes,
         "components": components,
         "hostInterfaces": e.manifest.spec.host_interfaces.iter().map(|h| h.id()).collect::<Vec<_>>(),
-        "error": e.error,
+        "error": service_failed.or_else(|| e.error.clone()),
+        "service": service,
         "manifestPath": e.manifest.origin.path.display().to_string(),
     })
 }

@@ -3,6 +3,7 @@
 //! before it is swapped in, so a bad version never replaces a good one.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use weft_manifest::Manifest;
@@ -13,8 +14,10 @@ use crate::engine::WeftEngine;
 use crate::http::{HandleError, HttpOptions, HttpService, WorkloadExtras};
 use crate::load::{self, Compiled};
 use crate::logs::LogSink;
-use crate::net::NetPolicy;
+use crate::net::{NetPolicy, Role, VirtualNet};
 use crate::plugins::BoundPlugins;
+use crate::service::{ServiceHandle, ServiceSpec};
+use crate::state::OutgoingHttp;
 use crate::wasi::{DirGrant, WasiGrants};
 use crate::world::{self, WorldKind};
 
@@ -76,6 +79,8 @@ pub struct DeployContext<'a> {
 pub struct Workload {
     manifest: Manifest,
     logs: LogSink,
+    /// The long-lived service, if `spec.service` is set.
+    service: Option<ServiceHandle>,
     plugins: BoundPlugins,
     http: Option<HttpService>,
     routes: Vec<HttpRoute>,
@@ -88,13 +93,6 @@ impl Workload {
     /// until the caller swaps the result in.
     pub fn deploy(ctx: &DeployContext<'_>, manifest: &Manifest) -> Result<Workload, DeployError> {
         let spec = &manifest.spec;
-        if let Some(service) = &spec.service {
-            return Err(DeployError::Invalid(format!(
-                "spec.service ({}): long-lived services are not supported by this host yet \
-                 (hint: remove spec.service; services arrive with component linking)",
-                service.name
-            )));
-        }
         if spec.components.len() > 1 {
             return Err(DeployError::Invalid(format!(
                 "spec.components: this workload has {} components; run-time linking of several \
@@ -107,6 +105,11 @@ impl Workload {
             .map_err(DeployError::Plugins)?;
         let http_grant = manifest.host_interface("wasi", "http");
         let base_dir = manifest.base_dir();
+        let vnet = spec.service.as_ref().map(|_| VirtualNet::new());
+        let service = match (&spec.service, &vnet) {
+            (Some(svc), Some(vnet)) => Some(start_service(ctx, manifest, svc, &plugins, vnet)?),
+            _ => None,
+        };
 
         let mut components = Vec::new();
         let mut http = None;
@@ -151,8 +154,15 @@ impl Workload {
                             .into(),
                     ));
                 };
-                let options = http_options(manifest, c, &base_dir, &ctx.logs, &ifaces.imports)
-                    .map_err(&err)?;
+                let options = http_options(
+                    manifest,
+                    c,
+                    &base_dir,
+                    &ctx.logs,
+                    &ifaces.imports,
+                    vnet.as_ref().map(|v| (v, Role::Component)),
+                )
+                .map_err(&err)?;
                 let extras = WorkloadExtras {
                     component: c.name.clone(),
                     plugins: plugins.clone(),
@@ -193,6 +203,7 @@ impl Workload {
         Ok(Workload {
             manifest: manifest.clone(),
             logs: ctx.logs.clone(),
+            service,
             plugins,
             http,
             routes,
@@ -229,6 +240,11 @@ impl Workload {
         &self.logs
     }
 
+    /// The service, if the workload has one.
+    pub fn service(&self) -> Option<&ServiceHandle> {
+        self.service.as_ref()
+    }
+
     /// Handles one incoming HTTP request.
     pub async fn handle(
         &self,
@@ -246,6 +262,9 @@ impl Workload {
     pub fn retire(&self) {
         if let Some(service) = &self.http {
             service.close();
+        }
+        if let Some(service) = &self.service {
+            service.stop();
         }
         self.plugins.unbind();
     }
@@ -310,6 +329,7 @@ fn http_options(
     base_dir: &std::path::Path,
     logs: &LogSink,
     imports: &[String],
+    vnet: Option<(&Arc<VirtualNet>, Role)>,
 ) -> Result<HttpOptions, String> {
     let res = &c.local_resources;
     let mut dirs = Vec::new();
@@ -344,14 +364,23 @@ fn http_options(
         inherit_network: false,
         max_memory_bytes: res.memory_limit_mb.map(|mb| u64::from(mb) << 20),
         timeout: res.timeout_ms.map(Duration::from_millis),
-        sockets: Some(NetPolicy::new(
-            socket_rules(res)?,
-            &c.name,
-            Some(logs.clone()),
-            imports
+        sockets: Some({
+            let rules = socket_rules(res)?;
+            let p3_resolver = imports
                 .iter()
-                .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3")),
-        )),
+                .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3"));
+            match vnet {
+                Some((vnet, role)) => NetPolicy::on_virtual_net(
+                    rules,
+                    &c.name,
+                    Some(logs.clone()),
+                    p3_resolver,
+                    Arc::clone(vnet),
+                    role,
+                ),
+                None => NetPolicy::new(rules, &c.name, Some(logs.clone()), p3_resolver),
+            }
+        }),
     };
     grants.validate()?;
     if imports
@@ -403,4 +432,77 @@ pub fn socket_rules(
         .collect();
     SocketRules::new(rules, &res.allowed_ip_name_lookups)
         .map_err(|e| format!("localResources.sockets: {e}"))
+}
+
+/// Compiles, checks and starts the workload's service, and waits until it is ready.
+fn start_service(
+    ctx: &DeployContext<'_>,
+    manifest: &Manifest,
+    svc: &weft_manifest::Service,
+    plugins: &BoundPlugins,
+    vnet: &Arc<VirtualNet>,
+) -> Result<ServiceHandle, DeployError> {
+    let err =
+        |message: String| DeployError::Invalid(format!("spec.service ({}): {message}", svc.name));
+    let base_dir = manifest.base_dir();
+    let path = weft_manifest::resolve_image(&svc.image, &base_dir)
+        .map_err(|e| err(format!("image `{}`: {e}", svc.image)))?;
+    let loaded = load::load(ctx.engine, &path, ctx.cache).map_err(|e| err(e.to_string()))?;
+    if let Some(digest) = &svc.digest {
+        let want = digest.strip_prefix("sha256:").unwrap_or(digest);
+        if !want.eq_ignore_ascii_case(&loaded.sha256) {
+            return Err(err(format!(
+                "image {} has digest sha256:{}, but the manifest pins {digest} \
+                 (hint: update spec.service.digest or the image)",
+                path.display(),
+                loaded.sha256
+            )));
+        }
+    }
+    let Compiled::Component(component) = &loaded.compiled else {
+        return Err(err(format!(
+            "image {} is a core module; a service is a component exporting wasi:cli/run",
+            path.display()
+        )));
+    };
+    let ifaces = world::interfaces(ctx.engine.engine(), component);
+    let kind = world::classify(ifaces.exports.iter().map(String::as_str));
+    if kind != WorldKind::CliP2 {
+        return Err(err(format!(
+            "the service is {kind}; it must export wasi:cli/run@0.2 (a WASI 0.2 command)"
+        )));
+    }
+    check_grants(manifest, 0, &svc.name, &ifaces.imports, plugins).map_err(|e| match e {
+        DeployError::Component { message, .. } => err(message),
+        other => other,
+    })?;
+    let as_component = svc.to_component();
+    let options = http_options(
+        manifest,
+        &as_component,
+        &base_dir,
+        &ctx.logs,
+        &ifaces.imports,
+        Some((vnet, Role::Service)),
+    )
+    .map_err(&err)?;
+    let spec = ServiceSpec {
+        name: svc.name.clone(),
+        outgoing: OutgoingHttp::new(options.allowed_hosts.clone()),
+        grants: options.grants,
+        plugins: plugins.clone(),
+        logs: ctx.logs.clone(),
+        max_restarts: svc.max_restarts,
+        max_resources: options.max_resources,
+    };
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| err("services need the host's async runtime".into()))?;
+    let handle = {
+        let _guard = runtime.enter();
+        ServiceHandle::start(ctx.engine.engine(), component, spec, Arc::clone(vnet))
+            .map_err(|e| err(e.to_string()))?
+    };
+    tokio::task::block_in_place(|| runtime.block_on(handle.ready()))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(handle)
 }

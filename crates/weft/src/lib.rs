@@ -273,6 +273,12 @@ struct ServeArgs {
     /// Do not prefix guest stdout/stderr lines with the instance id.
     #[arg(long)]
     no_logging_prefix: bool,
+    /// Largest request body passed to the guest (e.g. 256M); larger requests get 413.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    max_request_body: u64,
+    /// Largest response body a guest may send (e.g. 1G); the stream is cut off past it.
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    max_response_body: u64,
     /// The component to serve (`.wasm` or `.wat`).
     #[arg(value_name = "FILE")]
     file: PathBuf,
@@ -433,6 +439,8 @@ fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
         idle_instance_timeout: args.idle_instance_timeout,
         max_concurrent_requests: args.max_concurrent_requests,
         log_prefix: !args.no_logging_prefix,
+        max_request_body: args.max_request_body,
+        max_response_body: args.max_response_body,
         ..HttpOptions::default()
     };
     let service = HttpService::new(&engine, component, options)
