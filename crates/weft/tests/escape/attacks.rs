@@ -514,8 +514,12 @@ fn escape_attempts_are_refused_or_contained() {
         });
     }
 
-    // Let retired instances go, then measure the host again.
+    // Let retired instances go, then measure the host again: an attack whose guest kept
+    // running after its request ended would show up as CPU time while nothing is asked.
     std::thread::sleep(Duration::from_secs(2));
+    let ticks = ctx.host.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_cpu = (ctx.host.cpu_ticks() - ticks) as f64 / 200.0;
     let rss_after = ctx.host.rss_kib();
     let peak = ctx.host.peak_rss_kib();
     let fds_after = ctx.host.fds();
@@ -565,6 +569,10 @@ fn escape_attempts_are_refused_or_contained() {
         ms(after.max)
     );
     println!("host {}", fd_limit(ctx.host.pid()));
+    println!(
+        "host CPU while idle after the attacks: {:.0}% of a core",
+        idle_cpu * 100.0
+    );
     println!(
         "host RSS {} MiB before, {} MiB after, peak {} MiB; fds {fds_before} before, {fds_after} after",
         rss_before >> 10,

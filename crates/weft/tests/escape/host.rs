@@ -124,6 +124,21 @@ impl View {
         proc_status_kib(self.pid(), "VmHWM:")
     }
 
+    /// CPU time (user + system) the host process has used, in clock ticks (100 per second).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).expect("/proc/PID/stat");
+        // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let field = |i: usize| {
+            rest.split_whitespace()
+                .nth(i)
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        field(11) + field(12)
+    }
+
     /// Open file descriptors of the host process.
     pub fn fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
