@@ -14,7 +14,7 @@ use weft_runtime::WasiBody;
 use weft_runtime::cache::CompileCache;
 use weft_runtime::engine::WeftEngine;
 use weft_runtime::logs::LogSink;
-use weft_runtime::workload::{DeployContext, Workload};
+use weft_runtime::workload::{DeployContext, Workload, WorkloadDefaults};
 
 use crate::router::{Route, RouteTable};
 use crate::store::{DesiredState, StoredWorkload};
@@ -60,6 +60,7 @@ struct State {
 pub struct Host {
     engine: WeftEngine,
     cache: Option<CompileCache>,
+    defaults: WorkloadDefaults,
     data_dir: PathBuf,
     store: DesiredState,
     state: RwLock<State>,
@@ -67,11 +68,21 @@ pub struct Host {
 }
 
 impl Host {
-    /// Opens the host's state in `data_dir` (created if needed).
+    /// Opens the host's state in `data_dir` (created if needed), with the default limits.
     pub fn open(
         engine: WeftEngine,
         cache: Option<CompileCache>,
         data_dir: &Path,
+    ) -> Result<Arc<Host>, HostError> {
+        Host::open_with_defaults(engine, cache, data_dir, WorkloadDefaults::default())
+    }
+
+    /// [`Host::open`] with host-wide defaults for what manifests leave unset.
+    pub fn open_with_defaults(
+        engine: WeftEngine,
+        cache: Option<CompileCache>,
+        data_dir: &Path,
+        defaults: WorkloadDefaults,
     ) -> Result<Arc<Host>, HostError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             HostError::Store(format!(
@@ -84,6 +95,7 @@ impl Host {
         Ok(Arc::new(Host {
             engine,
             cache,
+            defaults,
             data_dir: data_dir.to_path_buf(),
             store,
             state: RwLock::new(State::default()),
@@ -166,11 +178,13 @@ impl Host {
         };
         let engine = self.engine.clone();
         let cache = self.cache.clone();
+        let defaults = self.defaults;
         let data_dir = self.data_dir.clone();
         let m = manifest.clone();
         let deploy_logs = logs.clone();
         let result = tokio::task::spawn_blocking(move || {
             let ctx = DeployContext {
+                defaults,
                 engine: &engine,
                 cache: cache.as_ref(),
                 data_dir,

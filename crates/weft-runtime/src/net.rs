@@ -18,14 +18,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::SocketError;
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host as _, ResolveAddressStream};
-use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpSocketAddress, Network};
+use wasmtime_wasi::p2::bindings::sockets::network::{
+    ErrorCode, IpAddressFamily, IpSocketAddress, Network,
+};
 use wasmtime_wasi::p2::bindings::sockets::tcp::{HostTcpSocket as _, TcpSocket};
+use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host as TcpCreateHost;
+use wasmtime_wasi::p2::bindings::sockets::udp::{self as p2udp, UdpSocket};
+use wasmtime_wasi::p2::bindings::sockets::udp_create_socket::Host as UdpCreateHost;
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 use weft_policy::sockets::{
     Denial, DenyReason, LookupVerdict, SocketRules, SocketUse, Verdict, decide, decide_lookup,
@@ -130,6 +136,72 @@ impl VirtualNet {
     }
 }
 
+/// Live guest sockets: per workload, and for the whole host (so one workload cannot take the
+/// file descriptors the ingress and the other workloads need).
+pub struct SocketBudget {
+    live: AtomicUsize,
+    limit: usize,
+}
+
+static HOST_SOCKETS: AtomicUsize = AtomicUsize::new(0);
+static HOST_SOCKET_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_HOST_SOCKET_LIMIT);
+
+/// Guest sockets one workload may hold open at once, unless the host says otherwise.
+pub const DEFAULT_WORKLOAD_SOCKETS: usize = 256;
+/// Guest sockets the whole host may hold before [`set_host_socket_limit`] is called.
+pub const DEFAULT_HOST_SOCKET_LIMIT: usize = 512;
+
+/// Sets the host-wide cap on guest sockets (the binary sets it to half the open-files limit,
+/// keeping the other half for the ingress, the admin API and the host's own files).
+pub fn set_host_socket_limit(limit: usize) {
+    HOST_SOCKET_LIMIT.store(limit.max(16), Ordering::Relaxed);
+}
+
+impl SocketBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(SocketBudget {
+            live: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Live sockets of this workload.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn try_acquire(&self) -> bool {
+        let host_limit = HOST_SOCKET_LIMIT.load(Ordering::Relaxed);
+        if HOST_SOCKETS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < host_limit).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return false;
+        }
+        if self
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_err()
+        {
+            HOST_SOCKETS.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self) {
+        let _ = self
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let _ =
+            HOST_SOCKETS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
 /// Whether a policy belongs to the workload's service or to one of its components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -142,6 +214,8 @@ pub struct NetPolicy {
     /// The workload's virtual loopback, when it has a service.
     vnet: Option<Arc<VirtualNet>>,
     role: Role,
+    /// The workload's socket budget (`None`: unlimited, e.g. `weft serve --inherit-network`).
+    budget: Option<Arc<SocketBudget>>,
     rules: SocketRules,
     /// Whether wasmtime-wasi's resolver is enabled at all. For a component that imports the
     /// WASI 0.3 resolver (which the overrides do not cover) only with `allowedIpNameLookups: ["*"]`.
@@ -180,6 +254,7 @@ impl NetPolicy {
         Arc::new(NetPolicy {
             vnet: None,
             role: Role::Component,
+            budget: None,
             rules,
             resolver,
             component: component.to_string(),
@@ -191,6 +266,23 @@ impl NetPolicy {
 
     pub fn rules(&self) -> &SocketRules {
         &self.rules
+    }
+
+    /// The same policy with the workload's socket budget.
+    pub fn with_budget(self: Arc<Self>, budget: Arc<SocketBudget>) -> Arc<Self> {
+        let mut policy = Arc::try_unwrap(self).unwrap_or_else(|arc| NetPolicy {
+            vnet: arc.vnet.clone(),
+            role: arc.role,
+            budget: None,
+            rules: arc.rules.clone(),
+            resolver: arc.resolver,
+            component: arc.component.clone(),
+            logs: arc.logs.clone(),
+            logged: Mutex::new(HashSet::new()),
+            logged_names: Mutex::new(HashSet::new()),
+        });
+        policy.budget = Some(budget);
+        Arc::new(policy)
     }
 
     /// The same policy on the workload's virtual loopback, in `role`.
@@ -206,6 +298,7 @@ impl NetPolicy {
         let mut policy = Arc::try_unwrap(base).unwrap_or_else(|arc| NetPolicy {
             vnet: None,
             role: Role::Component,
+            budget: None,
             rules: arc.rules.clone(),
             resolver: arc.resolver,
             component: arc.component.clone(),
@@ -264,6 +357,7 @@ impl NetPolicy {
         NetStore {
             policy: Some(Arc::clone(self)),
             approved,
+            counted: Arc::default(),
         }
     }
 
@@ -330,9 +424,56 @@ impl NetPolicy {
 pub struct NetStore {
     policy: Option<Arc<NetPolicy>>,
     approved: Arc<Mutex<Vec<(SocketUse, SocketAddr)>>>,
+    /// Resource reps of this store's sockets that hold a unit of the budget.
+    counted: Arc<Mutex<HashSet<u32>>>,
 }
 
 impl NetStore {
+    /// Takes a unit of the budget for a new socket; `false` (and a log line) when exhausted.
+    fn acquire(&self) -> bool {
+        let Some(policy) = &self.policy else {
+            return true;
+        };
+        let Some(budget) = &policy.budget else {
+            return true;
+        };
+        if budget.try_acquire() {
+            return true;
+        }
+        let first = {
+            let mut logged = policy.logged.lock().unwrap_or_else(|e| e.into_inner());
+            logged.len() < MAX_LOGGED
+                && logged.insert((SocketUse::TcpBind, DenyReason::ProtocolNotGranted, u16::MAX))
+        };
+        if first {
+            policy.emit(&format!(
+                "wasi:sockets socket refused: the workload holds {} sockets, its limit \
+                 (new-socket-limit; hint: close sockets, or raise `weft up \
+                 --max-sockets-per-workload`)",
+                budget.live()
+            ));
+        }
+        false
+    }
+
+    fn counted(&self, rep: u32) {
+        self.counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rep);
+    }
+
+    fn uncount(&self, rep: u32) {
+        let was = self
+            .counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&rep);
+        if was && let Some(budget) = self.policy.as_ref().and_then(|p| p.budget.as_ref()) {
+            budget.release();
+        }
+    }
+
     fn approve(&self, socket_use: SocketUse, addr: SocketAddr) {
         self.approved
             .lock()
@@ -487,6 +628,78 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                     Ok(()) => Ok(()),
                     Err(e) => error_code(e)?,
                 },))
+            })
+        },
+    )?;
+    // Socket budget: count creations, release on drop.
+    tcp.resource(
+        "tcp-socket",
+        wasmtime::component::ResourceType::host::<TcpSocket>(),
+        |mut store, rep| {
+            let state = store.data_mut();
+            state.net.clone().uncount(rep);
+            state.sockets().drop(Resource::new_own(rep))
+        },
+    )?;
+    let mut udp = linker.instance(&format!("wasi:sockets/udp@{P2_SOCKETS}"))?;
+    udp.resource(
+        "udp-socket",
+        wasmtime::component::ResourceType::host::<UdpSocket>(),
+        |mut store, rep| {
+            let state = store.data_mut();
+            state.net.clone().uncount(rep);
+            p2udp::HostUdpSocket::drop(&mut state.sockets(), Resource::new_own(rep))
+        },
+    )?;
+    let mut tcp_create =
+        linker.instance(&format!("wasi:sockets/tcp-create-socket@{P2_SOCKETS}"))?;
+    tcp_create.func_wrap(
+        "create-tcp-socket",
+        |mut store: wasmtime::StoreContextMut<'_, HostState>,
+         (family,): (IpAddressFamily,)|
+         -> wasmtime::Result<(Result<Resource<TcpSocket>, ErrorCode>,)> {
+            let state = store.data_mut();
+            let net = state.net.clone();
+            if !net.acquire() {
+                return Ok((Err(ErrorCode::NewSocketLimit),));
+            }
+            match TcpCreateHost::create_tcp_socket(&mut state.sockets(), family) {
+                Ok(socket) => {
+                    net.counted(socket.rep());
+                    Ok((Ok(socket),))
+                }
+                Err(e) => {
+                    if let Some(b) = net.policy.as_ref().and_then(|p| p.budget.as_ref()) {
+                        b.release();
+                    }
+                    Ok((Err(e.downcast()?),))
+                }
+            }
+        },
+    )?;
+    let mut udp_create =
+        linker.instance(&format!("wasi:sockets/udp-create-socket@{P2_SOCKETS}"))?;
+    udp_create.func_wrap_async(
+        "create-udp-socket",
+        |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let net = state.net.clone();
+                if !net.acquire() {
+                    return Ok((Err(ErrorCode::NewSocketLimit),));
+                }
+                match UdpCreateHost::create_udp_socket(&mut state.sockets(), family).await {
+                    Ok(socket) => {
+                        net.counted(socket.rep());
+                        Ok((Ok(socket),))
+                    }
+                    Err(e) => {
+                        if let Some(b) = net.policy.as_ref().and_then(|p| p.budget.as_ref()) {
+                            b.release();
+                        }
+                        Ok((Err(e.downcast()?),))
+                    }
+                }
             })
         },
     )?;

@@ -14,7 +14,7 @@ use crate::engine::WeftEngine;
 use crate::http::{HandleError, HttpOptions, HttpService, WorkloadExtras};
 use crate::load::{self, Compiled};
 use crate::logs::LogSink;
-use crate::net::{NetPolicy, Role, VirtualNet};
+use crate::net::{NetPolicy, Role, SocketBudget, VirtualNet};
 use crate::plugins::BoundPlugins;
 use crate::service::{ServiceHandle, ServiceSpec};
 use crate::state::OutgoingHttp;
@@ -66,8 +66,36 @@ pub enum DeployError {
     Plugins(Vec<crate::plugins::PluginError>),
 }
 
+/// Host-wide defaults for what a manifest leaves unset (the `weft up` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct WorkloadDefaults {
+    /// Wall clock per invocation when `timeoutMs` is unset.
+    pub timeout: Duration,
+    /// Linear memory per instance when `memoryLimitMb` is unset.
+    pub memory_bytes: u64,
+    /// Guest sockets one workload may hold open at once.
+    pub max_sockets: usize,
+}
+
+/// 30 s per invocation.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// 256 MiB per instance.
+pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
+
+impl Default for WorkloadDefaults {
+    fn default() -> Self {
+        WorkloadDefaults {
+            timeout: DEFAULT_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            max_sockets: crate::net::DEFAULT_WORKLOAD_SOCKETS,
+        }
+    }
+}
+
 /// Where a deployment gets its engine, cache and storage.
 pub struct DeployContext<'a> {
+    /// Limits for what the manifest leaves unset.
+    pub defaults: WorkloadDefaults,
     pub engine: &'a WeftEngine,
     pub cache: Option<&'a CompileCache>,
     pub data_dir: PathBuf,
@@ -106,8 +134,11 @@ impl Workload {
         let http_grant = manifest.host_interface("wasi", "http");
         let base_dir = manifest.base_dir();
         let vnet = spec.service.as_ref().map(|_| VirtualNet::new());
+        let budget = SocketBudget::new(ctx.defaults.max_sockets);
         let service = match (&spec.service, &vnet) {
-            (Some(svc), Some(vnet)) => Some(start_service(ctx, manifest, svc, &plugins, vnet)?),
+            (Some(svc), Some(vnet)) => {
+                Some(start_service(ctx, manifest, svc, &plugins, vnet, &budget)?)
+            }
             _ => None,
         };
 
@@ -160,7 +191,11 @@ impl Workload {
                     &base_dir,
                     &ctx.logs,
                     &ifaces.imports,
-                    vnet.as_ref().map(|v| (v, Role::Component)),
+                    HostSide {
+                        vnet: vnet.as_ref().map(|v| (v, Role::Component)),
+                        defaults: &ctx.defaults,
+                        budget: &budget,
+                    },
                 )
                 .map_err(&err)?;
                 let extras = WorkloadExtras {
@@ -322,6 +357,14 @@ fn check_grants(
     }
 }
 
+/// What the host adds to a component's own `localResources`.
+struct HostSide<'a> {
+    /// The workload's virtual loopback and the component's role on it.
+    vnet: Option<(&'a Arc<VirtualNet>, Role)>,
+    defaults: &'a WorkloadDefaults,
+    budget: &'a Arc<SocketBudget>,
+}
+
 /// The HTTP service options one component's `localResources` imply.
 fn http_options(
     manifest: &Manifest,
@@ -329,8 +372,13 @@ fn http_options(
     base_dir: &std::path::Path,
     logs: &LogSink,
     imports: &[String],
-    vnet: Option<(&Arc<VirtualNet>, Role)>,
+    host: HostSide<'_>,
 ) -> Result<HttpOptions, String> {
+    let HostSide {
+        vnet,
+        defaults,
+        budget,
+    } = host;
     let res = &c.local_resources;
     let mut dirs = Vec::new();
     for (i, mount) in res.volume_mounts.iter().enumerate() {
@@ -362,8 +410,16 @@ fn http_options(
             .collect(),
         dirs,
         inherit_network: false,
-        max_memory_bytes: res.memory_limit_mb.map(|mb| u64::from(mb) << 20),
-        timeout: res.timeout_ms.map(Duration::from_millis),
+        max_memory_bytes: Some(
+            res.memory_limit_mb
+                .map(|mb| u64::from(mb) << 20)
+                .unwrap_or(defaults.memory_bytes),
+        ),
+        timeout: Some(
+            res.timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.timeout),
+        ),
         sockets: Some({
             let rules = socket_rules(res)?;
             let p3_resolver = imports
@@ -380,6 +436,7 @@ fn http_options(
                 ),
                 None => NetPolicy::new(rules, &c.name, Some(logs.clone()), p3_resolver),
             }
+            .with_budget(Arc::clone(budget))
         }),
     };
     grants.validate()?;
@@ -441,6 +498,7 @@ fn start_service(
     svc: &weft_manifest::Service,
     plugins: &BoundPlugins,
     vnet: &Arc<VirtualNet>,
+    budget: &Arc<SocketBudget>,
 ) -> Result<ServiceHandle, DeployError> {
     let err =
         |message: String| DeployError::Invalid(format!("spec.service ({}): {message}", svc.name));
@@ -483,7 +541,11 @@ fn start_service(
         &base_dir,
         &ctx.logs,
         &ifaces.imports,
-        Some((vnet, Role::Service)),
+        HostSide {
+            vnet: Some((vnet, Role::Service)),
+            defaults: &ctx.defaults,
+            budget,
+        },
     )
     .map_err(&err)?;
     let spec = ServiceSpec {

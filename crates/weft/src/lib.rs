@@ -106,6 +106,15 @@ struct UpArgs {
     /// Admin API address.
     #[arg(long, default_value = "127.0.0.1:7870")]
     admin_addr: SocketAddr,
+    /// Wall clock per invocation for workloads that set no `timeoutMs`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    default_timeout: Duration,
+    /// Linear memory per instance for workloads that set no `memoryLimitMb` (e.g. 256M).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    default_memory: u64,
+    /// Guest sockets one workload may hold open at once (`new-socket-limit` past it).
+    #[arg(long, default_value_t = weft_runtime::net::DEFAULT_WORKLOAD_SOCKETS)]
+    max_sockets_per_workload: usize,
     /// Manifests to deploy at start (in addition to the stored desired state).
     #[arg(value_name = "MANIFEST")]
     manifests: Vec<PathBuf>,
@@ -372,6 +381,29 @@ fn load_file(
     Ok(loaded)
 }
 
+/// Raises the soft open-files limit to the hard one (servers need many descriptors), and caps
+/// guest sockets host-wide at half of it, keeping the rest for the ingress and the host.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum
+        && limit.current.is_some_and(|cur| cur < max)
+    {
+        limit.current = Some(max);
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "could not raise the open-files limit");
+        }
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
+    let guest = usize::try_from(soft / 2).unwrap_or(usize::MAX);
+    weft_runtime::net::set_host_socket_limit(guest);
+    tracing::debug!(
+        open_files = soft,
+        guest_sockets = guest,
+        "file descriptor budget"
+    );
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -421,6 +453,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
+    raise_open_files_limit();
     init_logging(&args.engine.log);
     let (grants, allowed_hosts) = grants(&args.grants)?;
     let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
@@ -474,7 +507,13 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
     let (engine, cache) = build_engine(&args.engine, None)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let host = weft_host::host::Host::open(engine, cache, &data_dir)?;
+        let defaults = weft_runtime::workload::WorkloadDefaults {
+            timeout: args.default_timeout,
+            memory_bytes: args.default_memory,
+            max_sockets: args.max_sockets_per_workload,
+        };
+        raise_open_files_limit();
+        let host = weft_host::host::Host::open_with_defaults(engine, cache, &data_dir, defaults)?;
         let token = weft_host::token::load_or_create_token(&data_dir)
             .with_context(|| format!("cannot create the admin token in {}", data_dir.display()))?;
         let ingress = weft_host::server::bind(args.http_addr)

@@ -230,13 +230,17 @@ fn attacks() -> Vec<Attack> {
             },
         },
         Attack {
-            name: "allocate 256 MiB with no memoryLimitMb (bare; documents the default)",
-            expected: "allocated 256 MiB (no host default below 4 GiB)",
+            name: "allocate 1 GiB with no memoryLimitMb (bare: the host default applies)",
+            expected: "out of memory below the host's 256 MiB default (weft up --default-memory)",
             run: |c| {
-                let (status, body) = c.host.get("bare", "/alloc?mb=256");
+                let (status, body) = c.host.get("bare", "/alloc?mb=1024");
+                let mib = body
+                    .strip_prefix("out of memory after ")
+                    .and_then(|r| r.strip_suffix(" MiB"))
+                    .and_then(|n| n.parse::<u64>().ok());
                 outcome(
                     show(status, &body),
-                    (status, body.as_str()) == (200, "allocated 256 MiB"),
+                    status == 200 && mib.is_some_and(|m| m < 256),
                 )
             },
         },
@@ -250,6 +254,21 @@ fn attacks() -> Vec<Attack> {
                 outcome(
                     format!("{} after {}", show(status, &body), ms(took)),
                     status == 504 && took < Duration::from_millis(TIMEOUT_MS + 3000),
+                )
+            },
+        },
+        Attack {
+            name: "loop forever with no timeoutMs (bare: the host default applies)",
+            expected: "504 after the host's default timeout (weft up --default-timeout 3s)",
+            run: |c| {
+                let t = Instant::now();
+                let (status, body) = c.host.get("bare", "/loop");
+                let took = t.elapsed();
+                outcome(
+                    format!("{} after {}", show(status, &body), ms(took)),
+                    status == 504
+                        && took >= Duration::from_secs(3)
+                        && took < Duration::from_secs(3 + 3),
                 )
             },
         },
@@ -301,33 +320,36 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             name: "open 500 sockets (swarm, granted one port)",
-            expected: "opened 500 of 500; the host's fds come back",
+            expected: "opened 256 of 500; then create: new-socket-limit (the workload's socket \
+                       budget, weft up --max-sockets-per-workload); the host's fds come back",
             run: |c| {
                 many_sockets(c, "/sockets?n=500".into(), |st, b| {
-                    st == 200 && b == "opened 500 of 500"
+                    st == 200 && b == "opened 256 of 500; then create: new-socket-limit"
                 })
             },
         },
         Attack {
             name: "open 5000 sockets (swarm, granted one port)",
-            expected: "500: trapped at the 4096-handle cap (or refused at the host's fd limit); \
-                       the host's fds come back",
-            // Below a 4096 + 100 fd limit (`ulimit -n` 1024 is common) the host's own limit
-            // stops the guest first: `create: unknown`.
+            expected: "opened 256 of 5000; then create: new-socket-limit; the host's fds come back",
             run: |c| {
                 many_sockets(c, "/sockets?n=5000".into(), |st, b| {
-                    st == 500 || (st == 200 && b.contains("; then create: "))
+                    st == 200 && b == "opened 256 of 5000; then create: new-socket-limit"
                 })
             },
         },
         Attack {
             name: "connect 2000 times to the granted port (swarm)",
-            expected: "500: trapped at the 4096-handle cap (socket + 2 streams each); fds come back",
+            expected: "256 connected, then new-socket-limit (the workload's socket budget); fds \
+                       come back",
             run: |c| {
                 many_sockets(
                     c,
                     format!("/sockets?n=2000&addr={}", c.granted.addr),
-                    |st, b| st == 500 || (st == 200 && b.contains("; then ")),
+                    |st, b| {
+                        st == 200
+                            && b.starts_with("opened 256 of 2000; then ")
+                            && b.contains("new-socket-limit")
+                    },
                 )
             },
         },
@@ -592,7 +614,7 @@ fn escape_attempts_are_refused_or_contained() {
         "escape attempts not refused or contained:\n{}",
         failed.join("\n")
     );
-    // Memory: the 64 MiB jail and the 256 MiB bare allocation are released.
+    // Memory: the 64 MiB jail and the (256 MiB default) bare allocation are released.
     assert!(
         rss_after < rss_before + (128 << 10),
         "host RSS grew from {} MiB to {} MiB",

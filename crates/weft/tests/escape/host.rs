@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// The host's default per-invocation timeout in these tests (`weft up --default-timeout`).
+pub const DEFAULT_TIMEOUT_FLAG: &str = "3s";
 /// The neighbour: `http-hello` at `hello.localhost`.
 pub const NEIGHBOUR: &str = "hello";
 
@@ -23,7 +25,13 @@ impl Host {
     /// Starts `weft up` with `env` in its own environment and deploys the neighbour.
     pub fn start(env: &[(&str, &str)]) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
-        let up = Up::start_with_env(&dir.path().join("data"), env);
+        // A short host default timeout, so that a workload without `timeoutMs` is cut off
+        // quickly too.
+        let up = Up::start_with(
+            &dir.path().join("data"),
+            env,
+            &["--default-timeout", DEFAULT_TIMEOUT_FLAG],
+        );
         let host = Host { up, dir };
         let neighbour = format!(
             "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: {NEIGHBOUR}\nspec:\n  components:\n    - name: app\n      image: {}\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: {NEIGHBOUR}.localhost, path: / }} }}\n",
