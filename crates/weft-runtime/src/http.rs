@@ -344,6 +344,7 @@ impl ServiceState {
             hooks: self.hooks.clone(),
             limits: self.options.grants.store_limits(),
             plugins,
+            links: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

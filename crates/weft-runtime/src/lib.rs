@@ -5,8 +5,10 @@
 
 pub use weft_policy::allow;
 pub mod cache;
+pub mod compose;
 pub mod engine;
 pub mod http;
+pub mod link;
 pub mod load;
 pub mod logs;
 pub mod plugins;

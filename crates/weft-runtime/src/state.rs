@@ -45,6 +45,8 @@ pub struct HostState {
     pub hooks: OutgoingHttp,
     pub limits: StoreLimits,
     pub plugins: crate::plugins::PluginInstances,
+    /// Functions of other components of the workload that this store's imports forward to.
+    pub links: crate::link::LinkSlots,
 }
 
 impl WasiView for HostState {
