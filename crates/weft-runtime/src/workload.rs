@@ -348,6 +348,7 @@ fn serve_linked(
     }
     let names: Vec<&str> = needed
         .iter()
+        .filter(|&&i| i != root)
         .map(|&i| spec.components[i].name.as_str())
         .collect();
     Err(DeployError::Invalid(format!(
