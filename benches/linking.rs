@@ -6,9 +6,9 @@
 //!   on the linking engine without component-model concurrency);
 //! - `single`: `sum3-single.wat`, both core modules inside one component (the baseline).
 //!
-//! Each iteration calls the export `add-n(1000)`, whose loop makes 1000 calls to `add`; the
+//! Each iteration calls the export `add-n(10000)`, whose loop makes 10000 calls to `add`; the
 //! throughput (elements = calls) gives the cost per call, with the host->guest entry amortised
-//! over the 1000 calls.
+//! over the 10000 calls.
 //!
 //! ```sh
 //! cargo bench -p weft-runtime --bench linking -- --warm-up-time 1 --measurement-time 5
@@ -24,7 +24,7 @@ use wasmtime::component::{Component, Val};
 use weft_runtime::engine::{AllocatorChoice, EngineOptions, WeftEngine};
 use weft_runtime::link;
 
-const CALLS: u32 = 1000;
+const CALLS: u32 = 10_000;
 
 fn wat(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

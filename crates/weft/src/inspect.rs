@@ -211,9 +211,10 @@ pub fn render_manifest(manifest: &Manifest) -> anyhow::Result<String> {
             names[root]
         );
     }
-    for i in 0..names.len() {
-        if plan.groups().iter().any(|g| g.len() == 1 && g[0] == i) {
-            let _ = writeln!(out, "component {} links to no other component", names[i]);
+    let groups = plan.groups();
+    for (i, name) in names.iter().enumerate() {
+        if groups.iter().any(|g| g.len() == 1 && g[0] == i) {
+            let _ = writeln!(out, "component {name} links to no other component");
         }
     }
     Ok(out)
