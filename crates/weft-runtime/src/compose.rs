@@ -302,3 +302,74 @@ pub fn compose_manifest(manifest: &Manifest) -> Result<(Vec<u8>, String), Compos
     let out = compose_bytes(&names, &bytes, &plan, root)?;
     Ok((out, names[root].clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/wat")
+            .join(name)
+    }
+
+    fn setup() -> (Vec<String>, Vec<String>, Vec<PathBuf>, LinkPlan) {
+        let names = vec!["sum".to_string(), "calc".to_string()];
+        let paths = vec![fixture("sum3.wat"), fixture("calc-ops.wat")];
+        let mut digests = Vec::new();
+        let mut parts = Vec::new();
+        for (name, path) in names.iter().zip(&paths) {
+            let bytes = crate::load::read_wasm(path).expect("fixture");
+            digests.push(sha256_hex(&bytes));
+            let info = weft_inspect::inspect(&bytes).expect("inspect");
+            parts.push(PlanComponent {
+                name: name.clone(),
+                imports: info.import_names(),
+                exports: info.export_names(),
+            });
+        }
+        let plan = weft_inspect::plan(&parts, &[], &BTreeMap::new()).expect("plan");
+        (names, digests, paths, plan)
+    }
+
+    #[test]
+    fn composition_is_cached_and_a_bad_entry_is_recomposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(dir.path().join("compiled"));
+        let (names, digests, paths, plan) = setup();
+        let (first, hit) =
+            compose_cached(Some(&cache), &names, &digests, &paths, &plan, 0).expect("compose");
+        assert!(!hit);
+        let info = weft_inspect::inspect(&first).expect("inspect composed");
+        assert!(info.imports.is_empty(), "{:?}", info.imports);
+        assert_eq!(info.export_names(), vec!["sum3", "add-via", "add-n"]);
+        let (second, hit) =
+            compose_cached(Some(&cache), &names, &digests, &paths, &plan, 0).expect("compose");
+        assert!(hit);
+        assert_eq!(first, second);
+
+        // A different part (digest) is a different key: no false hit.
+        let mut other = digests.clone();
+        other[1] = "0".repeat(64);
+        let (_, hit) =
+            compose_cached(Some(&cache), &names, &other, &paths, &plan, 0).expect("compose");
+        assert!(!hit);
+
+        // A damaged entry is not used.
+        let composed = dir.path().join("composed");
+        for entry in std::fs::read_dir(&composed).unwrap() {
+            std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+        }
+        let (third, hit) =
+            compose_cached(Some(&cache), &names, &digests, &paths, &plan, 0).expect("compose");
+        assert!(!hit);
+        assert_eq!(first, third);
+    }
+
+    #[test]
+    fn compose_root_is_the_component_nobody_imports_from() {
+        let (names, _, _, plan) = setup();
+        assert_eq!(compose_root(&names, &plan).expect("root"), 0);
+    }
+}

@@ -90,7 +90,7 @@ impl Workload {
         if let Some(service) = &spec.service {
             return Err(DeployError::Invalid(format!(
                 "spec.service ({}): long-lived services are not supported by this host yet \
-                 (hint: remove spec.service; services arrive with component linking)",
+                 (hint: remove spec.service, or run its component as one of spec.components)",
                 service.name
             )));
         }

@@ -219,3 +219,36 @@ fn compose_writes_one_component_that_runs_alone() {
     ]);
     assert_eq!(stdout(&out).trim(), "60", "{}", stderr(&out));
 }
+
+#[test]
+fn resources_cross_components_when_composed_and_linking_refuses_them_precisely() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = |_: ()| {
+        [
+            ("consumer", wat_fixture("counter-consumer.wat"), ""),
+            ("provider", wat_fixture("counter-provider.wat"), ""),
+        ]
+    };
+    for compose in ["always", "auto"] {
+        let m = write(
+            dir.path(),
+            &format!("res-{compose}.yaml"),
+            &library_manifest(compose, &parts(())),
+        );
+        // A counter made by the provider, bumped twice by 3 through its handle, from 5.
+        let out = invoke(&m, "run(5, 3)");
+        assert_eq!(stdout(&out).trim(), "11", "compose {compose}: {}", stderr(&out));
+    }
+    let m = write(dir.path(), "res-never.yaml", &library_manifest("never", &parts(())));
+    let out = invoke(&m, "run(5, 3)");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "component `consumer` imports `test:counter/api@1.0.0` from `provider`, which defines \
+             the resource type `counter`; run-time linking cannot hand component-defined resources \
+             across (hint: set spec.compose to `auto` or `always` to fuse the components)"
+        ),
+        "{err}"
+    );
+}
