@@ -380,6 +380,7 @@ impl ServiceState {
             limits: self.options.grants.store_limits(),
             plugins,
             net,
+            links: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

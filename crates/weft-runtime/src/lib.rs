@@ -5,9 +5,11 @@
 
 pub use weft_policy::allow;
 pub mod cache;
+pub mod compose;
 pub mod engine;
 pub mod http;
 pub mod limit;
+pub mod link;
 pub mod load;
 pub mod logs;
 pub mod net;

@@ -250,6 +250,7 @@ fn new_store(engine: &wasmtime::Engine, spec: &ServiceSpec) -> wasmtime::Result<
         limits: spec.grants.store_limits(),
         plugins: spec.plugins.instance(&spec.name),
         net,
+        links: Default::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

@@ -1,6 +1,7 @@
 //! The `weft` command line. `main` parses arguments and hands off to the library crates.
 
 pub mod client;
+pub mod inspect;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -45,6 +46,11 @@ enum Command {
     Delete(DeleteArgs),
     /// Print a workload's logs (guest stdout/stderr and wasi:logging).
     Logs(LogsArgs),
+    /// Show a component's world (imports, exports as WIT), size and producers, or a
+    /// manifest's link graph.
+    Inspect(InspectArgs),
+    /// Fuse a manifest's linked components into one component.
+    Compose(ComposeArgs),
     /// Check manifests or print their JSON Schema.
     #[command(subcommand)]
     Manifest(ManifestCommand),
@@ -161,6 +167,23 @@ struct LogsArgs {
     #[arg(short, long)]
     follow: bool,
     name: String,
+}
+
+#[derive(Args, Debug)]
+struct InspectArgs {
+    /// A component or module (`.wasm`, `.wat`), or a manifest (`.yaml`, `.yml`, `.json`).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ComposeArgs {
+    /// The workload manifest whose linked components to fuse.
+    #[arg(value_name = "MANIFEST")]
+    manifest: PathBuf,
+    /// Where to write the composed component.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -322,6 +345,7 @@ fn build_engine(
             Allocator::OnDemand => AllocatorChoice::OnDemand,
         },
         max_memory_bytes: max_memory,
+        no_concurrency: false,
     })
     .map_err(anyhow::Error::from)
     .context("could not create the wasmtime engine")?;
@@ -416,6 +440,50 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
     let (grants, allowed_hosts) = grants(&args.grants)?;
     let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
     let file = PathBuf::from(&args.file_and_args[0]);
+    if inspect::is_manifest(&file) {
+        // `weft run MANIFEST --invoke CALL`: the flag lands among the trailing arguments.
+        let mut invoke = args.invoke.clone();
+        let mut rest = args.file_and_args[1..].iter();
+        while let Some(a) = rest.next() {
+            match a.to_str() {
+                Some("--invoke") => invoke = rest.next().map(|v| v.to_string_lossy().into_owned()),
+                Some(s) if s.starts_with("--invoke=") => {
+                    invoke = Some(s["--invoke=".len()..].to_string())
+                }
+                _ => bail!(
+                    "{}: a manifest takes no program arguments (got {a:?})",
+                    file.display()
+                ),
+            }
+        }
+        let Some(invoke) = &invoke else {
+            bail!(
+                "{}: a manifest runs with --invoke 'FUNC(ARGS)' (serve HTTP workloads with `weft up`)",
+                file.display()
+            );
+        };
+        let manifest = inspect::load_one(&file)?;
+        let rt = runtime()?;
+        let result = rt.block_on(weft_runtime::link::invoke_workload(
+            &engine,
+            cache.as_ref(),
+            &manifest,
+            invoke,
+        ));
+        rt.shutdown_background();
+        return match result {
+            Ok(text) => {
+                println!("{text}");
+                Ok(0)
+            }
+            Err(err @ RunError::Trap(_)) => {
+                eprintln!("Error: {err}");
+                Ok(err.exit_code())
+            }
+            Err(RunError::Exit(code)) => Ok(code),
+            Err(RunError::Setup(msg)) => Err(anyhow::anyhow!("{}: {msg}", file.display())),
+        };
+    }
     let loaded = load_file(&engine, &file, cache.as_ref())?;
     let mut argv = Vec::with_capacity(args.file_and_args.len());
     // argv[0] is the file's base name, as wasmtime passes it (no host path leaks).
@@ -642,6 +710,33 @@ fn cmd_logs(args: LogsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+fn cmd_inspect(args: InspectArgs) -> anyhow::Result<i32> {
+    if inspect::is_manifest(&args.file) {
+        let manifest = inspect::load_one(&args.file)?;
+        print!("{}", inspect::render_manifest(&manifest)?);
+        return Ok(0);
+    }
+    let bytes = load::read_wasm(&args.file)?;
+    let info = weft_inspect::inspect(&bytes)
+        .with_context(|| format!("{}: cannot inspect", args.file.display()))?;
+    print!("{}", inspect::render_component(&args.file, &info));
+    Ok(0)
+}
+
+fn cmd_compose(args: ComposeArgs) -> anyhow::Result<i32> {
+    let manifest = inspect::load_one(&args.manifest)?;
+    let (bytes, root) = weft_runtime::compose::compose_manifest(&manifest)
+        .with_context(|| format!("{}", args.manifest.display()))?;
+    std::fs::write(&args.output, &bytes)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} ({} bytes): `{root}` with the components it imports from",
+        args.output.display(),
+        bytes.len()
+    );
+    Ok(0)
+}
+
 fn cmd_manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
     match cmd {
         ManifestCommand::Schema => {
@@ -684,6 +779,8 @@ pub fn main() -> i32 {
         Command::Delete(args) => cmd_delete(args),
         Command::Logs(args) => cmd_logs(args),
         Command::Manifest(cmd) => cmd_manifest(cmd),
+        Command::Inspect(args) => cmd_inspect(args),
+        Command::Compose(args) => cmd_compose(args),
     };
     match result {
         Ok(code) => code,
