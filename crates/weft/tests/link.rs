@@ -237,9 +237,18 @@ fn resources_cross_components_when_composed_and_linking_refuses_them_precisely()
         );
         // A counter made by the provider, bumped twice by 3 through its handle, from 5.
         let out = invoke(&m, "run(5, 3)");
-        assert_eq!(stdout(&out).trim(), "11", "compose {compose}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out).trim(),
+            "11",
+            "compose {compose}: {}",
+            stderr(&out)
+        );
     }
-    let m = write(dir.path(), "res-never.yaml", &library_manifest("never", &parts(())));
+    let m = write(
+        dir.path(),
+        "res-never.yaml",
+        &library_manifest("never", &parts(())),
+    );
     let out = invoke(&m, "run(5, 3)");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
