@@ -122,7 +122,8 @@ pub fn render_manifest(manifest: &Manifest) -> anyhow::Result<String> {
     if let Some(service) = &spec.service {
         let _ = writeln!(
             out,
-            "service: {} (not linked: long-lived services are not supported by this host yet)",
+            "service: {} (long-lived wasi:cli/run, started first; reached over the workload's \
+             virtual loopback, not linked: see docs/service.md)",
             service.name
         );
     }
