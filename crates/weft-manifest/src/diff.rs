@@ -295,5 +295,9 @@ fn component_fields(a: &Component, b: &Component) -> Vec<String> {
         x.allowed_hosts != y.allowed_hosts,
     );
     check("localResources.sockets", x.sockets != y.sockets);
+    check(
+        "localResources.allowedIpNameLookups",
+        x.allowed_ip_name_lookups != y.allowed_ip_name_lookups,
+    );
     f
 }

@@ -297,6 +297,11 @@ pub struct LocalResources {
     /// none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sockets: Vec<Socket>,
+    /// Names the component may resolve through `wasi:sockets/ip-name-lookup`: a DNS name
+    /// (`db.internal`), `*.suffix` or `*`. IP literals need no grant, and `localhost` resolves
+    /// whenever a socket is granted. Empty: no other name resolves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ip_name_lookups: Vec<String>,
 }
 
 impl LocalResources {

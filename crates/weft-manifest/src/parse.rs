@@ -279,6 +279,7 @@ const LOCAL_RESOURCES_FIELDS: &[&str] = &[
     "volumeMounts",
     "allowedHosts",
     "sockets",
+    "allowedIpNameLookups",
 ];
 const VOLUME_MOUNT_FIELDS: &[&str] = &["name", "mountPath", "readOnly"];
 const SOCKET_FIELDS: &[&str] = &["port", "hostPort", "protocol"];
@@ -1031,6 +1032,11 @@ impl Decoder {
         ) {
             sockets.push(self.socket(n, &p));
         }
+        let allowed_ip_name_lookups = self.string_list(
+            &f,
+            "allowedIpNameLookups",
+            "`allowedIpNameLookups` is a list of strings: `[ \"db.internal\" ]`",
+        );
         LocalResources {
             memory_limit_mb,
             timeout_ms,
@@ -1039,6 +1045,7 @@ impl Decoder {
             volume_mounts,
             allowed_hosts,
             sockets,
+            allowed_ip_name_lookups,
         }
     }
 

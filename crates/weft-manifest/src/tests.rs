@@ -1274,3 +1274,40 @@ fn the_reference_doc_covers_every_field_and_host_interface() {
         }
     }
 }
+
+#[test]
+fn socket_rules_and_lookup_names_are_checked() {
+    let errs = errors(&with_component(
+        "localResources:\n  sockets: [ { port: 53, hostPort: 5353, protocol: udp }, { port: 5432, hostPort: 15432 } ]\n  allowedIpNameLookups: [ \"db.internal\", \"*.svc\", \"*\", \"10.0.0.1\", \"bad name\" ]",
+    ));
+    expect(
+        &errs,
+        "spec.components[0].localResources.sockets[0].hostPort",
+        ErrorKind::InvalidValue,
+        "remove hostPort",
+    );
+    assert!(
+        errs.at("spec.components[0].localResources.sockets[1].hostPort")
+            .is_none()
+    );
+    for ok in 0..3 {
+        assert!(
+            errs.at(&format!(
+                "spec.components[0].localResources.allowedIpNameLookups[{ok}]"
+            ))
+            .is_none()
+        );
+    }
+    expect(
+        &errs,
+        "spec.components[0].localResources.allowedIpNameLookups[3]",
+        ErrorKind::InvalidValue,
+        "grant the port in `sockets`",
+    );
+    expect(
+        &errs,
+        "spec.components[0].localResources.allowedIpNameLookups[4]",
+        ErrorKind::InvalidValue,
+        "db.internal",
+    );
+}

@@ -506,7 +506,29 @@ impl Validator<'_> {
                     Some("grant each port and protocol once".into()),
                 );
             }
+            if s.protocol == Protocol::Udp && s.host_port.is_some_and(|h| h != s.port) {
+                self.sink.push(
+                    &field(&sp, "hostPort"),
+                    s.host_port.map(|h| h.to_string()).as_deref(),
+                    ErrorKind::InvalidValue,
+                    "UDP ports cannot be redirected",
+                    Some(
+                        "remove hostPort (the guest then uses the host's same port), or use tcp"
+                            .into(),
+                    ),
+                );
+            }
             socks.push((s.port, s.protocol));
+        }
+        for (i, name) in lr.allowed_ip_name_lookups.iter().enumerate() {
+            if let Err(r) = rules::check_lookup_name(name) {
+                self.reject(
+                    &index(&field(p, "allowedIpNameLookups"), i),
+                    name,
+                    ErrorKind::InvalidValue,
+                    r,
+                );
+            }
         }
     }
 

@@ -105,6 +105,7 @@ struct RawResources {
     mounts: Vec<(usize, String, bool)>,
     allowed_hosts: Vec<String>,
     sockets: Vec<(u16, Option<u16>, bool)>,
+    lookups: Vec<String>,
 }
 
 fn raw_resources() -> impl Strategy<Value = RawResources> {
@@ -123,9 +124,19 @@ fn raw_resources() -> impl Strategy<Value = RawResources> {
             ),
             0..3,
         ),
+        vec("(\\*\\.)?[a-z][a-z0-9-]{0,6}(\\.[a-z]{1,4})?|\\*", 0..3),
     )
         .prop_map(
-            |(memory_limit_mb, timeout_ms, config, environment, mounts, allowed_hosts, sockets)| {
+            |(
+                memory_limit_mb,
+                timeout_ms,
+                config,
+                environment,
+                mounts,
+                allowed_hosts,
+                sockets,
+                lookups,
+            )| {
                 RawResources {
                     memory_limit_mb,
                     timeout_ms,
@@ -134,6 +145,7 @@ fn raw_resources() -> impl Strategy<Value = RawResources> {
                     mounts,
                     allowed_hosts,
                     sockets,
+                    lookups,
                 }
             },
         )
@@ -241,6 +253,8 @@ fn build_resources(r: RawResources, volumes: &[Volume]) -> LocalResources {
     let mut sockets: Vec<Socket> = Vec::new();
     for (port, host_port, udp) in r.sockets {
         let protocol = if udp { Protocol::Udp } else { Protocol::Tcp };
+        // UDP cannot be redirected.
+        let host_port = if udp { None } else { host_port };
         if !sockets
             .iter()
             .any(|s| s.port == port && s.protocol == protocol)
@@ -260,6 +274,7 @@ fn build_resources(r: RawResources, volumes: &[Volume]) -> LocalResources {
         volume_mounts,
         allowed_hosts: r.allowed_hosts,
         sockets,
+        allowed_ip_name_lookups: r.lookups,
     }
 }
 

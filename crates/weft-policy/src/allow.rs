@@ -10,6 +10,7 @@
 //! Matching is a pure function, property-tested below.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One parsed allow rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +176,124 @@ impl HostRule {
     }
 }
 
+impl HostRule {
+    /// Whether this rule lets a request for a host it [`allows`](Self::allows) go to `ip`, one
+    /// of the addresses the host resolved to (checked again at connect time, so DNS cannot
+    /// smuggle a request into a private network):
+    /// - a rule naming an IP address admits exactly that address;
+    /// - a rule naming one DNS name exactly admits what the name resolves to, except cloud
+    ///   metadata endpoints and unspecified, multicast or broadcast addresses;
+    /// - a wildcard rule (`*`, `*.suffix`) admits only global (public) unicast addresses: never
+    ///   loopback, private, link-local, shared or metadata ranges.
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match &self.host {
+            HostPattern::Exact(h) => match h.parse::<IpAddr>() {
+                Ok(literal) => canonical(literal) == ip,
+                Err(_) => !matches!(classify_ip(ip), AddrClass::Metadata | AddrClass::Special),
+            },
+            HostPattern::Any | HostPattern::Subdomains(_) => classify_ip(ip) == AddrClass::Global,
+        }
+    }
+}
+
+/// What an outgoing request's destination address is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrClass {
+    /// Public unicast.
+    Global,
+    /// 127.0.0.0/8, ::1.
+    Loopback,
+    /// 10/8, 172.16/12, 192.168/16, 100.64/10 (shared), 198.18/15 (benchmarking), fc00::/7.
+    Private,
+    /// 169.254/16 and fe80::/10, except the metadata addresses.
+    LinkLocal,
+    /// Cloud metadata endpoints: 169.254.169.254, 169.254.170.2, 100.100.100.200,
+    /// fd00:ec2::254.
+    Metadata,
+    /// Unspecified, multicast, broadcast, documentation, reserved and translation ranges.
+    Special,
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
+/// Classifies an address (IPv4-mapped IPv6 addresses as their IPv4 address). Pure and total.
+pub fn classify_ip(ip: IpAddr) -> AddrClass {
+    match canonical(ip) {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> AddrClass {
+    let o = ip.octets();
+    if [
+        [169, 254, 169, 254],
+        [169, 254, 170, 2],
+        [100, 100, 100, 200],
+    ]
+    .contains(&o)
+    {
+        return AddrClass::Metadata;
+    }
+    if ip.is_loopback() {
+        AddrClass::Loopback
+    } else if ip.is_private()
+        || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+    {
+        AddrClass::Private
+    } else if ip.is_link_local() {
+        AddrClass::LinkLocal
+    } else if o[0] == 0
+        || o[0] >= 224
+        || ip.is_documentation()
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99)
+    {
+        AddrClass::Special
+    } else {
+        AddrClass::Global
+    }
+}
+
+fn classify_v6(ip: Ipv6Addr) -> AddrClass {
+    let s = ip.segments();
+    if s == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254] {
+        return AddrClass::Metadata;
+    }
+    if ip.is_loopback() {
+        AddrClass::Loopback
+    } else if (s[0] & 0xfe00) == 0xfc00 {
+        AddrClass::Private
+    } else if (s[0] & 0xffc0) == 0xfe80 {
+        AddrClass::LinkLocal
+    } else if ip.is_unspecified()
+        || ip.is_multicast()
+        // IPv4-compatible (deprecated), NAT64 (64:ff9b::/96, 64:ff9b:1::/48), discard, 6to4 and
+        // Teredo can all reach IPv4 ranges: not public for our purposes.
+        || s[..6] == [0; 6]
+        || (s[0] == 0x64 && s[1] == 0xff9b)
+        || s[..4] == [0x100, 0, 0, 0]
+        || s[0] == 0x2002
+        || (s[0] == 0x2001 && s[1] == 0)
+        || (s[0] == 0x2001 && s[1] == 0x0db8)
+        || (s[0] & 0xe000) != 0x2000
+    {
+        AddrClass::Special
+    } else {
+        AddrClass::Global
+    }
+}
+
 fn validate_dns_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the host is empty".into());
@@ -253,6 +372,15 @@ impl AllowedHosts {
         self.rules.iter().any(|r| r.allows(scheme, host, port))
     }
 
+    /// Whether a request for `scheme://host:port` may connect to `ip`, one of the host's
+    /// resolved addresses: some rule must both allow the destination and admit the address
+    /// (see [`HostRule::admits`]).
+    pub fn allows_addr(&self, scheme: Scheme, host: &str, port: u16, ip: IpAddr) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.allows(scheme, host, port) && r.admits(ip))
+    }
+
     /// Decides for a request URI. `None` scheme means the guest did not say: https is assumed,
     /// as wasi:http does.
     pub fn allows_uri(&self, uri: &http::Uri) -> bool {
@@ -280,6 +408,70 @@ impl AllowedHosts {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn resolved_addresses_are_checked() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let rules = AllowedHosts::parse(&[
+            "*.example.com",
+            "db.internal:5432",
+            "10.1.2.3:8080",
+            "http://localhost:*",
+        ])
+        .expect("rules");
+        // Wildcards reach only public addresses.
+        assert!(rules.allows_addr(Scheme::Https, "a.example.com", 443, ip("93.184.216.34")));
+        for private in [
+            "10.0.0.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "192.168.0.1",
+            "172.16.5.5",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "0.0.0.0",
+        ] {
+            assert!(
+                !rules.allows_addr(Scheme::Https, "a.example.com", 443, ip(private)),
+                "{private}"
+            );
+        }
+        // An exact name admits what it resolves to, but never a metadata endpoint.
+        assert!(rules.allows_addr(Scheme::Http, "db.internal", 5432, ip("10.9.9.9")));
+        assert!(!rules.allows_addr(Scheme::Http, "db.internal", 5432, ip("169.254.169.254")));
+        assert!(!rules.allows_addr(Scheme::Http, "db.internal", 5432, ip("fd00:ec2::254")));
+        assert!(rules.allows_addr(Scheme::Http, "localhost", 8080, ip("127.0.0.1")));
+        // An IP rule admits exactly that IP.
+        assert!(rules.allows_addr(Scheme::Http, "10.1.2.3", 8080, ip("10.1.2.3")));
+        assert!(rules.allows_addr(Scheme::Http, "10.1.2.3", 8080, ip("::ffff:10.1.2.3")));
+        assert!(!rules.allows_addr(Scheme::Http, "10.1.2.3", 8080, ip("10.1.2.4")));
+        // The metadata address is reachable only when named as an IP.
+        let meta = AllowedHosts::parse(&["http://169.254.169.254"]).expect("rules");
+        assert!(meta.allows_addr(Scheme::Http, "169.254.169.254", 80, ip("169.254.169.254")));
+        assert_eq!(classify_ip(ip("169.254.169.254")), AddrClass::Metadata);
+        assert_eq!(classify_ip(ip("8.8.8.8")), AddrClass::Global);
+        assert_eq!(classify_ip(ip("2606:4700::1111")), AddrClass::Global);
+        assert_eq!(classify_ip(ip("224.0.0.1")), AddrClass::Special);
+    }
+
+    proptest! {
+        /// A wildcard never admits a non-global address, and no rule set admits anything for a
+        /// destination none of its rules allows.
+        #[test]
+        fn admits_is_conservative(octets in any::<[u8; 4]>(), seg in any::<[u16; 8]>(), host in "[a-z]{1,6}\\.example\\.com") {
+            let any = AllowedHosts::parse(&["*", "*.example.com"]).expect("rules");
+            for ip in [IpAddr::V4(Ipv4Addr::from(octets)), IpAddr::V6(Ipv6Addr::from(seg))] {
+                let global = classify_ip(ip) == AddrClass::Global;
+                prop_assert_eq!(any.allows_addr(Scheme::Https, &host, 443, ip), global);
+                prop_assert!(!AllowedHosts::deny_all().allows_addr(Scheme::Https, &host, 443, ip));
+                prop_assert!(!any.allows_addr(Scheme::Https, &host, 444, ip));
+            }
+        }
+    }
 
     #[test]
     fn examples() {

@@ -140,6 +140,7 @@ impl HandleError {
 /// Adds what HTTP handlers may import to `linker`.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    crate::net::add_p2_overrides(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     wasmtime_wasi::p3::add_to_linker(linker)?;
     wasmtime_wasi_http::p3::add_to_linker(linker)?;
@@ -242,9 +243,7 @@ impl HttpService {
             engine: engine.engine().clone(),
             extras,
             pre,
-            hooks: OutgoingHttp {
-                allowed: Arc::new(options.allowed_hosts.clone()),
-            },
+            hooks: OutgoingHttp::new(options.allowed_hosts.clone()),
             reuse: reuse.max(1),
             concurrent_reuse: concurrent_reuse.max(1),
             request_timeout: options.grants.timeout.unwrap_or(Duration::MAX),
@@ -312,7 +311,7 @@ impl HttpService {
 impl ServiceState {
     fn new_store(&self, id: u64) -> wasmtime::Result<Store<HostState>> {
         let mut builder = WasiCtxBuilder::new();
-        self.options.grants.apply(&mut builder)?;
+        let net = self.options.grants.apply(&mut builder)?;
         let plugins = match &self.extras {
             Some(extras) => {
                 builder.stdout(SinkStream::new(
@@ -344,6 +343,7 @@ impl ServiceState {
             hooks: self.hooks.clone(),
             limits: self.options.grants.store_limits(),
             plugins,
+            net,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

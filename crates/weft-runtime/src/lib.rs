@@ -9,6 +9,8 @@ pub mod engine;
 pub mod http;
 pub mod load;
 pub mod logs;
+pub mod net;
+pub mod outbound;
 pub mod plugins;
 pub mod progress;
 pub mod run;

@@ -1,8 +1,6 @@
 //! `weft run`: run a command (WASI preview 1 core module, P2 or P3 component) once, or call
 //! one export with WAVE-encoded arguments, with exactly the grants given.
 
-use std::sync::Arc;
-
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::wasm_wave::untyped::UntypedFuncCall;
 use wasmtime::component::wasm_wave::wasm::{DisplayFuncResults, WasmFunc};
@@ -96,9 +94,7 @@ fn new_store(engine: &WeftEngine, options: &RunOptions) -> Result<Store<CliRunSt
     let state = CliRunState {
         wasi: builder.build_p1(),
         http: wasmtime_wasi_http::WasiHttpCtx::new(),
-        hooks: OutgoingHttp {
-            allowed: Arc::new(options.allowed_hosts.clone()),
-        },
+        hooks: OutgoingHttp::new(options.allowed_hosts.clone()),
         limits: options.grants.store_limits(),
     };
     let mut store = Store::new(engine.engine(), state);

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::allow::AllowedHosts;
+use crate::outbound::Outbound;
 
 /// Store data for `weft run`: WASI for core modules (preview 1) and components alike, plus
 /// outgoing wasi:http behind the allow-list.
@@ -45,6 +46,8 @@ pub struct HostState {
     pub hooks: OutgoingHttp,
     pub limits: StoreLimits,
     pub plugins: crate::plugins::PluginInstances,
+    /// This store's half of the socket policy (see `net.rs`).
+    pub net: crate::net::NetStore,
 }
 
 impl WasiView for HostState {
@@ -67,10 +70,19 @@ impl WasiHttpView for HostState {
 }
 
 /// Outgoing HTTP policy: every request a guest sends is checked against the allow-list
-/// before any DNS lookup or connection.
+/// before any DNS lookup or connection, then sent through the component's pooled client
+/// (which checks the resolved addresses too, see `outbound.rs`).
 #[derive(Clone)]
 pub struct OutgoingHttp {
-    pub allowed: Arc<AllowedHosts>,
+    pub outbound: Arc<Outbound>,
+}
+
+impl OutgoingHttp {
+    pub fn new(allowed: AllowedHosts) -> Self {
+        OutgoingHttp {
+            outbound: Arc::new(Outbound::new(Arc::new(allowed))),
+        }
+    }
 }
 
 impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
@@ -91,7 +103,7 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
             > + Send,
     > {
         drop(fut);
-        if !self.allowed.allows_uri(request.uri()) {
+        if !self.outbound.allowed().allows_uri(request.uri()) {
             let uri = request.uri().clone();
             tracing::warn!(
                 %uri,
@@ -99,12 +111,12 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let outbound = Arc::clone(&self.outbound);
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let response = outbound.send(request, options).await?;
             Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
             ))
         })
     }

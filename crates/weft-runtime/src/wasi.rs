@@ -2,10 +2,13 @@
 //! Nothing is granted by default: no host environment, no directories, no sockets.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::net::{NetPolicy, NetStore};
 
 /// A host directory made visible to the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +56,8 @@ pub struct WasiGrants {
     pub max_memory_bytes: Option<u64>,
     /// Wall-clock limit per run (weft run) or per request (weft serve).
     pub timeout: Option<Duration>,
+    /// Socket rules (`localResources.sockets`); `None` with `inherit_network` false: no network.
+    pub sockets: Option<Arc<NetPolicy>>,
 }
 
 impl WasiGrants {
@@ -70,8 +75,9 @@ impl WasiGrants {
         Ok(())
     }
 
-    /// Applies the grants to a WASI context builder.
-    pub fn apply(&self, builder: &mut WasiCtxBuilder) -> wasmtime::Result<()> {
+    /// Applies the grants to a WASI context builder; returns the store's half of the socket
+    /// policy (for the linker's `wasi:sockets` overrides).
+    pub fn apply(&self, builder: &mut WasiCtxBuilder) -> wasmtime::Result<NetStore> {
         for (k, v) in &self.env {
             builder.env(k, v);
         }
@@ -89,11 +95,14 @@ impl WasiGrants {
             builder.inherit_network();
             builder.allow_tcp(true).allow_udp(true);
             builder.allow_ip_name_lookup(true);
-        } else {
-            builder.allow_tcp(false).allow_udp(false);
-            builder.allow_ip_name_lookup(false);
+            return Ok(NetStore::unrestricted());
         }
-        Ok(())
+        if let Some(policy) = &self.sockets {
+            return Ok(policy.install(builder));
+        }
+        builder.allow_tcp(false).allow_udp(false);
+        builder.allow_ip_name_lookup(false);
+        Ok(NetStore::unrestricted())
     }
 
     /// The store limits these grants imply.

@@ -13,6 +13,7 @@ use crate::engine::WeftEngine;
 use crate::http::{HandleError, HttpOptions, HttpService, WorkloadExtras};
 use crate::load::{self, Compiled};
 use crate::logs::LogSink;
+use crate::net::NetPolicy;
 use crate::plugins::BoundPlugins;
 use crate::wasi::{DirGrant, WasiGrants};
 use crate::world::{self, WorldKind};
@@ -150,7 +151,8 @@ impl Workload {
                             .into(),
                     ));
                 };
-                let options = http_options(manifest, c, &base_dir).map_err(&err)?;
+                let options = http_options(manifest, c, &base_dir, &ctx.logs, &ifaces.imports)
+                    .map_err(&err)?;
                 let extras = WorkloadExtras {
                     component: c.name.clone(),
                     plugins: plugins.clone(),
@@ -306,6 +308,8 @@ fn http_options(
     manifest: &Manifest,
     c: &weft_manifest::Component,
     base_dir: &std::path::Path,
+    logs: &LogSink,
+    imports: &[String],
 ) -> Result<HttpOptions, String> {
     let res = &c.local_resources;
     let mut dirs = Vec::new();
@@ -340,8 +344,29 @@ fn http_options(
         inherit_network: false,
         max_memory_bytes: res.memory_limit_mb.map(|mb| u64::from(mb) << 20),
         timeout: res.timeout_ms.map(Duration::from_millis),
+        sockets: Some(NetPolicy::new(
+            socket_rules(res)?,
+            &c.name,
+            Some(logs.clone()),
+            imports
+                .iter()
+                .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3")),
+        )),
     };
     grants.validate()?;
+    if imports
+        .iter()
+        .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3"))
+        && !res.allowed_ip_name_lookups.is_empty()
+        && !res.allowed_ip_name_lookups.iter().any(|n| n == "*")
+    {
+        return Err(
+            "localResources.allowedIpNameLookups: this component resolves names through \
+             WASI 0.3 sockets, which Weft cannot filter name by name (hint: grant `[\"*\"]`, \
+             or connect by IP address and drop the list)"
+                .into(),
+        );
+    }
     let allowed_hosts = AllowedHosts::parse(&res.allowed_hosts)
         .map_err(|e| format!("localResources.allowedHosts: {e}"))?;
     Ok(HttpOptions {
@@ -357,4 +382,25 @@ fn http_options(
         log_prefix: false,
         ..HttpOptions::default()
     })
+}
+
+/// The component's socket rules (`localResources.sockets` and `allowedIpNameLookups`).
+pub fn socket_rules(
+    res: &weft_manifest::LocalResources,
+) -> Result<weft_policy::sockets::SocketRules, String> {
+    use weft_policy::sockets::{Protocol, SocketRule, SocketRules};
+    let rules = res
+        .sockets
+        .iter()
+        .map(|s| SocketRule {
+            port: s.port,
+            host_port: s.effective_host_port(),
+            protocol: match s.protocol {
+                weft_manifest::Protocol::Tcp => Protocol::Tcp,
+                weft_manifest::Protocol::Udp => Protocol::Udp,
+            },
+        })
+        .collect();
+    SocketRules::new(rules, &res.allowed_ip_name_lookups)
+        .map_err(|e| format!("localResources.sockets: {e}"))
 }

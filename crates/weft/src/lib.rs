@@ -344,6 +344,7 @@ fn grants(args: &GrantArgs) -> anyhow::Result<(WasiGrants, AllowedHosts)> {
         inherit_network: args.inherit_network,
         max_memory_bytes: args.max_memory,
         timeout: args.timeout,
+        sockets: None,
     };
     grants.validate().map_err(anyhow::Error::msg)?;
     let allowed = AllowedHosts::parse(&args.allow_hosts)?;

@@ -198,3 +198,94 @@ fn bad_flags_fail_before_listening() {
         stderr(&out)
     );
 }
+
+/// An upstream that keeps connections alive and counts them: answers every request on a
+/// connection until the client closes it; stops after `max_conns` connections.
+fn keepalive_upstream(
+    max_conns: usize,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = conns.clone();
+    std::thread::spawn(move || {
+        for _ in 0..max_conns {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request per header block (GET requests carry no body).
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    if s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\nupstream says hi\n",
+                    )
+                    .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[test]
+fn outgoing_http_reuses_pooled_connections() {
+    let (addr, conns) = keepalive_upstream(64);
+    let server = Server::start(
+        &guest("http-hello.wasm"),
+        &["--allow-host", &addr.to_string()],
+    );
+    let url = format!("/fetch?url=http://{addr}/");
+    for _ in 0..30 {
+        let r = server.get(&url);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("upstream says hi"), "{}", r.text());
+    }
+    let used = conns.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        used <= 2,
+        "30 sequential outgoing requests opened {used} connections; the pool should reuse one"
+    );
+}
+
+#[test]
+fn wildcard_hosts_never_reach_loopback_but_exact_names_do() {
+    let (addr, _conns) = keepalive_upstream(8);
+    let port = addr.port();
+    // `*` matches the name, but 127.0.0.1 is not a public address.
+    let wildcard = Server::start(&guest("http-hello.wasm"), &["--allow-host", "*:*"]);
+    let r = wildcard.get(&format!("/fetch?url=http://127.0.0.1:{port}/"));
+    assert_ne!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().to_lowercase().contains("prohibited"),
+        "expected destination-IP-prohibited: {}",
+        r.text()
+    );
+    let r = wildcard.get(&format!("/fetch?url=http://localhost:{port}/"));
+    assert_ne!(r.status, 200, "{}", r.text());
+    // Naming the host exactly admits what it resolves to.
+    let exact = Server::start(
+        &guest("http-hello.wasm"),
+        &["--allow-host", &format!("localhost:{port}")],
+    );
+    let r = exact.get(&format!("/fetch?url=http://localhost:{port}/"));
+    assert_eq!(r.status, 200, "{}", r.text());
+}

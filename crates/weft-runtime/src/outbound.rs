@@ -1,0 +1,283 @@
+//! Outgoing HTTP for guests: the allow-list decides twice, then a pooled keep-alive client sends.
+//!
+//! 1. Before anything else, the request's `scheme://host:port` must match an allow rule
+//!    (`weft_policy::allow`); otherwise the guest gets `HTTP-request-denied` and no DNS query is
+//!    made.
+//! 2. The host name is resolved by the host, and every address is checked again
+//!    ([`AllowedHosts::allows_addr`]): a wildcard rule reaches only public addresses, an exact
+//!    name rule anything but cloud metadata endpoints, an IP rule exactly that IP. The connection
+//!    goes to an address that passed, so a DNS answer cannot redirect a request into a private
+//!    network (`destination-IP-prohibited`).
+//! 3. Connections are kept alive in one pool per component (hyper-util's client), so a busy
+//!    guest reuses sockets instead of exhausting the host's ephemeral ports.
+//!
+//! Redirects are not followed by the host: a 3xx goes back to the guest, and a request the guest
+//! sends to the new location is checked like any other.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+
+use crate::allow::{AllowedHosts, Scheme};
+
+/// How long a connection may take when the guest sets no timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the response head may take when the guest sets no timeout.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Idle keep-alive connections kept per destination.
+const MAX_IDLE_PER_HOST: usize = 32;
+
+/// One component's outgoing HTTP client.
+pub struct Outbound {
+    allowed: Arc<AllowedHosts>,
+    client: Client<Connector, WasiBody>,
+}
+
+impl Outbound {
+    pub fn new(allowed: Arc<AllowedHosts>) -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.with_root_certificates(rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+                })
+                .with_no_client_auth()
+            })
+            .ok()
+            .map(Arc::new);
+        let connector = Connector {
+            allowed: Arc::clone(&allowed),
+            tls,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .build(connector);
+        Outbound { allowed, client }
+    }
+
+    pub fn allowed(&self) -> &AllowedHosts {
+        &self.allowed
+    }
+
+    /// Sends a request the allow-list has already admitted by name.
+    pub async fn send(
+        &self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<http::Response<WasiBody>, Error> {
+        if request.uri().scheme().is_none() {
+            // wasi:http defaults to https when the guest sets no scheme.
+            let mut parts = request.uri().clone().into_parts();
+            parts.scheme = Some(http::uri::Scheme::HTTPS);
+            *request.uri_mut() =
+                Uri::from_parts(parts).map_err(|_| Error::HttpRequestUriInvalid)?;
+        }
+        let first_byte = options
+            .and_then(|o| o.first_byte_timeout)
+            .unwrap_or(FIRST_BYTE_TIMEOUT);
+        let response = match tokio::time::timeout(first_byte, self.client.request(request)).await {
+            Err(_) => return Err(Error::ConnectionReadTimeout),
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(client_error(e)),
+        };
+        Ok(response.map(|body| body.map_err(Error::from).boxed_unsync()))
+    }
+}
+
+/// Maps a client failure to the wasi:http error code the guest sees.
+fn client_error(err: hyper_util::client::legacy::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(c) = e.downcast_ref::<ConnectError>() {
+            return match c {
+                ConnectError::Prohibited => Error::DestinationIpProhibited,
+                ConnectError::NotFound => Error::DestinationNotFound,
+                ConnectError::Timeout => Error::ConnectionTimeout,
+                ConnectError::Refused => Error::ConnectionRefused,
+                ConnectError::Uri => Error::HttpRequestUriInvalid,
+                ConnectError::Tls(_) => Error::TlsProtocolError,
+                ConnectError::Io(e) => Error::Connect(std::io::Error::new(e.kind(), e.to_string())),
+            };
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_timeout() {
+                return Error::ConnectionReadTimeout;
+            }
+            if h.is_incomplete_message() {
+                return Error::HttpResponseIncomplete;
+            }
+            return Error::HttpProtocolError;
+        }
+        source = e.source();
+    }
+    Error::HttpProtocolError
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("no resolved address of the destination is allowed")]
+    Prohibited,
+    #[error("the destination name does not resolve")]
+    NotFound,
+    #[error("connecting timed out")]
+    Timeout,
+    #[error("connection refused")]
+    Refused,
+    #[error("the request URI has no usable host")]
+    Uri,
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+/// Resolves, checks every address against the allow-list, connects, and wraps TLS for https.
+#[derive(Clone)]
+struct Connector {
+    allowed: Arc<AllowedHosts>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// A connected (maybe TLS) stream for hyper.
+struct Conn(TokioIo<Box<dyn Stream>>);
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.connect(uri).await })
+    }
+}
+
+impl Connector {
+    async fn connect(self, uri: Uri) -> Result<Conn, ConnectError> {
+        let scheme = match uri.scheme_str() {
+            Some(s) => Scheme::parse(s).ok_or(ConnectError::Uri)?,
+            None => Scheme::Https,
+        };
+        let raw_host = uri.host().ok_or(ConnectError::Uri)?;
+        let host = raw_host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(raw_host)
+            .to_string();
+        let port = uri.port_u16().unwrap_or(match scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        });
+        let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => match tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio::net::lookup_host((host.as_str(), port)),
+            )
+            .await
+            {
+                Err(_) => return Err(ConnectError::Timeout),
+                Ok(Err(_)) => return Err(ConnectError::NotFound),
+                Ok(Ok(addrs)) => addrs.collect(),
+            },
+        };
+        let admitted: Vec<SocketAddr> = resolved
+            .iter()
+            .copied()
+            .filter(|a| self.allowed.allows_addr(scheme, &host, port, a.ip()))
+            .collect();
+        if admitted.is_empty() {
+            tracing::warn!(
+                %host, port, addresses = ?resolved,
+                "outgoing HTTP denied: no resolved address is allowed (wildcard rules reach public \
+                 addresses only; name the host exactly, or its IP, to reach a private one)"
+            );
+            return Err(ConnectError::Prohibited);
+        }
+        let mut last = ConnectError::NotFound;
+        let mut stream = None;
+        for addr in admitted {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    stream = Some(s);
+                    break;
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    last = ConnectError::Refused;
+                }
+                Ok(Err(e)) => last = ConnectError::Io(e),
+                Err(_) => last = ConnectError::Timeout,
+            }
+        }
+        let stream = stream.ok_or(last)?;
+        let _ = stream.set_nodelay(true);
+        match scheme {
+            Scheme::Http => Ok(Conn(TokioIo::new(Box::new(stream)))),
+            Scheme::Https => {
+                let config = self.tls.clone().ok_or_else(|| {
+                    ConnectError::Tls(std::io::Error::other("no TLS configuration"))
+                })?;
+                let name = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|e| ConnectError::Tls(std::io::Error::other(e)))?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .map_err(ConnectError::Tls)?;
+                Ok(Conn(TokioIo::new(Box::new(tls))))
+            }
+        }
+    }
+}
