@@ -6,6 +6,8 @@ re-running only adds what changed."""
 
 import hashlib
 import itertools
+import os
+import subprocess
 import json
 import pathlib
 import re
@@ -17,7 +19,7 @@ CORPUS = ROOT / "fuzz" / "corpus"
 
 
 def write(target, text):
-    data = text.encode()
+    data = text if isinstance(text, bytes) else text.encode()
     d = CORPUS / target
     d.mkdir(parents=True, exist_ok=True)
     (d / hashlib.sha1(data).hexdigest()).write_bytes(data)
@@ -127,6 +129,39 @@ def main():
         if m:
             rules = [r.strip().strip("'\"") for r in m.group(1).split(",") if r.strip()]
             write("allow", "".join(f"rule {r}\n" for r in rules) + "req https example.com 443\n")
+
+    # Sockets: the shapes of weft-policy's socket tests and of the manifests.
+    write("sockets", "tcp 5432 15432\nudp 53\nname db.internal\nname *.svc.local\n"
+          "op tcp-connect 127.0.0.1:5432\nop tcp-connect [::1]:5432\nop tcp-connect 127.0.0.2:5432\n"
+          "op tcp-connect [::ffff:127.0.0.1]:5432\nop udp-send 127.0.0.1:53\nop tcp-bind 0.0.0.0:0\n"
+          "op tcp-bind 127.0.0.1:8080\nop tcp-listen 127.0.0.1:0\nop udp-receive 10.0.0.1:53\n"
+          "lookup localhost\nlookup db.internal.\nlookup a.svc.local\nlookup svc.local\n"
+          "lookup [::1]\nlookup 169.254.169.254\nlookup EVIL.example\n")
+    write("sockets", "udp 53 54\ntcp 0\nname 1.2.3.4\nname *\nname *.\nname bad name\n")
+    write("sockets", "tcp 80\ntcp 80 81\nname *\nlookup anything.example\nop tcp-accept [::1]:80\n")
+    for d in docs:
+        for m in re.finditer(r"port: (\d+)(?:, hostPort: (\d+))?(?:, protocol: (tcp|udp))?", d):
+            proto = m.group(3) or "tcp"
+            rule = f"{proto} {m.group(1)}" + (f" {m.group(2)}" if m.group(2) else "")
+            write("sockets", f"{rule}\nop {proto}-connect 127.0.0.1:{m.group(1)}\nlookup localhost\n")
+
+    # Components: the WAT fixtures (wasm-tools parse) and two small Rust guest components
+    # (from $WEFT_GUESTS_DIR, built by tests/fixtures/build-guests.sh) when present.
+    binaries = []
+    for p in sorted((ROOT / "tests/fixtures/wat").glob("*.wat")):
+        out = subprocess.run(["wasm-tools", "parse", str(p)], capture_output=True, check=True)
+        binaries.append(out.stdout)
+    guests = pathlib.Path(os.environ.get("WEFT_GUESTS_DIR",
+                                         pathlib.Path.home() / ".cache/weft/guests"))
+    for name in ["http-echo.wasm", "p3-cli.wasm"]:
+        if (guests / name).exists():
+            binaries.append((guests / name).read_bytes())
+    for b in binaries:
+        write("component_inspect", b)
+    # The structure-aware targets decode any bytes into shapes; seed them with fixture texts.
+    for p in sorted((ROOT / "tests/fixtures/wat").glob("*.wat")):
+        write("component_world", p.read_bytes())
+        write("component_smith", p.read_bytes())
 
 
 if __name__ == "__main__":

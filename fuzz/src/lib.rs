@@ -11,13 +11,14 @@ use std::path::Path;
 use weft_manifest::{Component, Manifest};
 use weft_policy::allow::AllowedHosts;
 use weft_policy::router::{Route, RouteTable};
+use weft_policy::sockets::{Protocol, SocketRule, SocketRules};
 
 /// The name fuzz inputs are parsed under.
 pub const SOURCE: &str = "fuzz.yaml";
 
-/// `weft-runtime`'s `plugins::keyvalue::MAX_BUCKET_NAME_BYTES` (copied: this crate cannot
-/// depend on weft-runtime).
-pub const MAX_BUCKET_NAME_BYTES: usize = 255;
+/// The key-value plugin's limit (`weft-runtime` `plugins::keyvalue::MAX_BUCKET_NAME_BYTES` is
+/// defined as this constant).
+pub const MAX_BUCKET_NAME_BYTES: usize = weft_manifest::MAX_BUCKET_NAME_BYTES;
 
 /// Parses fuzz input text the way `weft apply`/`weft up` read a file (no filesystem checks).
 pub fn parse(text: &str) -> Result<Vec<Manifest>, weft_manifest::ManifestErrors> {
@@ -37,7 +38,7 @@ pub fn units(m: &Manifest) -> Vec<Component> {
 /// (not the images, the filesystem or other workloads), or `None`.
 ///
 /// Mirrors, in order: `workload.rs` `http_options` (volume mounts must name a volume; allowed
-/// hosts parse as `weft_policy::allow` rules), the HTTP route a workload adds to the host's
+/// hosts parse as `weft_policy::allow` rules) and `socket_rules`, the HTTP route a workload adds to the host's
 /// `RouteTable` (and that a request for exactly that host and path reaches it), and the
 /// key-value plugin's config checks (`plugins/keyvalue.rs`).
 pub fn runtime_rejection(m: &Manifest) -> Option<String> {
@@ -50,6 +51,22 @@ pub fn runtime_rejection(m: &Manifest) -> Option<String> {
         }
         if let Err(e) = AllowedHosts::parse(&res.allowed_hosts) {
             return Some(format!("component {}: allowedHosts: {e}", c.name));
+        }
+        // workload.rs `socket_rules`.
+        let rules = res
+            .sockets
+            .iter()
+            .map(|s| SocketRule {
+                port: s.port,
+                host_port: s.effective_host_port(),
+                protocol: match s.protocol {
+                    weft_manifest::Protocol::Tcp => Protocol::Tcp,
+                    weft_manifest::Protocol::Udp => Protocol::Udp,
+                },
+            })
+            .collect();
+        if let Err(e) = SocketRules::new(rules, &res.allowed_ip_name_lookups) {
+            return Some(format!("component {}: sockets: {e}", c.name));
         }
     }
 
