@@ -57,10 +57,12 @@ for t in "${targets[@]}"; do
         -artifact_prefix="$artifacts/" -timeout=10 -rss_limit_mb=2048 \
         >"$log" 2>&1 || status=$?
     after=$(find "$artifacts" -type f | wc -l)
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    eps=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    cov=$(grep -oE '(DONE|pulse|NEW|REDUCE|INITED) +cov: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
-    ft=$(grep -oE ' ft: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+    # A crashed run prints no final stats: every lookup may come back empty.
+    stat() { grep -oE "$1" "$log" | grep -oE '[0-9]+$' | tail -n 1 || true; }
+    runs=$(stat 'stat::number_of_executed_units: *[0-9]+')
+    eps=$(stat 'stat::average_exec_per_sec: *[0-9]+')
+    cov=$(stat '(DONE|pulse|NEW|REDUCE|INITED) +cov: [0-9]+')
+    ft=$(stat ' ft: [0-9]+')
     corp=$(find "$work" -type f | wc -l)
     crashes=$((after - before))
     line=$(printf '%-16s %10s execs %7s exec/s  cov %6s  ft %6s  corpus %6s  new crashes %s' \
@@ -69,9 +71,9 @@ for t in "${targets[@]}"; do
     echo "$line" >&2
     if [ "$status" -ne 0 ] || [ "$crashes" -gt 0 ]; then
         failed+=("$t")
-        echo "--- $t failed (exit $status); last lines of $log:" >&2
-        tail -n 40 "$log" >&2
-        find "$artifacts" -type f -newer "$log" -o -type f -cnewer "$log" 2>/dev/null | head >&2 || true
+        echo "--- $t failed (exit $status); from $log:" >&2
+        grep -E -A4 'panicked at|ERROR: (AddressSanitizer|libFuzzer)|Test unit written' "$log" \
+            | head -n 30 >&2 || tail -n 30 "$log" >&2
     fi
 done
 
