@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target in fuzz/ for a bounded time, one after another (one fuzzer
-# process at a time, -jobs=1), and prints executions, exec/s, coverage, corpus size and
+# process at a time: libFuzzer's default single in-process worker; `-jobs=1` would fork a
+# child that logs to ./fuzz-0.log), and prints executions, exec/s, coverage, corpus size and
 # crashes per target. Exits non-zero if any target crashed or failed to build.
 #
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s, every target)
@@ -53,7 +54,7 @@ for t in "${targets[@]}"; do
     echo "==> fuzzing $t for ${seconds}s" >&2
     status=0
     cargo +nightly fuzz run --fuzz-dir fuzz "$t" "$work" "fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" -jobs=1 -workers=1 -print_final_stats=1 \
+        -max_total_time="$seconds" -print_final_stats=1 \
         -artifact_prefix="$artifacts/" -timeout=10 -rss_limit_mb=2048 \
         >"$log" 2>&1 || status=$?
     after=$(find "$artifacts" -type f | wc -l)
