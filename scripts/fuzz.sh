@@ -20,7 +20,7 @@ corpus_root="${WEFT_FUZZ_CORPUS:-$cache_root/fuzz-corpus}"
 # Its own target dir: the fuzz build (nightly, sanitizer flags) shares nothing with the stable one.
 export CARGO_TARGET_DIR="${WEFT_FUZZ_TARGET_DIR:-$cache_root/target-fuzz}"
 
-if ! rustup toolchain list | grep -q '^nightly'; then
+if ! rustup toolchain list | grep '^nightly' >/dev/null; then
     echo "==> installing the nightly toolchain (cargo-fuzz needs -Zsanitizer)" >&2
     rustup toolchain install nightly --profile minimal
 fi
