@@ -28,6 +28,16 @@ if ! command -v cargo-deny >/dev/null; then
     cargo install --locked cargo-deny
 fi
 
+step "PostgreSQL for the escape tests (Debian's postgresql, only when missing)"
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+fi
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
+  { echo "PostgreSQL's initdb is missing after installing postgresql" >&2; exit 1; }
+
 step "guest fixtures (Rust guests via Debian's rustc-web; cached by source hash)"
 bash tests/fixtures/build-guests.sh "$WEFT_GUESTS_DIR"
 

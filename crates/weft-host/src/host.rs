@@ -14,7 +14,7 @@ use weft_runtime::WasiBody;
 use weft_runtime::cache::CompileCache;
 use weft_runtime::engine::WeftEngine;
 use weft_runtime::logs::LogSink;
-use weft_runtime::workload::{DeployContext, Workload};
+use weft_runtime::workload::{DeployContext, Workload, WorkloadDefaults};
 
 use crate::router::{Route, RouteTable};
 use crate::store::{DesiredState, StoredWorkload};
@@ -60,6 +60,7 @@ struct State {
 pub struct Host {
     engine: WeftEngine,
     cache: Option<CompileCache>,
+    defaults: WorkloadDefaults,
     data_dir: PathBuf,
     store: DesiredState,
     state: RwLock<State>,
@@ -67,11 +68,21 @@ pub struct Host {
 }
 
 impl Host {
-    /// Opens the host's state in `data_dir` (created if needed).
+    /// Opens the host's state in `data_dir` (created if needed), with the default limits.
     pub fn open(
         engine: WeftEngine,
         cache: Option<CompileCache>,
         data_dir: &Path,
+    ) -> Result<Arc<Host>, HostError> {
+        Host::open_with_defaults(engine, cache, data_dir, WorkloadDefaults::default())
+    }
+
+    /// [`Host::open`] with host-wide defaults for what manifests leave unset.
+    pub fn open_with_defaults(
+        engine: WeftEngine,
+        cache: Option<CompileCache>,
+        data_dir: &Path,
+        defaults: WorkloadDefaults,
     ) -> Result<Arc<Host>, HostError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             HostError::Store(format!(
@@ -84,6 +95,7 @@ impl Host {
         Ok(Arc::new(Host {
             engine,
             cache,
+            defaults,
             data_dir: data_dir.to_path_buf(),
             store,
             state: RwLock::new(State::default()),
@@ -166,11 +178,13 @@ impl Host {
         };
         let engine = self.engine.clone();
         let cache = self.cache.clone();
+        let defaults = self.defaults;
         let data_dir = self.data_dir.clone();
         let m = manifest.clone();
         let deploy_logs = logs.clone();
         let result = tokio::task::spawn_blocking(move || {
             let ctx = DeployContext {
+                defaults,
                 engine: &engine,
                 cache: cache.as_ref(),
                 data_dir,
@@ -378,6 +392,26 @@ fn not_found(host: Option<&str>, path: &str, routes: &RouteTable) -> http::Respo
 }
 
 fn info_json(name: &str, e: &Entry) -> Value {
+    let service = e.current.as_ref().and_then(|w| w.service()).map(|s| {
+        let st = s.status();
+        json!({
+            "name": s.name(),
+            "status": st.label(),
+            "restarts": st.restarts(),
+            "lastError": st.last_error(),
+            "ports": s.ports(),
+        })
+    });
+    let service_failed =
+        e.current
+            .as_ref()
+            .and_then(|w| w.service())
+            .and_then(|s| match s.status() {
+                weft_runtime::service::ServiceStatus::Failed { last_error, .. } => {
+                    Some(format!("service {}: {last_error}", s.name()))
+                }
+                _ => None,
+            });
     let (status, components, routes, deployed_at) = match &e.current {
         Some(w) => (
             "Running",
@@ -404,6 +438,12 @@ fn info_json(name: &str, e: &Entry) -> Value {
         ),
         None => ("Failed", Vec::new(), Vec::new(), 0),
     };
+    // A failed service fails the workload's status (its components keep serving).
+    let status = if service_failed.is_some() {
+        "Failed"
+    } else {
+        status
+    };
     json!({
         "name": name,
         "namespace": e.manifest.metadata.namespace,
@@ -413,7 +453,8 @@ fn info_json(name: &str, e: &Entry) -> Value {
         "routes": routes,
         "components": components,
         "hostInterfaces": e.manifest.spec.host_interfaces.iter().map(|h| h.id()).collect::<Vec<_>>(),
-        "error": e.error,
+        "error": service_failed.or_else(|| e.error.clone()),
+        "service": service,
         "manifestPath": e.manifest.origin.path.display().to_string(),
     })
 }

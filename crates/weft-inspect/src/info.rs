@@ -148,8 +148,17 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentInfo, InspectError> {
         .collect();
     let mut printer = wit_component::WitPrinter::default();
     printer.emit_docs(false);
+    // Define the component's own (non-WASI) interfaces inline; WASI ones are well known and
+    // long, so they are only named.
+    let main = decoded.package();
+    let nested: Vec<_> = resolve
+        .packages
+        .iter()
+        .filter(|(id, p)| *id != main && p.name.namespace != "wasi")
+        .map(|(id, _)| id)
+        .collect();
     printer
-        .print(resolve, decoded.package(), &[])
+        .print(resolve, main, &nested)
         .map_err(|e| InspectError::World(format!("printing WIT: {e:#}")))?;
     Ok(ComponentInfo {
         kind: WasmKind::Component,

@@ -62,6 +62,10 @@ pub struct EngineOptions {
     /// on top of this by [`crate::wasi::WasiGrants::store_limits`]). `None`: wasmtime's default
     /// (4 GiB).
     pub max_memory_bytes: Option<u64>,
+    /// Build the engine without component-model concurrency (no WASI 0.3, no
+    /// `run_concurrent`): what run-time linking of components needs, because its forwarding
+    /// host functions call into another instance with `call_async` (see `crate::link`).
+    pub no_concurrency: bool,
 }
 
 /// An engine plus the facts about how it was built.
@@ -76,7 +80,9 @@ impl WeftEngine {
     /// allocator is in use.
     pub fn new(options: &EngineOptions) -> wasmtime::Result<Self> {
         let (engine, allocator) = match options.allocator {
-            AllocatorChoice::OnDemand => (Engine::new(&base_config())?, AllocatorKind::OnDemand),
+            AllocatorChoice::OnDemand => {
+                (Engine::new(&base_config(options))?, AllocatorKind::OnDemand)
+            }
             AllocatorChoice::Pooling => (
                 Engine::new(&pooling_config(options))?,
                 AllocatorKind::Pooling,
@@ -89,7 +95,7 @@ impl WeftEngine {
                         "could not reserve virtual memory for the pooling allocator; \
                          falling back to on-demand allocation (slower instantiation)"
                     );
-                    (Engine::new(&base_config())?, AllocatorKind::OnDemand)
+                    (Engine::new(&base_config(options))?, AllocatorKind::OnDemand)
                 }
             },
         };
@@ -107,10 +113,15 @@ impl WeftEngine {
     }
 }
 
-fn base_config() -> Config {
+fn base_config(options: &EngineOptions) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    config.wasm_component_model_async(true);
+    if options.no_concurrency {
+        config.wasm_component_model_async(false);
+        config.concurrency_support(false);
+    } else {
+        config.wasm_component_model_async(true);
+    }
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     config.wasm_backtrace_details(WasmBacktraceDetails::Enable);
@@ -137,7 +148,7 @@ fn pooling_config(options: &EngineOptions) -> Config {
     if let Some(max) = options.max_memory_bytes {
         pool.max_memory_size(usize::try_from(max).unwrap_or(usize::MAX).min(4 << 30));
     }
-    let mut config = base_config();
+    let mut config = base_config(options);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }

@@ -71,6 +71,13 @@ pub struct HttpOptions {
     pub queue_timeout: Duration,
     /// Prefix guest stdout/stderr lines with the instance id.
     pub log_prefix: bool,
+    /// Largest request body passed to the guest; larger gets 413 (by Content-Length) or a
+    /// body error (streamed).
+    pub max_request_body: u64,
+    /// Largest response body the guest may send; the stream is cut off past it.
+    pub max_response_body: u64,
+    /// Resource handles per instance (see `limit::DEFAULT_MAX_RESOURCES`).
+    pub max_resources: usize,
 }
 
 impl Default for HttpOptions {
@@ -84,6 +91,9 @@ impl Default for HttpOptions {
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             log_prefix: true,
+            max_request_body: crate::limit::DEFAULT_MAX_REQUEST_BODY,
+            max_response_body: crate::limit::DEFAULT_MAX_RESPONSE_BODY,
+            max_resources: crate::limit::DEFAULT_MAX_RESOURCES,
         }
     }
 }
@@ -123,6 +133,8 @@ pub enum HandleError {
     Guest(String),
     #[error("the service is shutting down")]
     ShuttingDown,
+    #[error("the request body is larger than this host accepts ({0} bytes)")]
+    TooLarge(u64),
 }
 
 impl HandleError {
@@ -130,6 +142,7 @@ impl HandleError {
         match self {
             HandleError::Overloaded | HandleError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             HandleError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            HandleError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HandleError::Trap(_) | HandleError::Instantiate(_) | HandleError::Guest(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -285,7 +298,28 @@ impl HttpService {
         };
         let timeout = state.request_timeout;
         let started = Instant::now();
-        let result = self.handler.handle((), request).await;
+        let max_request = state.options.max_request_body;
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max_request) {
+            return Err(HandleError::TooLarge(max_request));
+        }
+        let request = request.map(|body| {
+            use http_body_util::BodyExt;
+            crate::limit::Limited::new(body, max_request, crate::limit::Direction::Request)
+                .boxed_unsync()
+        });
+        let max_response = state.options.max_response_body;
+        let result = self.handler.handle((), request).await.map(|response| {
+            response.map(|body| {
+                use http_body_util::BodyExt;
+                crate::limit::Limited::new(body, max_response, crate::limit::Direction::Response)
+                    .boxed_unsync()
+            })
+        });
         drop(permit);
         result.map_err(|err| {
             // A P2 handler cut off at its deadline surfaces as "never set a response":
@@ -336,14 +370,17 @@ impl ServiceState {
                 Default::default()
             }
         };
+        let mut table = wasmtime::component::ResourceTable::new();
+        table.set_max_capacity(self.options.max_resources);
         let state = HostState {
-            table: wasmtime::component::ResourceTable::new(),
+            table,
             wasi: builder.build(),
             http: WasiHttpCtx::new(),
             hooks: self.hooks.clone(),
             limits: self.options.grants.store_limits(),
             plugins,
             net,
+            links: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

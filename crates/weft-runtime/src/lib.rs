@@ -5,8 +5,11 @@
 
 pub use weft_policy::allow;
 pub mod cache;
+pub mod compose;
 pub mod engine;
 pub mod http;
+pub mod limit;
+pub mod link;
 pub mod load;
 pub mod logs;
 pub mod net;
@@ -14,6 +17,7 @@ pub mod outbound;
 pub mod plugins;
 pub mod progress;
 pub mod run;
+pub mod service;
 pub mod state;
 pub mod stdio;
 pub mod wasi;

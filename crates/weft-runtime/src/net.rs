@@ -16,16 +16,22 @@
 //! Every refusal is logged once per component and reason (with the fix) to `tracing` and to the
 //! workload's log buffer, and the guest sees `access-denied`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::SocketError;
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host as _, ResolveAddressStream};
-use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpSocketAddress, Network};
+use wasmtime_wasi::p2::bindings::sockets::network::{
+    ErrorCode, IpAddressFamily, IpSocketAddress, Network,
+};
 use wasmtime_wasi::p2::bindings::sockets::tcp::{HostTcpSocket as _, TcpSocket};
+use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host as TcpCreateHost;
+use wasmtime_wasi::p2::bindings::sockets::udp::{self as p2udp, UdpSocket};
+use wasmtime_wasi::p2::bindings::sockets::udp_create_socket::Host as UdpCreateHost;
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 use weft_policy::sockets::{
     Denial, DenyReason, LookupVerdict, SocketRules, SocketUse, Verdict, decide, decide_lookup,
@@ -37,8 +43,179 @@ use crate::state::HostState;
 /// The `wasi:sockets` package version wasmtime-wasi 48 defines (guests' 0.2.x imports match it).
 const P2_SOCKETS: &str = "0.2.12";
 
+/// A workload's virtual loopback: the ports its service listens on, mapped to the ephemeral host
+/// addresses actually bound, and the host addresses of the component sockets allowed to reach
+/// them (see docs/service.md).
+#[derive(Default)]
+pub struct VirtualNet {
+    listeners: Mutex<HashMap<u16, SocketAddr>>,
+    members: Mutex<HashSet<SocketAddr>>,
+    listening: tokio::sync::Notify,
+}
+
+/// Bound on virtual listeners and remembered member sockets per workload.
+const MAX_VIRTUAL: usize = 4096;
+
+impl VirtualNet {
+    pub fn new() -> Arc<Self> {
+        Arc::new(VirtualNet::default())
+    }
+
+    /// The host address behind the workload's `127.0.0.1:port`, if the service listens there.
+    pub fn listener(&self, port: u16) -> Option<SocketAddr> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&port)
+            .copied()
+    }
+
+    /// The virtual ports the service has bound.
+    pub fn ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        ports.sort_unstable();
+        ports
+    }
+
+    /// Waits until the service binds a first virtual port.
+    pub async fn wait_listening(&self) {
+        loop {
+            let notified = self.listening.notified();
+            if !self.ports().is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn register(&self, port: u16, real: SocketAddr) {
+        let mut l = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        if l.len() < MAX_VIRTUAL || l.contains_key(&port) {
+            l.insert(port, real);
+        }
+        drop(l);
+        self.listening.notify_waiters();
+    }
+
+    /// Forgets every listener (the service instance that owned them is gone).
+    pub fn clear_listeners(&self) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    fn is_listener(&self, real: SocketAddr) -> bool {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|a| *a == real)
+    }
+
+    fn add_member(&self, local: SocketAddr) {
+        let mut m = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_VIRTUAL {
+            // Old member sockets are long closed; forget them rather than grow.
+            m.clear();
+        }
+        m.insert(local);
+    }
+
+    fn is_member(&self, peer: SocketAddr) -> bool {
+        self.members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&peer)
+    }
+}
+
+/// Live guest sockets: per workload, and for the whole host (so one workload cannot take the
+/// file descriptors the ingress and the other workloads need).
+pub struct SocketBudget {
+    live: AtomicUsize,
+    limit: usize,
+}
+
+static HOST_SOCKETS: AtomicUsize = AtomicUsize::new(0);
+static HOST_SOCKET_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_HOST_SOCKET_LIMIT);
+
+/// Guest sockets one workload may hold open at once, unless the host says otherwise.
+pub const DEFAULT_WORKLOAD_SOCKETS: usize = 256;
+/// Guest sockets the whole host may hold before [`set_host_socket_limit`] is called.
+pub const DEFAULT_HOST_SOCKET_LIMIT: usize = 512;
+
+/// Sets the host-wide cap on guest sockets (the binary sets it to half the open-files limit,
+/// keeping the other half for the ingress, the admin API and the host's own files).
+pub fn set_host_socket_limit(limit: usize) {
+    HOST_SOCKET_LIMIT.store(limit.max(16), Ordering::Relaxed);
+}
+
+impl SocketBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(SocketBudget {
+            live: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Live sockets of this workload.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn try_acquire(&self) -> bool {
+        let host_limit = HOST_SOCKET_LIMIT.load(Ordering::Relaxed);
+        if HOST_SOCKETS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < host_limit).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return false;
+        }
+        if self
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_err()
+        {
+            HOST_SOCKETS.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self) {
+        let _ = self
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let _ =
+            HOST_SOCKETS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
+/// Whether a policy belongs to the workload's service or to one of its components.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Component,
+    Service,
+}
+
 /// One component's socket policy, shared by all its stores.
 pub struct NetPolicy {
+    /// The workload's virtual loopback, when it has a service.
+    vnet: Option<Arc<VirtualNet>>,
+    role: Role,
+    /// The workload's socket budget (`None`: unlimited, e.g. `weft serve --inherit-network`).
+    budget: Option<Arc<SocketBudget>>,
     rules: SocketRules,
     /// Whether wasmtime-wasi's resolver is enabled at all. For a component that imports the
     /// WASI 0.3 resolver (which the overrides do not cover) only with `allowedIpNameLookups: ["*"]`.
@@ -75,6 +252,9 @@ impl NetPolicy {
             rules.grants_lookup()
         };
         Arc::new(NetPolicy {
+            vnet: None,
+            role: Role::Component,
+            budget: None,
             rules,
             resolver,
             component: component.to_string(),
@@ -86,6 +266,49 @@ impl NetPolicy {
 
     pub fn rules(&self) -> &SocketRules {
         &self.rules
+    }
+
+    /// The same policy with the workload's socket budget.
+    pub fn with_budget(self: Arc<Self>, budget: Arc<SocketBudget>) -> Arc<Self> {
+        let mut policy = Arc::try_unwrap(self).unwrap_or_else(|arc| NetPolicy {
+            vnet: arc.vnet.clone(),
+            role: arc.role,
+            budget: None,
+            rules: arc.rules.clone(),
+            resolver: arc.resolver,
+            component: arc.component.clone(),
+            logs: arc.logs.clone(),
+            logged: Mutex::new(HashSet::new()),
+            logged_names: Mutex::new(HashSet::new()),
+        });
+        policy.budget = Some(budget);
+        Arc::new(policy)
+    }
+
+    /// The same policy on the workload's virtual loopback, in `role`.
+    pub fn on_virtual_net(
+        rules: SocketRules,
+        component: &str,
+        logs: Option<LogSink>,
+        p3_resolver: bool,
+        vnet: Arc<VirtualNet>,
+        role: Role,
+    ) -> Arc<Self> {
+        let base = NetPolicy::new(rules, component, logs, p3_resolver);
+        let mut policy = Arc::try_unwrap(base).unwrap_or_else(|arc| NetPolicy {
+            vnet: None,
+            role: Role::Component,
+            budget: None,
+            rules: arc.rules.clone(),
+            resolver: arc.resolver,
+            component: arc.component.clone(),
+            logs: arc.logs.clone(),
+            logged: Mutex::new(HashSet::new()),
+            logged_names: Mutex::new(HashSet::new()),
+        });
+        policy.vnet = Some(vnet);
+        policy.role = role;
+        Arc::new(policy)
     }
 
     fn emit(&self, message: &str) {
@@ -121,10 +344,10 @@ impl NetPolicy {
     /// Installs the address check on a store's WASI builder; returns the store's half.
     pub fn install(self: &Arc<Self>, builder: &mut WasiCtxBuilder) -> NetStore {
         use weft_policy::sockets::Protocol;
-        builder.allow_tcp(self.rules.grants(Protocol::Tcp));
+        builder.allow_tcp(self.rules.grants(Protocol::Tcp) || self.vnet.is_some());
         builder.allow_udp(self.rules.grants(Protocol::Udp));
         builder.allow_ip_name_lookup(self.resolver);
-        let approved: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
+        let approved: Arc<Mutex<Vec<(SocketUse, SocketAddr)>>> = Arc::default();
         let policy = Arc::clone(self);
         let approvals = Arc::clone(&approved);
         builder.socket_addr_check(move |addr, addr_use| {
@@ -134,6 +357,7 @@ impl NetPolicy {
         NetStore {
             policy: Some(Arc::clone(self)),
             approved,
+            counted: Arc::default(),
         }
     }
 
@@ -141,7 +365,7 @@ impl NetPolicy {
         &self,
         addr: SocketAddr,
         addr_use: SocketAddrUse,
-        approved: &Mutex<Vec<SocketAddr>>,
+        approved: &Mutex<Vec<(SocketUse, SocketAddr)>>,
     ) -> bool {
         let socket_use = match addr_use {
             SocketAddrUse::TcpBind => SocketUse::TcpBind,
@@ -152,16 +376,32 @@ impl NetPolicy {
             SocketAddrUse::UdpSend => SocketUse::UdpSend,
             SocketAddrUse::UdpReceive => SocketUse::UdpReceive,
         };
+        {
+            let mut list = approved.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = list.iter().position(|a| *a == (socket_use, addr)) {
+                list.swap_remove(i);
+                return true;
+            }
+        }
+        if let (Some(vnet), Role::Service) = (&self.vnet, self.role) {
+            match socket_use {
+                SocketUse::TcpListen if vnet.is_listener(addr) => return true,
+                SocketUse::TcpAccept => {
+                    let member = vnet.is_member(addr);
+                    if !member {
+                        self.emit(&format!(
+                            "virtual loopback: dropped a connection from {addr}, which is not \
+                             one of this workload's components"
+                        ));
+                    }
+                    return member;
+                }
+                _ => {}
+            }
+        }
         match decide(&self.rules, socket_use, addr) {
             Verdict::Allow { target } if target == addr => true,
             verdict => {
-                if socket_use == SocketUse::TcpConnect {
-                    let mut list = approved.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(i) = list.iter().position(|a| *a == addr) {
-                        list.swap_remove(i);
-                        return true;
-                    }
-                }
                 if let Verdict::Deny(d) = verdict {
                     self.report(&d);
                 } else {
@@ -183,7 +423,70 @@ impl NetPolicy {
 #[derive(Default, Clone)]
 pub struct NetStore {
     policy: Option<Arc<NetPolicy>>,
-    approved: Arc<Mutex<Vec<SocketAddr>>>,
+    approved: Arc<Mutex<Vec<(SocketUse, SocketAddr)>>>,
+    /// Resource reps of this store's sockets that hold a unit of the budget.
+    counted: Arc<Mutex<HashSet<u32>>>,
+}
+
+impl NetStore {
+    /// Takes a unit of the budget for a new socket; `false` (and a log line) when exhausted.
+    fn acquire(&self) -> bool {
+        let Some(policy) = &self.policy else {
+            return true;
+        };
+        let Some(budget) = &policy.budget else {
+            return true;
+        };
+        if budget.try_acquire() {
+            return true;
+        }
+        let first = {
+            let mut logged = policy.logged.lock().unwrap_or_else(|e| e.into_inner());
+            logged.len() < MAX_LOGGED
+                && logged.insert((SocketUse::TcpBind, DenyReason::ProtocolNotGranted, u16::MAX))
+        };
+        if first {
+            policy.emit(&format!(
+                "wasi:sockets socket refused: the workload holds {} sockets, its limit \
+                 (new-socket-limit; hint: close sockets, or raise `weft up \
+                 --max-sockets-per-workload`)",
+                budget.live()
+            ));
+        }
+        false
+    }
+
+    fn counted(&self, rep: u32) {
+        self.counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rep);
+    }
+
+    fn uncount(&self, rep: u32) {
+        let was = self
+            .counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&rep);
+        if was && let Some(budget) = self.policy.as_ref().and_then(|p| p.budget.as_ref()) {
+            budget.release();
+        }
+    }
+
+    fn approve(&self, socket_use: SocketUse, addr: SocketAddr) {
+        self.approved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((socket_use, addr));
+    }
+
+    fn withdraw(&self, socket_use: SocketUse, addr: SocketAddr) {
+        let mut list = self.approved.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = list.iter().position(|a| *a == (socket_use, addr)) {
+            list.swap_remove(i);
+        }
+    }
 }
 
 impl NetStore {
@@ -197,32 +500,113 @@ fn error_code(err: SocketError) -> wasmtime::Result<Result<(), ErrorCode>> {
     Ok(Err(err.downcast()?))
 }
 
-/// Shadows `start-connect` and `resolve-addresses` of `wasi:sockets@0.2` with the rule-checking
-/// versions. Call after `wasmtime_wasi::p2::add_to_linker_async`.
+/// Shadows `start-bind`, `start-connect` and `resolve-addresses` of `wasi:sockets@0.2` with the
+/// rule-checking versions (redirects, virtual loopback, name grants). Call after
+/// `wasmtime_wasi::p2::add_to_linker_async`.
 pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut tcp = linker.instance(&format!("wasi:sockets/tcp@{P2_SOCKETS}"))?;
-    tcp.func_wrap(
+    tcp.func_wrap_async(
+        "[method]tcp-socket.start-bind",
+        |mut store: wasmtime::StoreContextMut<'_, HostState>,
+         (this, network, local): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let addr: SocketAddr = local.into();
+                let net = state.net.clone();
+                let virtual_bind = match &net.policy {
+                    Some(p) if p.role == Role::Service && p.vnet.is_some() => {
+                        addr.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                            && addr.port() != 0
+                    }
+                    _ => false,
+                };
+                if !virtual_bind {
+                    let r = state.sockets().start_bind(this, network, local).await;
+                    return Ok((match r {
+                        Ok(()) => Ok(()),
+                        Err(e) => error_code(e)?,
+                    },));
+                }
+                // The service binds the workload's 127.0.0.1:PORT: bind an ephemeral host port
+                // instead and remember the mapping.
+                let ephemeral = SocketAddr::new(addr.ip(), 0);
+                net.approve(SocketUse::TcpBind, ephemeral);
+                let this_again = Resource::<TcpSocket>::new_borrow(this.rep());
+                let r = state.sockets().start_bind(this, network, ephemeral.into()).await;
+                net.withdraw(SocketUse::TcpBind, ephemeral);
+                if let Err(e) = r {
+                    return Ok((error_code(e)?,));
+                }
+                let real: SocketAddr = match state.sockets().local_address(this_again) {
+                    Ok(a) => a.into(),
+                    Err(e) => return Ok((error_code(e)?,)),
+                };
+                if let Some(vnet) = net.policy.as_ref().and_then(|p| p.vnet.as_ref()) {
+                    vnet.register(addr.port(), real);
+                    tracing::info!(port = addr.port(), %real, "virtual loopback: service listens");
+                }
+                Ok((Ok(()),))
+            })
+        },
+    )?;
+    tcp.func_wrap_async(
         "[method]tcp-socket.start-connect",
         |mut store: wasmtime::StoreContextMut<'_, HostState>,
-         (this, network, remote): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)|
-         -> wasmtime::Result<(Result<(), ErrorCode>,)> {
-            let state = store.data_mut();
-            let addr: SocketAddr = remote.into();
-            let mut target = addr;
-            if let Some(policy) = state.net.policy.clone() {
-                match decide(&policy.rules, SocketUse::TcpConnect, addr) {
-                    Verdict::Allow { target: t } => {
-                        target = t;
-                        if t != addr {
-                            state
-                                .net
-                                .approved
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push(t);
-                        }
+         (this, network, remote): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let addr: SocketAddr = remote.into();
+                let net = state.net.clone();
+                let Some(policy) = net.policy.clone() else {
+                    let r = state.sockets().start_connect(this, network, remote);
+                    return Ok((match r {
+                        Ok(()) => Ok(()),
+                        Err(e) => error_code(e)?,
+                    },));
+                };
+                // The workload's own service on its virtual loopback.
+                let virtual_target = policy
+                    .vnet
+                    .as_ref()
+                    .filter(|_| addr.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+                    .and_then(|v| v.listener(addr.port()).map(|real| (v.clone(), real)));
+                if let Some((vnet, real)) = virtual_target {
+                    // Bind the socket ourselves so its address is known: the service accepts
+                    // only these members.
+                    let ephemeral = SocketAddr::new(addr.ip(), 0);
+                    net.approve(SocketUse::TcpBind, ephemeral);
+                    let bind_handle = Resource::<TcpSocket>::new_borrow(this.rep());
+                    let net_handle = Resource::<Network>::new_borrow(network.rep());
+                    let r = state
+                        .sockets()
+                        .start_bind(bind_handle, net_handle, ephemeral.into())
+                        .await;
+                    net.withdraw(SocketUse::TcpBind, ephemeral);
+                    if let Err(e) = r {
+                        return Ok((error_code(e)?,));
                     }
+                    let finish = Resource::<TcpSocket>::new_borrow(this.rep());
+                    if let Err(e) = state.sockets().finish_bind(finish) {
+                        return Ok((error_code(e)?,));
+                    }
+                    let local_handle = Resource::<TcpSocket>::new_borrow(this.rep());
+                    match state.sockets().local_address(local_handle) {
+                        Ok(local) => vnet.add_member(local.into()),
+                        Err(e) => return Ok((error_code(e)?,)),
+                    }
+                    net.approve(SocketUse::TcpConnect, real);
+                    let r = state.sockets().start_connect(this, network, real.into());
+                    if r.is_err() {
+                        net.withdraw(SocketUse::TcpConnect, real);
+                    }
+                    return Ok((match r {
+                        Ok(()) => Ok(()),
+                        Err(e) => error_code(e)?,
+                    },));
+                }
+                let target = match decide(&policy.rules, SocketUse::TcpConnect, addr) {
+                    Verdict::Allow { target } => target,
                     Verdict::Deny(d) => {
                         policy.report(&d);
                         // Still validate the handles, as the real call would.
@@ -231,20 +615,92 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                         view.table.get(&this)?;
                         return Ok((Err(ErrorCode::AccessDenied),));
                     }
+                };
+                if target != addr {
+                    net.approve(SocketUse::TcpConnect, target);
+                }
+                let result = state.sockets().start_connect(this, network, target.into());
+                if result.is_err() && target != addr {
+                    // The connect never reached the check: drop the approval.
+                    net.withdraw(SocketUse::TcpConnect, target);
+                }
+                Ok((match result {
+                    Ok(()) => Ok(()),
+                    Err(e) => error_code(e)?,
+                },))
+            })
+        },
+    )?;
+    // Socket budget: count creations, release on drop.
+    tcp.resource(
+        "tcp-socket",
+        wasmtime::component::ResourceType::host::<TcpSocket>(),
+        |mut store, rep| {
+            let state = store.data_mut();
+            state.net.clone().uncount(rep);
+            state.sockets().drop(Resource::new_own(rep))
+        },
+    )?;
+    let mut udp = linker.instance(&format!("wasi:sockets/udp@{P2_SOCKETS}"))?;
+    udp.resource(
+        "udp-socket",
+        wasmtime::component::ResourceType::host::<UdpSocket>(),
+        |mut store, rep| {
+            let state = store.data_mut();
+            state.net.clone().uncount(rep);
+            p2udp::HostUdpSocket::drop(&mut state.sockets(), Resource::new_own(rep))
+        },
+    )?;
+    let mut tcp_create =
+        linker.instance(&format!("wasi:sockets/tcp-create-socket@{P2_SOCKETS}"))?;
+    tcp_create.func_wrap(
+        "create-tcp-socket",
+        |mut store: wasmtime::StoreContextMut<'_, HostState>,
+         (family,): (IpAddressFamily,)|
+         -> wasmtime::Result<(Result<Resource<TcpSocket>, ErrorCode>,)> {
+            let state = store.data_mut();
+            let net = state.net.clone();
+            if !net.acquire() {
+                return Ok((Err(ErrorCode::NewSocketLimit),));
+            }
+            match TcpCreateHost::create_tcp_socket(&mut state.sockets(), family) {
+                Ok(socket) => {
+                    net.counted(socket.rep());
+                    Ok((Ok(socket),))
+                }
+                Err(e) => {
+                    if let Some(b) = net.policy.as_ref().and_then(|p| p.budget.as_ref()) {
+                        b.release();
+                    }
+                    Ok((Err(e.downcast()?),))
                 }
             }
-            let result = state.sockets().start_connect(this, network, target.into());
-            if result.is_err() && target != addr {
-                // The connect never reached the check: drop the approval.
-                let mut list = state.net.approved.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(i) = list.iter().position(|a| *a == target) {
-                    list.swap_remove(i);
+        },
+    )?;
+    let mut udp_create =
+        linker.instance(&format!("wasi:sockets/udp-create-socket@{P2_SOCKETS}"))?;
+    udp_create.func_wrap_async(
+        "create-udp-socket",
+        |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let net = state.net.clone();
+                if !net.acquire() {
+                    return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
-            }
-            Ok((match result {
-                Ok(()) => Ok(()),
-                Err(e) => error_code(e)?,
-            },))
+                match UdpCreateHost::create_udp_socket(&mut state.sockets(), family).await {
+                    Ok(socket) => {
+                        net.counted(socket.rep());
+                        Ok((Ok(socket),))
+                    }
+                    Err(e) => {
+                        if let Some(b) = net.policy.as_ref().and_then(|p| p.budget.as_ref()) {
+                            b.release();
+                        }
+                        Ok((Err(e.downcast()?),))
+                    }
+                }
+            })
         },
     )?;
     let mut lookup = linker.instance(&format!("wasi:sockets/ip-name-lookup@{P2_SOCKETS}"))?;

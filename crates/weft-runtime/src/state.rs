@@ -48,6 +48,8 @@ pub struct HostState {
     pub plugins: crate::plugins::PluginInstances,
     /// This store's half of the socket policy (see `net.rs`).
     pub net: crate::net::NetStore,
+    /// Functions of other components of the workload that this store's imports forward to.
+    pub links: crate::link::LinkSlots,
 }
 
 impl WasiView for HostState {

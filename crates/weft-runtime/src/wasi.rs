@@ -43,6 +43,15 @@ impl DirGrant {
     }
 }
 
+/// Core instances one store may create (a composed component has a few dozen at most).
+pub const MAX_INSTANCES: usize = 1000;
+/// Tables one store may create.
+pub const MAX_TABLES: usize = 1000;
+/// Linear memories one store may create.
+pub const MAX_MEMORIES: usize = 100;
+/// Elements one table may grow to.
+pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
 /// The grants shared by `weft run` and `weft serve`.
 #[derive(Debug, Clone, Default)]
 pub struct WasiGrants {
@@ -107,7 +116,13 @@ impl WasiGrants {
 
     /// The store limits these grants imply.
     pub fn store_limits(&self) -> StoreLimits {
-        let mut b = StoreLimitsBuilder::new();
+        // Caps that hold with the on-demand allocator too (the pooling allocator has its own):
+        // a guest cannot create unbounded instances, tables or table elements.
+        let mut b = StoreLimitsBuilder::new()
+            .instances(MAX_INSTANCES)
+            .tables(MAX_TABLES)
+            .memories(MAX_MEMORIES)
+            .table_elements(MAX_TABLE_ELEMENTS);
         if let Some(max) = self.max_memory_bytes {
             b = b.memory_size(usize::try_from(max).unwrap_or(usize::MAX));
         }

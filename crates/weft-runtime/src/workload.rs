@@ -3,6 +3,7 @@
 //! before it is swapped in, so a bad version never replaces a good one.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use weft_manifest::Manifest;
@@ -13,8 +14,10 @@ use crate::engine::WeftEngine;
 use crate::http::{HandleError, HttpOptions, HttpService, WorkloadExtras};
 use crate::load::{self, Compiled};
 use crate::logs::LogSink;
-use crate::net::NetPolicy;
+use crate::net::{NetPolicy, Role, SocketBudget, VirtualNet};
 use crate::plugins::BoundPlugins;
+use crate::service::{ServiceHandle, ServiceSpec};
+use crate::state::OutgoingHttp;
 use crate::wasi::{DirGrant, WasiGrants};
 use crate::world::{self, WorldKind};
 
@@ -63,8 +66,36 @@ pub enum DeployError {
     Plugins(Vec<crate::plugins::PluginError>),
 }
 
+/// Host-wide defaults for what a manifest leaves unset (the `weft up` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct WorkloadDefaults {
+    /// Wall clock per invocation when `timeoutMs` is unset.
+    pub timeout: Duration,
+    /// Linear memory per instance when `memoryLimitMb` is unset.
+    pub memory_bytes: u64,
+    /// Guest sockets one workload may hold open at once.
+    pub max_sockets: usize,
+}
+
+/// 30 s per invocation.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// 256 MiB per instance.
+pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
+
+impl Default for WorkloadDefaults {
+    fn default() -> Self {
+        WorkloadDefaults {
+            timeout: DEFAULT_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            max_sockets: crate::net::DEFAULT_WORKLOAD_SOCKETS,
+        }
+    }
+}
+
 /// Where a deployment gets its engine, cache and storage.
 pub struct DeployContext<'a> {
+    /// Limits for what the manifest leaves unset.
+    pub defaults: WorkloadDefaults,
     pub engine: &'a WeftEngine,
     pub cache: Option<&'a CompileCache>,
     pub data_dir: PathBuf,
@@ -76,6 +107,8 @@ pub struct DeployContext<'a> {
 pub struct Workload {
     manifest: Manifest,
     logs: LogSink,
+    /// The long-lived service, if `spec.service` is set.
+    service: Option<ServiceHandle>,
     plugins: BoundPlugins,
     http: Option<HttpService>,
     routes: Vec<HttpRoute>,
@@ -88,92 +121,100 @@ impl Workload {
     /// until the caller swaps the result in.
     pub fn deploy(ctx: &DeployContext<'_>, manifest: &Manifest) -> Result<Workload, DeployError> {
         let spec = &manifest.spec;
-        if let Some(service) = &spec.service {
-            return Err(DeployError::Invalid(format!(
-                "spec.service ({}): long-lived services are not supported by this host yet \
-                 (hint: remove spec.service; services arrive with component linking)",
-                service.name
-            )));
-        }
-        if spec.components.len() > 1 {
-            return Err(DeployError::Invalid(format!(
-                "spec.components: this workload has {} components; run-time linking of several \
-                 components is not supported by this host yet (hint: deploy each HTTP component \
-                 as its own workload)",
-                spec.components.len()
-            )));
-        }
         let plugins = BoundPlugins::bind(manifest, ctx.data_dir.clone(), &ctx.logs)
             .map_err(DeployError::Plugins)?;
         let http_grant = manifest.host_interface("wasi", "http");
         let base_dir = manifest.base_dir();
+        let vnet = spec.service.as_ref().map(|_| VirtualNet::new());
+        let budget = SocketBudget::new(ctx.defaults.max_sockets);
 
-        let mut components = Vec::new();
+        let loaded = load_components(ctx.engine, ctx.cache, manifest)?;
+        let components = loaded.infos.clone();
+        let plan = match crate::link::plan_manifest(manifest, &loaded.plan_components) {
+            Ok(plan) => plan,
+            Err(weft_inspect::PlanError::Unsatisfied { missing }) => {
+                // Explain each component's missing imports with the grant that would cover them.
+                for (index, c) in spec.components.iter().enumerate() {
+                    let imports: Vec<String> = missing
+                        .iter()
+                        .filter(|(name, _)| *name == c.name)
+                        .map(|(_, i)| i.clone())
+                        .collect();
+                    if !imports.is_empty() {
+                        check_grants(manifest, index, &c.name, &imports, &plugins)?;
+                    }
+                }
+                return Err(DeployError::Invalid(
+                    "spec.components: some imports are not satisfied".into(),
+                ));
+            }
+            Err(e) => return Err(DeployError::Invalid(format!("spec.components: {e}"))),
+        };
+
+        let service = match (&spec.service, &vnet) {
+            (Some(svc), Some(vnet)) => {
+                Some(start_service(ctx, manifest, svc, &plugins, vnet, &budget)?)
+            }
+            _ => None,
+        };
+
+        // The HTTP handler is the component exporting wasi:http that no other component
+        // imports from (a middleware's business component is not served directly).
+        let http_roots: Vec<usize> = (0..components.len())
+            .filter(|&i| components[i].kind.is_http() && !plan.is_consumed(i))
+            .collect();
+        if http_roots.len() > 1 {
+            return Err(DeployError::Invalid(format!(
+                "spec.components: {} each export a wasi:http handler that no other component \
+                 imports; a workload serves one handler (hint: deploy them as separate \
+                 workloads, or have one import the other's handler)",
+                http_roots
+                    .iter()
+                    .map(|&i| format!("`{}`", components[i].name))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )));
+        }
         let mut http = None;
-        for (index, c) in spec.components.iter().enumerate() {
+        if let Some(&root) = http_roots.first() {
+            let c = &spec.components[root];
             let err = |message: String| DeployError::Component {
-                index,
+                index: root,
                 component: c.name.clone(),
                 message,
             };
-            let path = weft_manifest::resolve_image(&c.image, &base_dir)
-                .map_err(|e| err(format!("image `{}`: {e}", c.image)))?;
-            let loaded =
-                load::load(ctx.engine, &path, ctx.cache).map_err(|e| err(e.to_string()))?;
-            if let Some(digest) = &c.digest {
-                let want = digest.strip_prefix("sha256:").unwrap_or(digest);
-                if !want.eq_ignore_ascii_case(&loaded.sha256) {
-                    return Err(err(format!(
-                        "image {} has digest sha256:{}, but the manifest pins {digest} \
-                         (hint: update spec.components[{index}].digest or the image)",
-                        path.display(),
-                        loaded.sha256
-                    )));
-                }
-            }
-            let Compiled::Component(component) = &loaded.compiled else {
-                return Err(err(format!(
-                    "image {} is a core module; workloads run components (hint: adapt it with \
-                     `wasm-tools component new --adapt`)",
-                    path.display()
-                )));
+            let Some(grant) = http_grant.filter(|g| g.grants("incoming-handler")) else {
+                return Err(err(
+                    "exports a wasi:http handler, but the workload grants no incoming HTTP \
+                     (hint: add to spec.hostInterfaces: `- { namespace: wasi, package: http, \
+                     interfaces: [incoming-handler], config: { host: NAME.localhost, path: / } }`)"
+                        .into(),
+                ));
             };
-            let ifaces = world::interfaces(ctx.engine.engine(), component);
-            let kind = world::classify(ifaces.exports.iter().map(String::as_str));
-            check_grants(manifest, index, &c.name, &ifaces.imports, &plugins)?;
-
-            if kind.is_http() {
-                let Some(grant) = http_grant.filter(|g| g.grants("incoming-handler")) else {
-                    return Err(err(
-                        "exports a wasi:http handler, but the workload grants no incoming HTTP \
-                         (hint: add to spec.hostInterfaces: `- { namespace: wasi, package: http, \
-                         interfaces: [incoming-handler], config: { host: NAME.localhost, path: / } }`)"
-                            .into(),
-                    ));
-                };
-                let options = http_options(manifest, c, &base_dir, &ctx.logs, &ifaces.imports)
-                    .map_err(&err)?;
-                let extras = WorkloadExtras {
-                    component: c.name.clone(),
-                    plugins: plugins.clone(),
-                    logs: ctx.logs.clone(),
-                };
-                let service = HttpService::for_workload(ctx.engine, component, options, extras)
-                    .map_err(|e| err(e.to_string()))?;
-                let (host, path) = match grant.http_incoming_config() {
-                    Some(cfg) => (cfg.host, cfg.path),
-                    None => (None, "/".to_string()),
-                };
-                http = Some((service, HttpRoute { host, path }));
-            }
-            components.push(ComponentInfo {
-                name: c.name.clone(),
-                image: path,
-                sha256: loaded.sha256.clone(),
-                kind,
-                size: loaded.size,
-                cache_hit: loaded.cache_hit,
-            });
+            let options = http_options(
+                manifest,
+                c,
+                &base_dir,
+                &ctx.logs,
+                &loaded.plan_components[root].imports,
+                HostSide {
+                    vnet: vnet.as_ref().map(|v| (v, Role::Component)),
+                    defaults: &ctx.defaults,
+                    budget: &budget,
+                },
+            )
+            .map_err(&err)?;
+            let extras = WorkloadExtras {
+                component: c.name.clone(),
+                plugins: plugins.clone(),
+                logs: ctx.logs.clone(),
+            };
+            let service = serve_linked(ctx, manifest, &loaded, &plan, root, options, extras)?;
+            let (host, path) = match grant.http_incoming_config() {
+                Some(cfg) => (cfg.host, cfg.path),
+                None => (None, "/".to_string()),
+            };
+            http = Some((service, HttpRoute { host, path }));
         }
 
         let (http, routes) = match http {
@@ -193,6 +234,7 @@ impl Workload {
         Ok(Workload {
             manifest: manifest.clone(),
             logs: ctx.logs.clone(),
+            service,
             plugins,
             http,
             routes,
@@ -229,6 +271,11 @@ impl Workload {
         &self.logs
     }
 
+    /// The service, if the workload has one.
+    pub fn service(&self) -> Option<&ServiceHandle> {
+        self.service.as_ref()
+    }
+
     /// Handles one incoming HTTP request.
     pub async fn handle(
         &self,
@@ -247,8 +294,128 @@ impl Workload {
         if let Some(service) = &self.http {
             service.close();
         }
+        if let Some(service) = &self.service {
+            service.stop();
+        }
         self.plugins.unbind();
     }
+}
+
+/// A workload's components, compiled, with the facts the link planner needs.
+pub struct LoadedComponents {
+    pub infos: Vec<ComponentInfo>,
+    pub compiled: Vec<wasmtime::component::Component>,
+    pub plan_components: Vec<weft_inspect::PlanComponent>,
+}
+
+/// Reads, checks (digest pins) and compiles every component of `manifest`, in manifest order.
+pub fn load_components(
+    engine: &WeftEngine,
+    cache: Option<&CompileCache>,
+    manifest: &Manifest,
+) -> Result<LoadedComponents, DeployError> {
+    let spec = &manifest.spec;
+    let base_dir = manifest.base_dir();
+    let mut components = Vec::new();
+    let mut compiled = Vec::new();
+    let mut plan_components = Vec::new();
+    for (index, c) in spec.components.iter().enumerate() {
+        let err = |message: String| DeployError::Component {
+            index,
+            component: c.name.clone(),
+            message,
+        };
+        let path = weft_manifest::resolve_image(&c.image, &base_dir)
+            .map_err(|e| err(format!("image `{}`: {e}", c.image)))?;
+        let loaded = load::load(engine, &path, cache).map_err(|e| err(e.to_string()))?;
+        if let Some(digest) = &c.digest {
+            let want = digest.strip_prefix("sha256:").unwrap_or(digest);
+            if !want.eq_ignore_ascii_case(&loaded.sha256) {
+                return Err(err(format!(
+                    "image {} has digest sha256:{}, but the manifest pins {digest} \
+                     (hint: update spec.components[{index}].digest or the image)",
+                    path.display(),
+                    loaded.sha256
+                )));
+            }
+        }
+        let Compiled::Component(component) = &loaded.compiled else {
+            return Err(err(format!(
+                "image {} is a core module; workloads run components (hint: adapt it with \
+                 `wasm-tools component new --adapt`)",
+                path.display()
+            )));
+        };
+        let ifaces = world::interfaces(engine.engine(), component);
+        let kind = world::classify(ifaces.exports.iter().map(String::as_str));
+        plan_components.push(weft_inspect::PlanComponent {
+            name: c.name.clone(),
+            imports: ifaces.imports,
+            exports: ifaces.exports,
+        });
+        compiled.push(component.clone());
+        components.push(ComponentInfo {
+            name: c.name.clone(),
+            image: path,
+            sha256: loaded.sha256.clone(),
+            kind,
+            size: loaded.size,
+            cache_hit: loaded.cache_hit,
+        });
+    }
+
+    Ok(LoadedComponents {
+        infos: components,
+        compiled,
+        plan_components,
+    })
+}
+
+/// Builds the HTTP service of handler `root`, linked at run time to the components it imports
+/// from (or plain when it imports from none).
+fn serve_linked(
+    ctx: &DeployContext<'_>,
+    manifest: &Manifest,
+    loaded: &LoadedComponents,
+    plan: &weft_inspect::LinkPlan,
+    root: usize,
+    options: HttpOptions,
+    extras: WorkloadExtras,
+) -> Result<HttpService, DeployError> {
+    let spec = &manifest.spec;
+    let err = |message: String| DeployError::Component {
+        index: root,
+        component: spec.components[root].name.clone(),
+        message,
+    };
+    let compiled = &loaded.compiled;
+    let needed = crate::link::needed_by(plan, root);
+    match crate::compose::choose(ctx.engine, ctx.cache, manifest, loaded, plan, root)
+        .map_err(|e| DeployError::Invalid(format!("spec.compose: {e}")))?
+    {
+        crate::compose::Strategy::Single => {
+            return HttpService::for_workload(ctx.engine, &compiled[root], options, extras)
+                .map_err(|e| err(e.to_string()));
+        }
+        crate::compose::Strategy::Composed(component) => {
+            return HttpService::for_workload(ctx.engine, &component, options, extras)
+                .map_err(|e| err(e.to_string()));
+        }
+        crate::compose::Strategy::Linked => {}
+    }
+    let names: Vec<&str> = needed
+        .iter()
+        .filter(|&&i| i != root)
+        .map(|&i| spec.components[i].name.as_str())
+        .collect();
+    Err(DeployError::Invalid(format!(
+        "spec.compose: the HTTP handler `{}` imports from other components ({}), and this host \
+         serves such a handler only composed; run-time linking is available to `weft run \
+         MANIFEST --invoke` (hint: set spec.compose to `auto` or `always`, and check `weft \
+         inspect MANIFEST` for why composition fails)",
+        spec.components[root].name,
+        names.join(", ")
+    )))
 }
 
 /// Refuses imports that neither the base host nor a granted host interface provides.
@@ -274,19 +441,21 @@ fn check_grants(
             continue;
         }
         let hint = match crate::plugins::grant_for(import) {
-            Some((ns, pkg, iface))
-                if weft_manifest::known_host_interface(&ns, &pkg).is_some() =>
-            {
-                match manifest.spec.host_interfaces.iter().position(|h| h.namespace == ns && h.package == pkg) {
-                    Some(i) => format!(
-                        "add `{iface}` to spec.hostInterfaces[{i}].interfaces"
-                    ),
+            Some((ns, pkg, iface)) if weft_manifest::known_host_interface(&ns, &pkg).is_some() => {
+                match manifest
+                    .spec
+                    .host_interfaces
+                    .iter()
+                    .position(|h| h.namespace == ns && h.package == pkg)
+                {
+                    Some(i) => format!("add `{iface}` to spec.hostInterfaces[{i}].interfaces"),
                     None => format!(
                         "add to spec.hostInterfaces: `- {{ namespace: {ns}, package: {pkg}, interfaces: [{iface}] }}`"
                     ),
                 }
             }
-            _ => "no host interface provides it, and linking to other components is not supported yet".into(),
+            _ => "no host interface provides it and no other component of the workload exports it"
+                .into(),
         };
         problems.push(format!(
             "imports `{import}`, which this workload does not grant ({hint})"
@@ -303,6 +472,14 @@ fn check_grants(
     }
 }
 
+/// What the host adds to a component's own `localResources`.
+struct HostSide<'a> {
+    /// The workload's virtual loopback and the component's role on it.
+    vnet: Option<(&'a Arc<VirtualNet>, Role)>,
+    defaults: &'a WorkloadDefaults,
+    budget: &'a Arc<SocketBudget>,
+}
+
 /// The HTTP service options one component's `localResources` imply.
 fn http_options(
     manifest: &Manifest,
@@ -310,7 +487,13 @@ fn http_options(
     base_dir: &std::path::Path,
     logs: &LogSink,
     imports: &[String],
+    host: HostSide<'_>,
 ) -> Result<HttpOptions, String> {
+    let HostSide {
+        vnet,
+        defaults,
+        budget,
+    } = host;
     let res = &c.local_resources;
     let mut dirs = Vec::new();
     for (i, mount) in res.volume_mounts.iter().enumerate() {
@@ -342,16 +525,34 @@ fn http_options(
             .collect(),
         dirs,
         inherit_network: false,
-        max_memory_bytes: res.memory_limit_mb.map(|mb| u64::from(mb) << 20),
-        timeout: res.timeout_ms.map(Duration::from_millis),
-        sockets: Some(NetPolicy::new(
-            socket_rules(res)?,
-            &c.name,
-            Some(logs.clone()),
-            imports
+        max_memory_bytes: Some(
+            res.memory_limit_mb
+                .map(|mb| u64::from(mb) << 20)
+                .unwrap_or(defaults.memory_bytes),
+        ),
+        timeout: Some(
+            res.timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.timeout),
+        ),
+        sockets: Some({
+            let rules = socket_rules(res)?;
+            let p3_resolver = imports
                 .iter()
-                .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3")),
-        )),
+                .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3"));
+            match vnet {
+                Some((vnet, role)) => NetPolicy::on_virtual_net(
+                    rules,
+                    &c.name,
+                    Some(logs.clone()),
+                    p3_resolver,
+                    Arc::clone(vnet),
+                    role,
+                ),
+                None => NetPolicy::new(rules, &c.name, Some(logs.clone()), p3_resolver),
+            }
+            .with_budget(Arc::clone(budget))
+        }),
     };
     grants.validate()?;
     if imports
@@ -403,4 +604,82 @@ pub fn socket_rules(
         .collect();
     SocketRules::new(rules, &res.allowed_ip_name_lookups)
         .map_err(|e| format!("localResources.sockets: {e}"))
+}
+
+/// Compiles, checks and starts the workload's service, and waits until it is ready.
+fn start_service(
+    ctx: &DeployContext<'_>,
+    manifest: &Manifest,
+    svc: &weft_manifest::Service,
+    plugins: &BoundPlugins,
+    vnet: &Arc<VirtualNet>,
+    budget: &Arc<SocketBudget>,
+) -> Result<ServiceHandle, DeployError> {
+    let err =
+        |message: String| DeployError::Invalid(format!("spec.service ({}): {message}", svc.name));
+    let base_dir = manifest.base_dir();
+    let path = weft_manifest::resolve_image(&svc.image, &base_dir)
+        .map_err(|e| err(format!("image `{}`: {e}", svc.image)))?;
+    let loaded = load::load(ctx.engine, &path, ctx.cache).map_err(|e| err(e.to_string()))?;
+    if let Some(digest) = &svc.digest {
+        let want = digest.strip_prefix("sha256:").unwrap_or(digest);
+        if !want.eq_ignore_ascii_case(&loaded.sha256) {
+            return Err(err(format!(
+                "image {} has digest sha256:{}, but the manifest pins {digest} \
+                 (hint: update spec.service.digest or the image)",
+                path.display(),
+                loaded.sha256
+            )));
+        }
+    }
+    let Compiled::Component(component) = &loaded.compiled else {
+        return Err(err(format!(
+            "image {} is a core module; a service is a component exporting wasi:cli/run",
+            path.display()
+        )));
+    };
+    let ifaces = world::interfaces(ctx.engine.engine(), component);
+    let kind = world::classify(ifaces.exports.iter().map(String::as_str));
+    if kind != WorldKind::CliP2 {
+        return Err(err(format!(
+            "the service is {kind}; it must export wasi:cli/run@0.2 (a WASI 0.2 command)"
+        )));
+    }
+    check_grants(manifest, 0, &svc.name, &ifaces.imports, plugins).map_err(|e| match e {
+        DeployError::Component { message, .. } => err(message),
+        other => other,
+    })?;
+    let as_component = svc.to_component();
+    let options = http_options(
+        manifest,
+        &as_component,
+        &base_dir,
+        &ctx.logs,
+        &ifaces.imports,
+        HostSide {
+            vnet: Some((vnet, Role::Service)),
+            defaults: &ctx.defaults,
+            budget,
+        },
+    )
+    .map_err(&err)?;
+    let spec = ServiceSpec {
+        name: svc.name.clone(),
+        outgoing: OutgoingHttp::new(options.allowed_hosts.clone()),
+        grants: options.grants,
+        plugins: plugins.clone(),
+        logs: ctx.logs.clone(),
+        max_restarts: svc.max_restarts,
+        max_resources: options.max_resources,
+    };
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| err("services need the host's async runtime".into()))?;
+    let handle = {
+        let _guard = runtime.enter();
+        ServiceHandle::start(ctx.engine.engine(), component, spec, Arc::clone(vnet))
+            .map_err(|e| err(e.to_string()))?
+    };
+    tokio::task::block_in_place(|| runtime.block_on(handle.ready()))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(handle)
 }

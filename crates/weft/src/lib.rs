@@ -1,6 +1,7 @@
 //! The `weft` command line. `main` parses arguments and hands off to the library crates.
 
 pub mod client;
+pub mod inspect;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -45,6 +46,11 @@ enum Command {
     Delete(DeleteArgs),
     /// Print a workload's logs (guest stdout/stderr and wasi:logging).
     Logs(LogsArgs),
+    /// Show a component's world (imports, exports as WIT), size and producers, or a
+    /// manifest's link graph.
+    Inspect(InspectArgs),
+    /// Fuse a manifest's linked components into one component.
+    Compose(ComposeArgs),
     /// Check manifests or print their JSON Schema.
     #[command(subcommand)]
     Manifest(ManifestCommand),
@@ -106,6 +112,15 @@ struct UpArgs {
     /// Admin API address.
     #[arg(long, default_value = "127.0.0.1:7870")]
     admin_addr: SocketAddr,
+    /// Wall clock per invocation for workloads that set no `timeoutMs`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    default_timeout: Duration,
+    /// Linear memory per instance for workloads that set no `memoryLimitMb` (e.g. 256M).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    default_memory: u64,
+    /// Guest sockets one workload may hold open at once (`new-socket-limit` past it).
+    #[arg(long, default_value_t = weft_runtime::net::DEFAULT_WORKLOAD_SOCKETS)]
+    max_sockets_per_workload: usize,
     /// Manifests to deploy at start (in addition to the stored desired state).
     #[arg(value_name = "MANIFEST")]
     manifests: Vec<PathBuf>,
@@ -152,6 +167,23 @@ struct LogsArgs {
     #[arg(short, long)]
     follow: bool,
     name: String,
+}
+
+#[derive(Args, Debug)]
+struct InspectArgs {
+    /// A component or module (`.wasm`, `.wat`), or a manifest (`.yaml`, `.yml`, `.json`).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ComposeArgs {
+    /// The workload manifest whose linked components to fuse.
+    #[arg(value_name = "MANIFEST")]
+    manifest: PathBuf,
+    /// Where to write the composed component.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -273,6 +305,12 @@ struct ServeArgs {
     /// Do not prefix guest stdout/stderr lines with the instance id.
     #[arg(long)]
     no_logging_prefix: bool,
+    /// Largest request body passed to the guest (e.g. 256M); larger requests get 413.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    max_request_body: u64,
+    /// Largest response body a guest may send (e.g. 1G); the stream is cut off past it.
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    max_response_body: u64,
     /// The component to serve (`.wasm` or `.wat`).
     #[arg(value_name = "FILE")]
     file: PathBuf,
@@ -307,6 +345,7 @@ fn build_engine(
             Allocator::OnDemand => AllocatorChoice::OnDemand,
         },
         max_memory_bytes: max_memory,
+        no_concurrency: false,
     })
     .map_err(anyhow::Error::from)
     .context("could not create the wasmtime engine")?;
@@ -366,6 +405,29 @@ fn load_file(
     Ok(loaded)
 }
 
+/// Raises the soft open-files limit to the hard one (servers need many descriptors), and caps
+/// guest sockets host-wide at half of it, keeping the rest for the ingress and the host.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum
+        && limit.current.is_some_and(|cur| cur < max)
+    {
+        limit.current = Some(max);
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "could not raise the open-files limit");
+        }
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
+    let guest = usize::try_from(soft / 2).unwrap_or(usize::MAX);
+    weft_runtime::net::set_host_socket_limit(guest);
+    tracing::debug!(
+        open_files = soft,
+        guest_sockets = guest,
+        "file descriptor budget"
+    );
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -378,6 +440,50 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
     let (grants, allowed_hosts) = grants(&args.grants)?;
     let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
     let file = PathBuf::from(&args.file_and_args[0]);
+    if inspect::is_manifest(&file) {
+        // `weft run MANIFEST --invoke CALL`: the flag lands among the trailing arguments.
+        let mut invoke = args.invoke.clone();
+        let mut rest = args.file_and_args[1..].iter();
+        while let Some(a) = rest.next() {
+            match a.to_str() {
+                Some("--invoke") => invoke = rest.next().map(|v| v.to_string_lossy().into_owned()),
+                Some(s) if s.starts_with("--invoke=") => {
+                    invoke = Some(s["--invoke=".len()..].to_string())
+                }
+                _ => bail!(
+                    "{}: a manifest takes no program arguments (got {a:?})",
+                    file.display()
+                ),
+            }
+        }
+        let Some(invoke) = &invoke else {
+            bail!(
+                "{}: a manifest runs with --invoke 'FUNC(ARGS)' (serve HTTP workloads with `weft up`)",
+                file.display()
+            );
+        };
+        let manifest = inspect::load_one(&file)?;
+        let rt = runtime()?;
+        let result = rt.block_on(weft_runtime::link::invoke_workload(
+            &engine,
+            cache.as_ref(),
+            &manifest,
+            invoke,
+        ));
+        rt.shutdown_background();
+        return match result {
+            Ok(text) => {
+                println!("{text}");
+                Ok(0)
+            }
+            Err(err @ RunError::Trap(_)) => {
+                eprintln!("Error: {err}");
+                Ok(err.exit_code())
+            }
+            Err(RunError::Exit(code)) => Ok(code),
+            Err(RunError::Setup(msg)) => Err(anyhow::anyhow!("{}: {msg}", file.display())),
+        };
+    }
     let loaded = load_file(&engine, &file, cache.as_ref())?;
     let mut argv = Vec::with_capacity(args.file_and_args.len());
     // argv[0] is the file's base name, as wasmtime passes it (no host path leaks).
@@ -415,6 +521,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
+    raise_open_files_limit();
     init_logging(&args.engine.log);
     let (grants, allowed_hosts) = grants(&args.grants)?;
     let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
@@ -433,6 +540,8 @@ fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
         idle_instance_timeout: args.idle_instance_timeout,
         max_concurrent_requests: args.max_concurrent_requests,
         log_prefix: !args.no_logging_prefix,
+        max_request_body: args.max_request_body,
+        max_response_body: args.max_response_body,
         ..HttpOptions::default()
     };
     let service = HttpService::new(&engine, component, options)
@@ -466,7 +575,13 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
     let (engine, cache) = build_engine(&args.engine, None)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let host = weft_host::host::Host::open(engine, cache, &data_dir)?;
+        let defaults = weft_runtime::workload::WorkloadDefaults {
+            timeout: args.default_timeout,
+            memory_bytes: args.default_memory,
+            max_sockets: args.max_sockets_per_workload,
+        };
+        raise_open_files_limit();
+        let host = weft_host::host::Host::open_with_defaults(engine, cache, &data_dir, defaults)?;
         let token = weft_host::token::load_or_create_token(&data_dir)
             .with_context(|| format!("cannot create the admin token in {}", data_dir.display()))?;
         let ingress = weft_host::server::bind(args.http_addr)
@@ -595,6 +710,33 @@ fn cmd_logs(args: LogsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+fn cmd_inspect(args: InspectArgs) -> anyhow::Result<i32> {
+    if inspect::is_manifest(&args.file) {
+        let manifest = inspect::load_one(&args.file)?;
+        print!("{}", inspect::render_manifest(&manifest)?);
+        return Ok(0);
+    }
+    let bytes = load::read_wasm(&args.file)?;
+    let info = weft_inspect::inspect(&bytes)
+        .with_context(|| format!("{}: cannot inspect", args.file.display()))?;
+    print!("{}", inspect::render_component(&args.file, &info));
+    Ok(0)
+}
+
+fn cmd_compose(args: ComposeArgs) -> anyhow::Result<i32> {
+    let manifest = inspect::load_one(&args.manifest)?;
+    let (bytes, root) = weft_runtime::compose::compose_manifest(&manifest)
+        .with_context(|| format!("{}", args.manifest.display()))?;
+    std::fs::write(&args.output, &bytes)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} ({} bytes): `{root}` with the components it imports from",
+        args.output.display(),
+        bytes.len()
+    );
+    Ok(0)
+}
+
 fn cmd_manifest(cmd: ManifestCommand) -> anyhow::Result<i32> {
     match cmd {
         ManifestCommand::Schema => {
@@ -637,6 +779,8 @@ pub fn main() -> i32 {
         Command::Delete(args) => cmd_delete(args),
         Command::Logs(args) => cmd_logs(args),
         Command::Manifest(cmd) => cmd_manifest(cmd),
+        Command::Inspect(args) => cmd_inspect(args),
+        Command::Compose(args) => cmd_compose(args),
     };
     match result {
         Ok(code) => code,

@@ -291,3 +291,42 @@ fn wildcard_hosts_never_reach_loopback_but_exact_names_do() {
     let r = exact.get(&format!("/fetch?url=http://localhost:{port}/"));
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn body_limits_hold() {
+    let server = Server::start(
+        &guest("http-echo.wasm"),
+        &["--max-request-body", "64K", "--max-response-body", "100K"],
+    );
+    // Declared too large: refused before the guest runs (and before the body is read).
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000000\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s);
+    assert_eq!(r.status, 413, "{}", r.text());
+    // Within the limit: echoed.
+    let ok = vec![b'y'; 60 * 1024];
+    let r = request(server.addr, "POST", "/", &[], &ok);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), ok.len());
+    // A streamed response past its limit is cut off, never delivered whole (32 x 64 KiB):
+    // the connection ends without the final chunk.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /stream?n=32 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(
+        raw.len() <= 100 * 1024 + 4096,
+        "{} bytes passed a 100 KiB response limit",
+        raw.len()
+    );
+    assert!(
+        !raw.ends_with(b"0\r\n\r\n"),
+        "the cut-off body looked complete"
+    );
+    // The host keeps serving.
+    let r = request(server.addr, "POST", "/", &[], b"still here");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "still here");
+}

@@ -329,6 +329,65 @@ fn guest_output_reaches_weft_logs() {
     );
 }
 
+#[test]
+fn weft_logs_follow_streams_new_lines() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&dir.path().join("data"));
+    let m = write(
+        dir.path(),
+        "f.yaml",
+        &manifest(
+            "follow",
+            &guest("http-hello.wasm"),
+            "follow.localhost",
+            "/",
+            "",
+        ),
+    );
+    deploy_ok(&up, &m);
+    // One line before following: `-f` prints it from the buffer first.
+    assert_eq!(up.get("follow.localhost", "/stdout").status, 200);
+    let mut child = weft()
+        .args(["logs", "follow", "-f", "--data-dir"])
+        .arg(&up.data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("weft logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Lines written after `-f` started must arrive while it runs (the two buffered ones, stdout
+    // and stderr, plus at least
+    // one new one). Keep asking: the follower may subscribe a moment after it starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut count = 0;
+    while count < 3 && std::time::Instant::now() < deadline {
+        assert_eq!(up.get("follow.localhost", "/stdout").status, 200);
+        while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(300)) {
+            if line.contains("guest stdout line") {
+                count += 1;
+            }
+        }
+    }
+    let seen = count >= 3;
+    let still_running = child.try_wait().expect("try_wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen, "weft logs -f never printed the new guest line");
+    assert!(still_running, "weft logs -f exited instead of following");
+}
+
 fn kv_manifest(name: &str, backend: &str) -> String {
     format!(
         "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: counter\n      image: {}\n  hostInterfaces:\n    - namespace: wasi\n      package: http\n      interfaces: [incoming-handler]\n      config: {{ host: {name}.localhost, path: / }}\n    - namespace: wasi\n      package: keyvalue\n      interfaces: [store, atomics]\n      config: {{ backend: {backend} }}\n",

@@ -39,6 +39,12 @@ impl Up {
     /// Starts `weft up` with extra variables in its own environment.
     #[allow(clippy::zombie_processes)] // waited for in Drop
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Up {
+        Up::start_with(data_dir, env, &[])
+    }
+
+    /// Starts `weft up` with extra variables in its environment and extra flags.
+    #[allow(clippy::zombie_processes)] // waited for in Drop
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)], flags: &[&str]) -> Up {
         let mut cmd = weft();
         cmd.args([
             "up",
@@ -49,6 +55,7 @@ impl Up {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(flags)
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
