@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh Debian machine, builds the guest fixtures,
 # and runs every check and test. This is the README's test command; .ci/run calls it.
+#
+# Steps, cheapest first so a formatting or license slip fails in seconds:
+#   fmt --check (workspace and fuzz/), cargo deny (licenses, bans, sources; advisories only when
+#   an advisory DB is available), clippy with warnings and workspace lints denied, rustdoc with
+#   warnings denied, cargo test, and a fuzz smoke run of every fuzz target (scripts/fuzz.sh).
+#
+# Knobs: WEFT_FUZZ_SECONDS (per fuzz target, default 30; 0 skips the smoke run and says so),
+# WEFT_CHECK_ADVISORIES=1 (fetch the RustSec DB and check advisories; needs network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +20,13 @@ export WEFT_CACHE_DIR="${WEFT_TEST_CACHE_DIR:-$cache_root/test-cache}"
 rm -rf "$WEFT_CACHE_DIR"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+loud() { printf '\n!!!!!!!! %s !!!!!!!!\n' "$*" >&2; }
+
+# Tools, installed once into ~/.cargo/bin (from crates.io, pinned by their lock files).
+if ! command -v cargo-deny >/dev/null; then
+    step "installing cargo-deny (once)"
+    cargo install --locked cargo-deny
+fi
 
 step "PostgreSQL for the escape tests (Debian's postgresql, only when missing)"
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
@@ -26,11 +41,33 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
 step "guest fixtures (Rust guests via Debian's rustc-web; cached by source hash)"
 bash tests/fixtures/build-guests.sh "$WEFT_GUESTS_DIR"
 
-step "cargo fmt --check"
+step "cargo fmt --check (workspace and fuzz/)"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 
-step "cargo clippy (all targets, warnings denied)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo deny: licenses, duplicate versions (warn), sources"
+cargo deny --locked check licenses bans sources
+if [ "${WEFT_CHECK_ADVISORIES:-0}" = 1 ]; then
+    step "cargo deny: advisories (RustSec DB fetched now)"
+    cargo deny --locked check advisories
+else
+    loud "SECURITY ADVISORIES NOT CHECKED: the RustSec DB needs network; run with WEFT_CHECK_ADVISORIES=1 where it is available"
+fi
+
+step "cargo clippy (all targets and features, warnings and workspace lints denied)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "cargo doc (rustdoc warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast
+
+fuzz_seconds="${WEFT_FUZZ_SECONDS:-30}"
+if [ "$fuzz_seconds" = 0 ]; then
+    loud "FUZZ SMOKE RUN SKIPPED (WEFT_FUZZ_SECONDS=0)"
+else
+    step "fuzz smoke: every target ${fuzz_seconds}s on the cached corpus"
+    # Not the stable target dir: the fuzz build has its own flags and toolchain.
+    env -u CARGO_TARGET_DIR bash scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -1,3 +1,5 @@
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 use weft_inspect::{InspectError, ItemKind, WasmKind, inspect};
 
 const CALC: &str = r#"(component

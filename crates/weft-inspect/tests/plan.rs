@@ -1,3 +1,5 @@
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;

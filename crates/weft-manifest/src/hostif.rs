@@ -125,6 +125,10 @@ impl KeyValueBackend {
     }
 }
 
+/// Longest `wasi:keyvalue` bucket name (`config.bucket`), in bytes. Validation and the runtime's
+/// key-value plugin share it.
+pub const MAX_BUCKET_NAME_BYTES: usize = 255;
+
 /// The typed config of a `wasi:keyvalue` grant.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyValueConfig {

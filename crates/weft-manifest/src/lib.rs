@@ -54,7 +54,7 @@ pub use diff::{Change, diff};
 pub use error::{ErrorKind, ManifestError, ManifestErrors, PrintError};
 pub use hostif::{
     HttpIncomingConfig, KNOWN_HOST_INTERFACES, KeyValueBackend, KeyValueConfig, KnownHostInterface,
-    known_host_interface,
+    MAX_BUCKET_NAME_BYTES, known_host_interface,
 };
 pub use model::{
     API_VERSION, ApiVersion, Component, Compose, HostInterface, HostPath, Kind, LocalResources,

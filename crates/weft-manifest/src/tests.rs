@@ -1311,3 +1311,24 @@ fn socket_rules_and_lookup_names_are_checked() {
         "db.internal",
     );
 }
+
+#[test]
+fn keyvalue_bucket_names_are_limited_like_the_runtime_limits_them() {
+    // Found by fuzz/fuzz_targets/manifest_parse.rs (the input is in
+    // fuzz/regressions/manifest_parse/): validation accepted a bucket name the key-value plugin
+    // refuses at deploy time.
+    let kv = |bucket: &str| {
+        with_spec(&format!(
+            "hostInterfaces:\n  - {{ namespace: wasi, package: keyvalue, interfaces: [store], config: {{ bucket: {bucket} }} }}"
+        ))
+    };
+    assert!(parse(&kv(&"b".repeat(MAX_BUCKET_NAME_BYTES))).is_ok());
+    let errs = errors(&kv(&"b".repeat(MAX_BUCKET_NAME_BYTES + 1)));
+    let e = expect(
+        &errs,
+        "spec.hostInterfaces[0].config.bucket",
+        ErrorKind::InvalidValue,
+        "shorter",
+    );
+    assert!(e.message.contains("256 bytes"), "{}", e.message);
+}

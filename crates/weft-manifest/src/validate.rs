@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{ErrorKind, ManifestError, Sink};
 use crate::fieldpath::{field, index};
-use crate::hostif::{KNOWN_HOST_INTERFACES, KeyValueBackend, known_host_interface};
+use crate::hostif::{
+    KNOWN_HOST_INTERFACES, KeyValueBackend, MAX_BUCKET_NAME_BYTES, known_host_interface,
+};
 use crate::model::*;
 use crate::rules::{self, ImageRefError, Rejection};
 use crate::suggest::did_you_mean;
@@ -625,6 +627,18 @@ impl Validator<'_> {
                     ErrorKind::InvalidValue,
                     "must not be empty",
                     Some("remove it for the default bucket, or name one".into()),
+                ),
+                // Found by fuzz/fuzz_targets/manifest_parse.rs: the key-value plugin refused
+                // what validation let through.
+                ("keyvalue", "bucket") if value.len() > MAX_BUCKET_NAME_BYTES => self.sink.push(
+                    &kp,
+                    Some(value),
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "is {} bytes long; a bucket name is at most {MAX_BUCKET_NAME_BYTES}",
+                        value.len()
+                    ),
+                    Some("use a shorter bucket name".into()),
                 ),
                 ("http", "host" | "path") if !hi.grants("incoming-handler") => self.sink.push(
                     &kp,

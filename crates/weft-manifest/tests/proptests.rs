@@ -1,5 +1,7 @@
 //! Property tests: parsing never panics, printing round-trips, "did you mean" finds typos, and
 //! name validation agrees with a plain reference predicate.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -93,7 +93,8 @@ impl HostRule {
         if rest.contains('/') || rest.contains('?') || rest.contains('#') || rest.contains('@') {
             return Err(err("a rule names a host and port only, not a path or user"));
         }
-        let (host, port) = if let Some(after) = rest.strip_prefix('[') {
+        // `bracketed`: the host was written `[v6]`, and was checked as an IPv6 address.
+        let (host, port, bracketed) = if let Some(after) = rest.strip_prefix('[') {
             let (inside, tail) = after
                 .split_once(']')
                 .ok_or_else(|| err("an IPv6 address needs its closing `]`"))?;
@@ -107,11 +108,11 @@ impl HostRule {
                         .ok_or_else(|| err("expected `:PORT` after the IPv6 address"))?,
                 ),
             };
-            (inside.to_ascii_lowercase(), port)
+            (inside.to_ascii_lowercase(), port, true)
         } else {
             match rest.rsplit_once(':') {
-                Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
-                None => (rest.to_ascii_lowercase(), None),
+                Some((h, p)) => (h.to_ascii_lowercase(), Some(p), false),
+                None => (rest.to_ascii_lowercase(), None, false),
             }
         };
         let port = match port {
@@ -124,19 +125,20 @@ impl HostRule {
                     .ok_or_else(|| err("the port must be a number from 1 to 65535, or *"))?,
             ),
         };
-        let host = if host == "*" {
+        let host = if bracketed {
+            HostPattern::Exact(host)
+        } else if host == "*" {
             HostPattern::Any
         } else if let Some(suffix) = host.strip_prefix("*.") {
             validate_dns_name(suffix).map_err(|r| err(&r))?;
             HostPattern::Subdomains(suffix.to_string())
         } else {
+            // An unbracketed IPv6 address is ambiguous (`:::1` could be `[::]:1` or `[::1]`), so
+            // it is always an error, as in the manifest validator.
             if host.contains(':') {
-                if host.parse::<std::net::Ipv6Addr>().is_err() {
-                    return Err(err("write IPv6 addresses in brackets, e.g. [::1]:8080"));
-                }
-            } else {
-                validate_dns_name(&host).map_err(|r| err(&r))?;
+                return Err(err("write IPv6 addresses in brackets, e.g. [::1]:8080"));
             }
+            validate_dns_name(&host).map_err(|r| err(&r))?;
             HostPattern::Exact(host)
         };
         Ok(HostRule { scheme, host, port })
@@ -163,9 +165,12 @@ impl HostRule {
             HostPattern::Any => true,
             HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
             HostPattern::Subdomains(suffix) => {
+                // Bytes, not `str` slicing: `host` is untrusted and may split a multi-byte
+                // character at the suffix boundary (found by fuzz/fuzz_targets/allow.rs).
+                let (host, suffix) = (host.as_bytes(), suffix.as_bytes());
                 host.len() > suffix.len() + 1
                     && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                    && host[host.len() - suffix.len() - 1] == b'.'
             }
         }
     }
@@ -509,12 +514,24 @@ mod tests {
             ("x.com/path", "path"),
             ("[::1", "closing"),
             ("::1", "brackets"),
+            // Found by fuzz/fuzz_targets/allow.rs: parsed as `[::]:1` although unbracketed.
+            (":::1", "brackets"),
+            ("::ffff:1.2.3.4:80", "brackets"),
             ("bad host.com", "character"),
             ("*.", "empty"),
         ] {
             let err = HostRule::parse(rule).expect_err(rule).to_string();
             assert!(err.contains(needle), "{rule}: {err}");
         }
+    }
+
+    #[test]
+    fn non_ascii_hosts_do_not_panic() {
+        // Found by fuzz/fuzz_targets/allow.rs: the suffix boundary fell inside `ˌ`.
+        let a = AllowedHosts::parse(&["*.svc.local"]).expect("parse");
+        assert!(!a.allows(Scheme::Https, "a\u{2cc}vc.local", 443));
+        assert!(!a.allows(Scheme::Https, "\u{e9}\u{e9}\u{e9}.local", 443));
+        assert!(a.allows(Scheme::Https, "\u{e9}.svc.local", 443));
     }
 
     #[test]

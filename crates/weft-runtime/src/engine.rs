@@ -18,7 +18,8 @@ use wasmtime::{
 
 /// How often the process-wide epoch ticker increments every registered engine's epoch.
 ///
-/// Every store yields to the executor at each tick (see [`crate::store::configure_store`]), so
+/// Every store yields to the executor at each tick (`epoch_deadline_async_yield_and_update` in
+/// `run.rs` and `http.rs`), so
 /// this bounds how long a busy guest can hold an executor thread, and is the granularity of
 /// `--timeout` enforcement for CPU-bound guests.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -58,7 +59,8 @@ pub enum AllocatorChoice {
 pub struct EngineOptions {
     pub allocator: AllocatorChoice,
     /// Largest linear memory any instance may grow to, in bytes (the per-store limit is applied
-    /// on top of this by [`crate::store`]). `None`: wasmtime's default (4 GiB).
+    /// on top of this by [`crate::wasi::WasiGrants::store_limits`]). `None`: wasmtime's default
+    /// (4 GiB).
     pub max_memory_bytes: Option<u64>,
     /// Build the engine without component-model concurrency (no WASI 0.3, no
     /// `run_concurrent`): what run-time linking of components needs, because its forwarding

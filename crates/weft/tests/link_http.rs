@@ -1,6 +1,8 @@
 //! The auth middleware in front of an unchanged HTTP component (examples/auth-middleware), on a
 //! real `weft up`: composed by default, the hosted workload answers exactly as the component
 //! `weft compose` writes does when served alone, and `compose: never` is refused with a hint.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

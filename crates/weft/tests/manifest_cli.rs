@@ -1,4 +1,6 @@
 //! `weft manifest check` and `weft manifest schema`.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

@@ -1,5 +1,7 @@
 //! `weft run` against real Rust guests: a P2 command component, the same program as a
 //! preview 1 core module, and a P3 command.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

@@ -1,4 +1,6 @@
 //! `weft run` against in-repo WAT fixtures: fast, no toolchain needed.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

@@ -1,4 +1,6 @@
 //! `weft serve` over real loopback HTTP with real P2 and P3 guests.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

@@ -2,6 +2,8 @@
 //! state, listens on the workload's virtual loopback (reachable by the workload's components
 //! only), and is restarted with backoff up to `maxRestarts`. Real `weft up`, the real
 //! `svc-counter` service and `net-probe` component guests, real loopback TCP.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::up::Up;

@@ -1,5 +1,7 @@
 //! `weft up` end to end: a real host process, real guests, real loopback HTTP, the admin API
 //! through the real CLI.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

@@ -2,6 +2,8 @@
 //! wasi:logging, wasi:cli/environment (only `localResources.environment`) and wasi:filesystem
 //! (only the declared `volumeMounts`, `readOnly` honoured). A real host process, the real
 //! `plugins-probe` guest (tests/fixtures/guests/plugins-probe), real loopback HTTP.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;

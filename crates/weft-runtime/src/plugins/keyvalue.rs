@@ -73,8 +73,8 @@ pub const MAX_BATCH_READ_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_MEMORY_STORE_BYTES: usize = 64 * 1024 * 1024;
 /// Page cache of one redb database (redb's default is 1 GiB; a host runs many workloads).
 pub const REDB_CACHE_BYTES: usize = 32 * 1024 * 1024;
-/// Longest bucket name (`config.bucket`).
-pub const MAX_BUCKET_NAME_BYTES: usize = 255;
+/// Longest bucket name (`config.bucket`); the manifest validator checks the same limit.
+pub const MAX_BUCKET_NAME_BYTES: usize = weft_manifest::MAX_BUCKET_NAME_BYTES;
 
 #[derive(Default)]
 pub struct KeyValuePlugin;

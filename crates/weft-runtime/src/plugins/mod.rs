@@ -1,6 +1,6 @@
 //! Host interfaces as plugins. Each plugin is one file: what it provides, how it binds to a
 //! workload (validating its config and opening its backend), how it links into a component's
-//! linker, and the per-instance state it puts into [`HostState`](crate::state::HostState).
+//! linker, and the per-instance state it puts into [`HostState`].
 //!
 //! Lifecycle (see `docs/plugins.md`): `bind` once per workload version (deploy time; errors
 //! name the manifest field) -> `add_to_linker` once per workload linker -> `instance` per

@@ -9,6 +9,8 @@
 //! escape`): `attacks.rs` (filesystem, environment, sockets, memory, time, body, malformed
 //! responses), `postgres.rs` (a real PostgreSQL reached through a `localResources.sockets`
 //! redirect rule), `host.rs` (the host fixture: manifests, /proc measurements, timing).
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
 
 #[path = "../common/mod.rs"]
 mod common;
