@@ -7,7 +7,7 @@
 #   an advisory DB is available), clippy with warnings and workspace lints denied, rustdoc with
 #   warnings denied, cargo test, and a fuzz smoke run of every fuzz target (scripts/fuzz.sh).
 #
-# Knobs: WEFT_FUZZ_SECONDS (per fuzz target, default 30; 0 skips the smoke run and says so),
+# Knobs: WEFT_FUZZ_SECONDS (per fuzz target, default 20; 0 skips the smoke run and says so),
 # WEFT_CHECK_ADVISORIES=1 (fetch the RustSec DB and check advisories; needs network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,7 +63,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast
 
-fuzz_seconds="${WEFT_FUZZ_SECONDS:-30}"
+fuzz_seconds="${WEFT_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" = 0 ]; then
     loud "FUZZ SMOKE RUN SKIPPED (WEFT_FUZZ_SECONDS=0)"
 else
