@@ -456,6 +456,26 @@ impl NetStore {
         false
     }
 
+    /// Finishes a socket creation that [`acquire`](Self::acquire) admitted: counts the new
+    /// socket against the budget, or gives the unit back when the creation failed.
+    fn settle<T: 'static>(
+        &self,
+        created: Result<Resource<T>, SocketError>,
+    ) -> wasmtime::Result<(Result<Resource<T>, ErrorCode>,)> {
+        match created {
+            Ok(socket) => {
+                self.counted(socket.rep());
+                Ok((Ok(socket),))
+            }
+            Err(e) => {
+                if let Some(b) = self.policy.as_ref().and_then(|p| p.budget.as_ref()) {
+                    b.release();
+                }
+                Ok((Err(e.downcast()?),))
+            }
+        }
+    }
+
     fn counted(&self, rep: u32) {
         self.counted
             .lock()
@@ -663,18 +683,8 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
             if !net.acquire() {
                 return Ok((Err(ErrorCode::NewSocketLimit),));
             }
-            match TcpCreateHost::create_tcp_socket(&mut state.sockets(), family) {
-                Ok(socket) => {
-                    net.counted(socket.rep());
-                    Ok((Ok(socket),))
-                }
-                Err(e) => {
-                    if let Some(b) = net.policy.as_ref().and_then(|p| p.budget.as_ref()) {
-                        b.release();
-                    }
-                    Ok((Err(e.downcast()?),))
-                }
-            }
+            let created = TcpCreateHost::create_tcp_socket(&mut state.sockets(), family);
+            net.settle(created)
         },
     )?;
     let mut udp_create =
@@ -688,18 +698,8 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                 if !net.acquire() {
                     return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
-                match UdpCreateHost::create_udp_socket(&mut state.sockets(), family).await {
-                    Ok(socket) => {
-                        net.counted(socket.rep());
-                        Ok((Ok(socket),))
-                    }
-                    Err(e) => {
-                        if let Some(b) = net.policy.as_ref().and_then(|p| p.budget.as_ref()) {
-                            b.release();
-                        }
-                        Ok((Err(e.downcast()?),))
-                    }
-                }
+                let created = UdpCreateHost::create_udp_socket(&mut state.sockets(), family).await;
+                net.settle(created)
             })
         },
     )?;

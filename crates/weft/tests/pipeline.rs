@@ -151,7 +151,8 @@ fn the_pipeline_example_composes_and_streams_under_weft_up() {
     ] {
         std::fs::copy(guest(guest_file), dir.path().join(name)).unwrap();
     }
-    let manifest = std::fs::read_to_string(repo_root().join("examples/pipeline/weft.yaml")).unwrap();
+    let manifest =
+        std::fs::read_to_string(repo_root().join("examples/pipeline/weft.yaml")).unwrap();
     let file = dir.path().join("weft.yaml");
     std::fs::write(&file, manifest).unwrap();
     let up = common::up::Up::start(&dir.path().join("data"));
@@ -177,7 +178,10 @@ fn the_pipeline_example_composes_and_streams_under_weft_up() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), big.len());
     assert!(
-        r.body.iter().zip(&big).all(|(o, i)| *o == i.wrapping_add(2)),
+        r.body
+            .iter()
+            .zip(&big)
+            .all(|(o, i)| *o == i.wrapping_add(2)),
         "the composed pipeline changed the body differently"
     );
 }
