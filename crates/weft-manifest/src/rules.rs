@@ -327,30 +327,21 @@ const HOST_RULE_SHAPE: &str =
 /// A name pattern for `allowedIpNameLookups`: a DNS name, `*.suffix` or `*` (no IP literals:
 /// those need no lookup).
 pub fn check_lookup_name(pattern: &str) -> Result<(), Rejection> {
-    let hint = || {
-        Some("use a DNS name such as `db.internal`, `*.internal` for its subdomains, or `*`".into())
-    };
-    if pattern == "*" {
-        return Ok(());
-    }
-    let body = pattern.strip_prefix("*.").unwrap_or(pattern);
-    let body = body.strip_suffix('.').unwrap_or(body);
-    if body.parse::<std::net::IpAddr>().is_ok() {
-        return Err(Rejection::new(
+    use weft_policy::sockets::{NamePatternError, check_name_pattern};
+    match check_name_pattern(pattern) {
+        Ok(()) => Ok(()),
+        Err(NamePatternError::IpLiteral) => Err(Rejection::new(
             "is an IP address, which needs no lookup grant",
             Some("remove it; grant the port in `sockets` instead".into()),
-        ));
+        )),
+        Err(NamePatternError::NotAName) => Err(Rejection::new(
+            "is not a host name pattern",
+            Some(
+                "use a DNS name such as `db.internal`, `*.internal` for its subdomains, or `*`"
+                    .into(),
+            ),
+        )),
     }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if body.is_empty() || body.len() > 253 || !body.split('.').all(label_ok) {
-        return Err(Rejection::new("is not a host name pattern", hint()));
-    }
-    Ok(())
 }
 
 pub fn check_allowed_host(rule: &str) -> Result<(), Rejection> {

@@ -164,8 +164,21 @@ impl SocketRules {
     }
 }
 
-fn parse_name_pattern(raw: &str) -> Result<NamePattern, SocketRuleError> {
-    let bad = || SocketRuleError::BadName(raw.to_string());
+/// Why an `allowedIpNameLookups` entry is not a name pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamePatternError {
+    /// An IP address: it needs no lookup grant.
+    IpLiteral,
+    /// Not a DNS name, `*.suffix` or `*`.
+    NotAName,
+}
+
+/// Checks one `allowedIpNameLookups` entry (the manifest validator and the runtime share it).
+pub fn check_name_pattern(raw: &str) -> Result<(), NamePatternError> {
+    name_pattern(raw).map(|_| ())
+}
+
+fn name_pattern(raw: &str) -> Result<NamePattern, NamePatternError> {
     if raw == "*" {
         return Ok(NamePattern::Any);
     }
@@ -173,15 +186,20 @@ fn parse_name_pattern(raw: &str) -> Result<NamePattern, SocketRuleError> {
         Some(rest) => (true, rest),
         None => (false, raw),
     };
-    let name = normalize_name(body).ok_or_else(bad)?;
-    if name.parse::<IpAddr>().is_ok() {
-        return Err(bad());
+    let bare = body.strip_suffix('.').unwrap_or(body);
+    if bare.parse::<IpAddr>().is_ok() {
+        return Err(NamePatternError::IpLiteral);
     }
+    let name = normalize_name(body).ok_or(NamePatternError::NotAName)?;
     Ok(if suffix {
         NamePattern::Suffix(name)
     } else {
         NamePattern::Exact(name)
     })
+}
+
+fn parse_name_pattern(raw: &str) -> Result<NamePattern, SocketRuleError> {
+    name_pattern(raw).map_err(|_| SocketRuleError::BadName(raw.to_string()))
 }
 
 /// Lower-cases a DNS name and drops one trailing dot; `None` unless it is 1-253 characters of

@@ -13,11 +13,11 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, GuestTaskId, InstancePre, Linker};
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{
     ExpirationError, HandlerState, Instance, InstantiationError, ProxyHandler, ProxyPre,
     ShouldAccept, TrapOrPanicError, WorkerExpiration, WorkerState, WorkerStatus,
 };
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx};
 
 use crate::allow::AllowedHosts;
 use crate::engine::WeftEngine;
@@ -345,7 +345,6 @@ impl HttpService {
 impl ServiceState {
     fn new_store(&self, id: u64) -> wasmtime::Result<Store<HostState>> {
         let mut builder = WasiCtxBuilder::new();
-        let net = self.options.grants.apply(&mut builder)?;
         let plugins = match &self.extras {
             Some(extras) => {
                 builder.stdout(SinkStream::new(
@@ -370,22 +369,14 @@ impl ServiceState {
                 Default::default()
             }
         };
-        let mut table = wasmtime::component::ResourceTable::new();
-        table.set_max_capacity(self.options.max_resources);
-        let state = HostState {
-            table,
-            wasi: builder.build(),
-            http: WasiHttpCtx::new(),
-            hooks: self.hooks.clone(),
-            limits: self.options.grants.store_limits(),
+        HostState::new_store(
+            &self.engine,
+            builder,
+            &self.options.grants,
+            self.hooks.clone(),
             plugins,
-            net,
-            links: Default::default(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_async_yield_and_update(1);
-        Ok(store)
+            self.options.max_resources,
+        )
     }
 }
 

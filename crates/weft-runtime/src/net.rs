@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Linker, Resource};
@@ -224,6 +224,8 @@ pub struct NetPolicy {
     logs: Option<LogSink>,
     logged: Mutex<HashSet<(SocketUse, DenyReason, u16)>>,
     logged_names: Mutex<HashSet<String>>,
+    /// Whether "socket budget exhausted" was logged already.
+    logged_budget: AtomicBool,
 }
 
 impl std::fmt::Debug for NetPolicy {
@@ -239,19 +241,21 @@ impl std::fmt::Debug for NetPolicy {
 const MAX_LOGGED: usize = 256;
 
 impl NetPolicy {
+    /// A component's policy; finish it with [`on_virtual_net`](Self::on_virtual_net) and
+    /// [`with_budget`](Self::with_budget), then share it in an `Arc`.
     /// `p3_resolver`: the component imports `wasi:sockets/ip-name-lookup@0.3`.
     pub fn new(
         rules: SocketRules,
         component: &str,
         logs: Option<LogSink>,
         p3_resolver: bool,
-    ) -> Arc<Self> {
+    ) -> Self {
         let resolver = if p3_resolver {
             rules.grants_any_name()
         } else {
             rules.grants_lookup()
         };
-        Arc::new(NetPolicy {
+        NetPolicy {
             vnet: None,
             role: Role::Component,
             budget: None,
@@ -261,54 +265,25 @@ impl NetPolicy {
             logs,
             logged: Mutex::new(HashSet::new()),
             logged_names: Mutex::new(HashSet::new()),
-        })
+            logged_budget: AtomicBool::new(false),
+        }
     }
 
     pub fn rules(&self) -> &SocketRules {
         &self.rules
     }
 
-    /// The same policy with the workload's socket budget.
-    pub fn with_budget(self: Arc<Self>, budget: Arc<SocketBudget>) -> Arc<Self> {
-        let mut policy = Arc::try_unwrap(self).unwrap_or_else(|arc| NetPolicy {
-            vnet: arc.vnet.clone(),
-            role: arc.role,
-            budget: None,
-            rules: arc.rules.clone(),
-            resolver: arc.resolver,
-            component: arc.component.clone(),
-            logs: arc.logs.clone(),
-            logged: Mutex::new(HashSet::new()),
-            logged_names: Mutex::new(HashSet::new()),
-        });
-        policy.budget = Some(budget);
-        Arc::new(policy)
+    /// Counts the component's sockets against the workload's budget.
+    pub fn with_budget(mut self, budget: Arc<SocketBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
-    /// The same policy on the workload's virtual loopback, in `role`.
-    pub fn on_virtual_net(
-        rules: SocketRules,
-        component: &str,
-        logs: Option<LogSink>,
-        p3_resolver: bool,
-        vnet: Arc<VirtualNet>,
-        role: Role,
-    ) -> Arc<Self> {
-        let base = NetPolicy::new(rules, component, logs, p3_resolver);
-        let mut policy = Arc::try_unwrap(base).unwrap_or_else(|arc| NetPolicy {
-            vnet: None,
-            role: Role::Component,
-            budget: None,
-            rules: arc.rules.clone(),
-            resolver: arc.resolver,
-            component: arc.component.clone(),
-            logs: arc.logs.clone(),
-            logged: Mutex::new(HashSet::new()),
-            logged_names: Mutex::new(HashSet::new()),
-        });
-        policy.vnet = Some(vnet);
-        policy.role = role;
-        Arc::new(policy)
+    /// Puts the component on the workload's virtual loopback, in `role`.
+    pub fn on_virtual_net(mut self, vnet: Arc<VirtualNet>, role: Role) -> Self {
+        self.vnet = Some(vnet);
+        self.role = role;
+        self
     }
 
     fn emit(&self, message: &str) {
@@ -376,12 +351,8 @@ impl NetPolicy {
             SocketAddrUse::UdpSend => SocketUse::UdpSend,
             SocketAddrUse::UdpReceive => SocketUse::UdpReceive,
         };
-        {
-            let mut list = approved.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(i) = list.iter().position(|a| *a == (socket_use, addr)) {
-                list.swap_remove(i);
-                return true;
-            }
+        if take_approval(approved, (socket_use, addr)) {
+            return true;
         }
         if let (Some(vnet), Role::Service) = (&self.vnet, self.role) {
             match socket_use {
@@ -440,12 +411,7 @@ impl NetStore {
         if budget.try_acquire() {
             return true;
         }
-        let first = {
-            let mut logged = policy.logged.lock().unwrap_or_else(|e| e.into_inner());
-            logged.len() < MAX_LOGGED
-                && logged.insert((SocketUse::TcpBind, DenyReason::ProtocolNotGranted, u16::MAX))
-        };
-        if first {
+        if !policy.logged_budget.swap(true, Ordering::Relaxed) {
             policy.emit(&format!(
                 "wasi:sockets socket refused: the workload holds {} sockets, its limit \
                  (new-socket-limit; hint: close sockets, or raise `weft up \
@@ -502,10 +468,7 @@ impl NetStore {
     }
 
     fn withdraw(&self, socket_use: SocketUse, addr: SocketAddr) {
-        let mut list = self.approved.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = list.iter().position(|a| *a == (socket_use, addr)) {
-            list.swap_remove(i);
-        }
+        take_approval(&self.approved, (socket_use, addr));
     }
 }
 
@@ -513,6 +476,21 @@ impl NetStore {
     /// No policy: the store's WASI builder decides alone (deny all, or `--inherit-network`).
     pub fn unrestricted() -> Self {
         NetStore::default()
+    }
+}
+
+/// Removes one approval of `key`; whether there was one.
+fn take_approval(
+    approved: &Mutex<Vec<(SocketUse, SocketAddr)>>,
+    key: (SocketUse, SocketAddr),
+) -> bool {
+    let mut list = approved.lock().unwrap_or_else(|e| e.into_inner());
+    match list.iter().position(|a| *a == key) {
+        Some(i) => {
+            list.swap_remove(i);
+            true
+        }
+        None => false,
     }
 }
 

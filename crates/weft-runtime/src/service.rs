@@ -8,7 +8,6 @@ use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::logs::LogSink;
 use crate::net::VirtualNet;
@@ -229,7 +228,6 @@ fn set(shared: &Shared, status: ServiceStatus) {
 
 fn new_store(engine: &wasmtime::Engine, spec: &ServiceSpec) -> wasmtime::Result<Store<HostState>> {
     let mut builder = WasiCtxBuilder::new();
-    let net = spec.grants.apply(&mut builder)?;
     builder.stdout(SinkStream::new(
         spec.logs.clone(),
         &spec.name,
@@ -240,23 +238,16 @@ fn new_store(engine: &wasmtime::Engine, spec: &ServiceSpec) -> wasmtime::Result<
         &spec.name,
         Output::Stderr,
     ));
-    let mut table = wasmtime::component::ResourceTable::new();
-    table.set_max_capacity(spec.max_resources);
-    let state = HostState {
-        table,
-        wasi: builder.build(),
-        http: WasiHttpCtx::new(),
-        hooks: spec.outgoing.clone(),
-        limits: spec.grants.store_limits(),
-        plugins: spec.plugins.instance(&spec.name),
-        net,
-        links: Default::default(),
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limits);
-    // Runs forever: yield to the host every epoch tick, never trap on a deadline.
-    store.epoch_deadline_async_yield_and_update(1);
-    Ok(store)
+    // Runs forever: the store yields at every epoch tick (set by `new_store`) and has no
+    // deadline of its own.
+    HostState::new_store(
+        engine,
+        builder,
+        &spec.grants,
+        spec.outgoing.clone(),
+        spec.plugins.instance(&spec.name),
+        spec.max_resources,
+    )
 }
 
 async fn run_loop(

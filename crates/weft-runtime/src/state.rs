@@ -123,3 +123,35 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
         })
     }
 }
+
+impl HostState {
+    /// A store for one workload or served instance: the grants applied to `builder` (which
+    /// already has its stdio), a resource table capped at `max_resources`, the grants' store
+    /// limits, and epoch yielding (the deadline is the caller's).
+    pub fn new_store(
+        engine: &wasmtime::Engine,
+        mut builder: wasmtime_wasi::WasiCtxBuilder,
+        grants: &crate::wasi::WasiGrants,
+        hooks: OutgoingHttp,
+        plugins: crate::plugins::PluginInstances,
+        max_resources: usize,
+    ) -> wasmtime::Result<wasmtime::Store<HostState>> {
+        let net = grants.apply(&mut builder)?;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(max_resources);
+        let state = HostState {
+            table,
+            wasi: builder.build(),
+            http: WasiHttpCtx::new(),
+            hooks,
+            limits: grants.store_limits(),
+            plugins,
+            net,
+            links: Default::default(),
+        };
+        let mut store = wasmtime::Store::new(engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_async_yield_and_update(1);
+        Ok(store)
+    }
+}

@@ -517,6 +517,10 @@ fn http_options(
             read_only: mount.read_only,
         });
     }
+    // The WASI 0.3 resolver, which the name-by-name overrides do not cover.
+    let p3_resolver = imports
+        .iter()
+        .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3"));
     let grants = WasiGrants {
         env: res
             .environment
@@ -537,27 +541,16 @@ fn http_options(
         ),
         sockets: Some({
             let rules = socket_rules(res)?;
-            let p3_resolver = imports
-                .iter()
-                .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3"));
-            match vnet {
-                Some((vnet, role)) => NetPolicy::on_virtual_net(
-                    rules,
-                    &c.name,
-                    Some(logs.clone()),
-                    p3_resolver,
-                    Arc::clone(vnet),
-                    role,
-                ),
-                None => NetPolicy::new(rules, &c.name, Some(logs.clone()), p3_resolver),
-            }
-            .with_budget(Arc::clone(budget))
+            let policy = NetPolicy::new(rules, &c.name, Some(logs.clone()), p3_resolver)
+                .with_budget(Arc::clone(budget));
+            Arc::new(match vnet {
+                Some((vnet, role)) => policy.on_virtual_net(Arc::clone(vnet), role),
+                None => policy,
+            })
         }),
     };
     grants.validate()?;
-    if imports
-        .iter()
-        .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3"))
+    if p3_resolver
         && !res.allowed_ip_name_lookups.is_empty()
         && !res.allowed_ip_name_lookups.iter().any(|n| n == "*")
     {
