@@ -66,6 +66,10 @@ pub struct EngineOptions {
     /// `run_concurrent`): what run-time linking of components needs, because its forwarding
     /// host functions call into another instance with `call_async` (see `crate::link`).
     pub no_concurrency: bool,
+    /// Let Cranelift inline across core modules: a call between fused components then goes
+    /// through an adapter that is compiled into the caller (see "Calls across components" in
+    /// docs/benchmarks.md).
+    pub inlining: bool,
 }
 
 /// An engine plus the facts about how it was built.
@@ -121,6 +125,9 @@ fn base_config(options: &EngineOptions) -> Config {
         config.concurrency_support(false);
     } else {
         config.wasm_component_model_async(true);
+    }
+    if options.inlining {
+        config.compiler_inlining(wasmtime::Inlining::InterModule);
     }
     config.epoch_interruption(true);
     config.memory_init_cow(true);

@@ -293,6 +293,7 @@ pub fn linking_engine() -> wasmtime::Result<crate::engine::WeftEngine> {
         allocator: crate::engine::AllocatorChoice::OnDemand,
         max_memory_bytes: None,
         no_concurrency: true,
+        ..Default::default()
     })
 }
 
