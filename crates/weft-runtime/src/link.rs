@@ -60,11 +60,11 @@ impl LinkSlots {
 
     /// Keeps an exporter's handle; returns the rep of its proxy.
     fn insert_handle(&mut self, handle: ResourceAny) -> wasmtime::Result<u32> {
-        if let Some(rep) = self.free.pop() {
-            if let Some(slot) = self.handles.get_mut(rep as usize) {
-                *slot = Some(handle);
-                return Ok(rep);
-            }
+        if let Some(rep) = self.free.pop()
+            && let Some(slot) = self.handles.get_mut(rep as usize)
+        {
+            *slot = Some(handle);
+            return Ok(rep);
         }
         let rep = u32::try_from(self.handles.len())
             .map_err(|_| wasmtime::format_err!("too many linked resource handles"))?;
@@ -922,14 +922,22 @@ mod tests {
     }
 
     #[test]
-    fn the_proxy_table_reuses_freed_entries_and_refuses_stale_reps() {
-        let mut slots = LinkSlots::default();
-        // Two distinct resource types of one exporter and one of another stay apart.
-        slots.resources = vec![(1, None), (1, None), (2, None)];
+    fn proxy_types_are_told_apart_by_exporter_and_resource() {
+        // Payloads 0 and 1: two resource types of exporter 1; payload 2: one of exporter 2.
+        let slots = LinkSlots {
+            resources: vec![(1, None), (1, None), (2, None)],
+            ..Default::default()
+        };
+        assert_eq!(slots.proxy_of(1, ResourceType::host_dynamic(0)), Some(0));
         assert_eq!(slots.proxy_of(1, ResourceType::host_dynamic(1)), Some(1));
+        // Exporter 1 is not handed exporter 2's proxies: they cross unchanged.
         assert_eq!(slots.proxy_of(1, ResourceType::host_dynamic(2)), None);
         assert_eq!(slots.proxy_of(2, ResourceType::host_dynamic(2)), Some(2));
         assert_eq!(slots.proxy_of(1, ResourceType::host::<u32>()), None);
+        // Not instantiated yet: nothing is taken for an exporter's type.
+        assert_eq!(slots.exported_as(1, ResourceType::host::<u32>()), None);
+        // Unknown reps are refused, not mistaken for handles.
+        let mut slots = slots;
         assert!(slots.take_handle(0).is_none());
         assert!(slots.handle(7).is_none());
         assert_eq!(slots.live_handles(), 0);
