@@ -296,3 +296,29 @@ fn linking_an_exporter_without_the_imported_resource_type_is_refused_precisely()
         "{err}"
     );
 }
+
+#[test]
+fn a_resource_type_two_imported_interfaces_share_crosses_linked_as_composed() {
+    // `ops` names `types.cell` through `use`: the consumer's imports share one resource type,
+    // which linking must define once (as `types.cell`) for both.
+    let dir = tempfile::tempdir().unwrap();
+    let parts = [
+        ("consumer", wat_fixture("shapes-consumer.wat"), ""),
+        ("provider", wat_fixture("shapes-provider.wat"), ""),
+    ];
+    for compose in ["never", "always"] {
+        let m = write(
+            dir.path(),
+            &format!("shapes-{compose}.yaml"),
+            &library_manifest(compose, &parts),
+        );
+        // get(double(cell(7))) + get(cell(7))
+        let out = invoke(&m, "go(7)");
+        assert_eq!(
+            stdout(&out).trim(),
+            "21",
+            "compose {compose}: {}",
+            stderr(&out)
+        );
+    }
+}
