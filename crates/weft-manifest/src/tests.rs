@@ -1344,7 +1344,12 @@ fn serve_http_needs_the_incoming_handler_grant() {
         "interfaces: [incoming-handler]",
     );
     assert!(e.to_string().contains("grants no incoming HTTP"), "{e}");
-    assert!(e.hint.as_deref().unwrap_or_default().contains("or remove `serveHttp`"));
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("or remove `serveHttp`")
+    );
 
     // An outgoing-only wasi:http grant is not enough.
     let outgoing = format!(
@@ -1364,15 +1369,27 @@ fn serve_http_needs_the_incoming_handler_grant() {
     let service = m[0].spec.service.as_ref().unwrap();
     assert!(service.serve_http);
     // Off by default, and printed only when on.
-    let plain = parse(&with_spec("service:\n  name: front\n  image: ./front.wasm\n")).unwrap();
+    let plain = parse(&with_spec(
+        "service:\n  name: front\n  image: ./front.wasm\n",
+    ))
+    .unwrap();
     assert!(!plain[0].spec.service.as_ref().unwrap().serve_http);
-    assert!(!crate::print::to_yaml(&plain[0]).unwrap().contains("serveHttp"));
-    assert!(crate::print::to_yaml(&m[0]).unwrap().contains("serveHttp: true"));
+    assert!(
+        !crate::print::to_yaml(&plain[0])
+            .unwrap()
+            .contains("serveHttp")
+    );
+    assert!(
+        crate::print::to_yaml(&m[0])
+            .unwrap()
+            .contains("serveHttp: true")
+    );
 
     // On a component it is misplaced, and the hint says where it belongs.
     let errs = errors(&with_component("serveHttp: true"));
     assert!(
-        errs.to_string().contains("only `spec.service` has `serveHttp`"),
+        errs.to_string()
+            .contains("only `spec.service` has `serveHttp`"),
         "{errs}"
     );
     // A non-boolean is a type error naming the field.

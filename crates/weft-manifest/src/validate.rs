@@ -184,10 +184,9 @@ impl Validator<'_> {
 
         if let Some(s) = &spec.service
             && s.serve_http
-            && !spec
-                .host_interfaces
-                .iter()
-                .any(|h| h.namespace == "wasi" && h.package == "http" && h.grants("incoming-handler"))
+            && !spec.host_interfaces.iter().any(|h| {
+                h.namespace == "wasi" && h.package == "http" && h.grants("incoming-handler")
+            })
         {
             self.sink.push(
                 "spec.service.serveHttp",
