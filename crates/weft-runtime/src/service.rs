@@ -528,6 +528,13 @@ async fn run_loop(
             front.close();
         }
         let error = outcome.describe();
+        if *stopped.borrow() {
+            // Stopped while it ended: no restart.
+            spec.logs
+                .push(&spec.name, "info", &format!("service stopped ({error})"));
+            set(&shared, ServiceStatus::Stopped);
+            return;
+        }
         if restarts >= spec.max_restarts {
             spec.logs.push(
                 &spec.name,
