@@ -351,3 +351,38 @@ fn an_update_drains_the_old_instance_and_starts_a_fresh_one() {
     let want: String = (0..6).map(|i| format!("chunk {i}\n")).collect();
     assert_eq!(r.text(), want);
 }
+
+#[test]
+fn max_concurrency_caps_the_requests_in_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&dir.path().join("data"));
+    let capped = front("cap", 3, "").replace("maxConcurrency: 8", "maxConcurrency: 2");
+    up.deploy_ok(&write(dir.path(), "cap", &capped));
+    assert_eq!(get(&up, "cap", "/count").status, 200);
+    // Four 500 ms requests, two at a time: two rounds.
+    let started = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = up.http;
+            std::thread::spawn(move || {
+                request(
+                    addr,
+                    "GET",
+                    "/wait?ms=500",
+                    &[("Host", "cap.localhost")],
+                    b"",
+                )
+            })
+        })
+        .collect();
+    for w in workers {
+        let r = w.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1000),
+        "four requests with maxConcurrency 2 took only {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_millis(1900), "{elapsed:?}");
+}
