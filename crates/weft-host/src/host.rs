@@ -400,6 +400,7 @@ fn info_json(name: &str, e: &Entry) -> Value {
             "restarts": st.restarts(),
             "lastError": st.last_error(),
             "ports": s.ports(),
+            "serveHttp": s.serves_http(),
         })
     });
     let service_failed =

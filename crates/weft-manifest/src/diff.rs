@@ -183,6 +183,9 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
         }
         (Some(o), Some(n)) => {
             let mut fields = component_fields(&o.to_component(), &n.to_component());
+            if o.serve_http != n.serve_http {
+                fields.push("serveHttp".into());
+            }
             if o.max_restarts != n.max_restarts {
                 fields.push("maxRestarts".into());
             }

@@ -249,6 +249,12 @@ pub struct Service {
     /// workload is marked failed. Default 3; 0 never restarts.
     #[serde(default = "default_max_restarts")]
     pub max_restarts: u32,
+    /// Whether the service is the workload's HTTP front door: it exports the WASI 0.3
+    /// `wasi:http/handler` and every request the workload's route (`wasi:http`
+    /// `incoming-handler` grant) receives is handled by the service's one long-lived instance,
+    /// instead of by a component. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub serve_http: bool,
 }
 
 impl Service {

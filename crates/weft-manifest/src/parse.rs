@@ -270,6 +270,7 @@ const SERVICE_FIELDS: &[&str] = &[
     "links",
     "localResources",
     "maxRestarts",
+    "serveHttp",
 ];
 const LOCAL_RESOURCES_FIELDS: &[&str] = &[
     "memoryLimitMb",
@@ -316,7 +317,7 @@ fn component_misplaced(key: &str) -> Option<String> {
         return Some(format!("`{key}` belongs under `localResources`"));
     }
     match key {
-        "maxRestarts" => Some("only `spec.service` has `maxRestarts`".into()),
+        "maxRestarts" | "serveHttp" => Some(format!("only `spec.service` has `{key}`")),
         "replicas" | "hostSelector" => Some(format!(
             "`{key}` belongs in `spec`, with `kind: WorkloadDeployment`"
         )),
@@ -950,6 +951,7 @@ impl Decoder {
         };
         let c = self.component_fields(&f);
         let max_restarts = self.u32_or(&f, "maxRestarts", 3);
+        let serve_http = self.bool_or(&f, "serveHttp", false);
         Service {
             name: c.name,
             image: c.image,
@@ -960,6 +962,7 @@ impl Decoder {
             links: c.links,
             local_resources: c.local_resources,
             max_restarts,
+            serve_http,
         }
     }
 

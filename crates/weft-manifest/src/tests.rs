@@ -1332,3 +1332,72 @@ fn keyvalue_bucket_names_are_limited_like_the_runtime_limits_them() {
     );
     assert!(e.message.contains("256 bytes"), "{}", e.message);
 }
+
+#[test]
+fn serve_http_needs_the_incoming_handler_grant() {
+    let svc = "service:\n  name: front\n  image: ./front.wasm\n  serveHttp: true\n";
+    let errs = errors(&with_spec(svc));
+    let e = expect(
+        &errs,
+        "spec.service.serveHttp",
+        ErrorKind::InvalidValue,
+        "interfaces: [incoming-handler]",
+    );
+    assert!(e.to_string().contains("grants no incoming HTTP"), "{e}");
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("or remove `serveHttp`")
+    );
+
+    // An outgoing-only wasi:http grant is not enough.
+    let outgoing = format!(
+        "{svc}hostInterfaces:\n  - {{ namespace: wasi, package: http, interfaces: [outgoing-handler] }}\n"
+    );
+    expect(
+        &errors(&with_spec(&outgoing)),
+        "spec.service.serveHttp",
+        ErrorKind::InvalidValue,
+        "incoming-handler",
+    );
+
+    let granted = format!(
+        "{svc}hostInterfaces:\n  - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: todo.localhost, path: / }} }}\n"
+    );
+    let m = parse(&with_spec(&granted)).unwrap();
+    let service = m[0].spec.service.as_ref().unwrap();
+    assert!(service.serve_http);
+    // Off by default, and printed only when on.
+    let plain = parse(&with_spec(
+        "service:\n  name: front\n  image: ./front.wasm\n",
+    ))
+    .unwrap();
+    assert!(!plain[0].spec.service.as_ref().unwrap().serve_http);
+    assert!(
+        !crate::print::to_yaml(&plain[0])
+            .unwrap()
+            .contains("serveHttp")
+    );
+    assert!(
+        crate::print::to_yaml(&m[0])
+            .unwrap()
+            .contains("serveHttp: true")
+    );
+
+    // On a component it is misplaced, and the hint says where it belongs.
+    let errs = errors(&with_component("serveHttp: true"));
+    assert!(
+        errs.to_string()
+            .contains("only `spec.service` has `serveHttp`"),
+        "{errs}"
+    );
+    // A non-boolean is a type error naming the field.
+    let errs = errors(&with_spec(
+        "service:\n  name: front\n  image: ./front.wasm\n  serveHttp: yes-please\n",
+    ));
+    assert!(
+        errs.iter().any(|e| e.path == "spec.service.serveHttp"),
+        "{errs}"
+    );
+}

@@ -182,6 +182,26 @@ impl Validator<'_> {
             );
         }
 
+        if let Some(s) = &spec.service
+            && s.serve_http
+            && !spec.host_interfaces.iter().any(|h| {
+                h.namespace == "wasi" && h.package == "http" && h.grants("incoming-handler")
+            })
+        {
+            self.sink.push(
+                "spec.service.serveHttp",
+                Some("true"),
+                ErrorKind::InvalidValue,
+                "the service is the HTTP front door, but the workload grants no incoming HTTP",
+                Some(
+                    "add to spec.hostInterfaces: `- { namespace: wasi, package: http, \
+                     interfaces: [incoming-handler], config: { host: NAME.localhost, path: / } }`, \
+                     or remove `serveHttp`"
+                        .into(),
+                ),
+            );
+        }
+
         let mut seen: Vec<(&str, &str)> = Vec::new();
         for (i, hi) in spec.host_interfaces.iter().enumerate() {
             let p = index("spec.hostInterfaces", i);

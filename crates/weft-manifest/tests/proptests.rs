@@ -361,6 +361,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         max_concurrency: u.max_concurrency,
                         local_resources: build_resources(u.resources, &volumes),
                         max_restarts,
+                        serve_http: false,
                     }
                 });
                 if components.is_empty() && service.is_none() {

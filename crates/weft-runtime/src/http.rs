@@ -135,12 +135,16 @@ pub enum HandleError {
     ShuttingDown,
     #[error("the request body is larger than this host accepts ({0} bytes)")]
     TooLarge(u64),
+    #[error("the workload's service is not serving: {0}")]
+    Unavailable(String),
 }
 
 impl HandleError {
     pub fn status(&self) -> StatusCode {
         match self {
-            HandleError::Overloaded | HandleError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            HandleError::Overloaded | HandleError::ShuttingDown | HandleError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HandleError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             HandleError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HandleError::Trap(_) | HandleError::Instantiate(_) | HandleError::Guest(_) => {
@@ -280,46 +284,16 @@ impl HttpService {
         request: http::Request<WasiBody>,
     ) -> Result<http::Response<WasiBody>, HandleError> {
         let state = self.handler.state();
-        let permit = match state.in_flight.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(HandleError::ShuttingDown),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                match tokio::time::timeout(
-                    state.options.queue_timeout,
-                    state.in_flight.clone().acquire_owned(),
-                )
-                .await
-                {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(_)) => return Err(HandleError::ShuttingDown),
-                    Err(_) => return Err(HandleError::Overloaded),
-                }
-            }
-        };
+        let permit = admit(&state.in_flight, state.options.queue_timeout).await?;
         let timeout = state.request_timeout;
         let started = Instant::now();
-        let max_request = state.options.max_request_body;
-        let declared = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_request) {
-            return Err(HandleError::TooLarge(max_request));
-        }
-        let request = request.map(|body| {
-            use http_body_util::BodyExt;
-            crate::limit::Limited::new(body, max_request, crate::limit::Direction::Request)
-                .boxed_unsync()
-        });
+        let request = limit_request(request, state.options.max_request_body)?;
         let max_response = state.options.max_response_body;
-        let result = self.handler.handle((), request).await.map(|response| {
-            response.map(|body| {
-                use http_body_util::BodyExt;
-                crate::limit::Limited::new(body, max_response, crate::limit::Direction::Response)
-                    .boxed_unsync()
-            })
-        });
+        let result = self
+            .handler
+            .handle((), request)
+            .await
+            .map(|response| limit_response(response, max_response));
         drop(permit);
         result.map_err(|err| {
             // A P2 handler cut off at its deadline surfaces as "never set a response":
@@ -340,6 +314,56 @@ impl HttpService {
     pub fn close(&self) {
         self.handler.state().in_flight.close();
     }
+}
+
+/// Takes one of the `in_flight` permits, waiting up to `queue_timeout` for one: the cap on
+/// requests in flight. A closed semaphore means the handler is draining.
+pub(crate) async fn admit(
+    in_flight: &Arc<Semaphore>,
+    queue_timeout: Duration,
+) -> Result<tokio::sync::OwnedSemaphorePermit, HandleError> {
+    match in_flight.clone().try_acquire_owned() {
+        Ok(p) => Ok(p),
+        Err(tokio::sync::TryAcquireError::Closed) => Err(HandleError::ShuttingDown),
+        Err(tokio::sync::TryAcquireError::NoPermits) => {
+            match tokio::time::timeout(queue_timeout, in_flight.clone().acquire_owned()).await {
+                Ok(Ok(p)) => Ok(p),
+                Ok(Err(_)) => Err(HandleError::ShuttingDown),
+                Err(_) => Err(HandleError::Overloaded),
+            }
+        }
+    }
+}
+
+/// Refuses a request whose declared body is over `max` bytes, and cuts off a streamed one
+/// that grows past it.
+pub(crate) fn limit_request(
+    request: http::Request<WasiBody>,
+    max: u64,
+) -> Result<http::Request<WasiBody>, HandleError> {
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(HandleError::TooLarge(max));
+    }
+    Ok(request.map(|body| {
+        use http_body_util::BodyExt;
+        crate::limit::Limited::new(body, max, crate::limit::Direction::Request).boxed_unsync()
+    }))
+}
+
+/// Cuts off a guest's response body past `max` bytes.
+pub(crate) fn limit_response(
+    response: http::Response<WasiBody>,
+    max: u64,
+) -> http::Response<WasiBody> {
+    response.map(|body| {
+        use http_body_util::BodyExt;
+        crate::limit::Limited::new(body, max, crate::limit::Direction::Response).boxed_unsync()
+    })
 }
 
 impl ServiceState {

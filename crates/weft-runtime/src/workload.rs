@@ -16,7 +16,7 @@ use crate::load::{self, Compiled};
 use crate::logs::LogSink;
 use crate::net::{NetPolicy, Role, SocketBudget, VirtualNet};
 use crate::plugins::BoundPlugins;
-use crate::service::{ServiceHandle, ServiceSpec};
+use crate::service::{FrontOptions, ServiceHandle, ServiceSpec};
 use crate::state::OutgoingHttp;
 use crate::wasi::{DirGrant, WasiGrants};
 use crate::world::{self, WorldKind};
@@ -110,7 +110,7 @@ pub struct Workload {
     /// The long-lived service, if `spec.service` is set.
     service: Option<ServiceHandle>,
     plugins: BoundPlugins,
-    http: Option<HttpService>,
+    http: Option<Front>,
     routes: Vec<HttpRoute>,
     components: Vec<ComponentInfo>,
     deployed_at: SystemTime,
@@ -175,8 +175,36 @@ impl Workload {
                     .join(" and ")
             )));
         }
+        let front_door = service.as_ref().is_some_and(ServiceHandle::serves_http);
+        if front_door && let Some(&root) = http_roots.first() {
+            return Err(DeployError::Invalid(format!(
+                "spec.service.serveHttp: the service `{}` is the workload's HTTP front door, but \
+                 component `{}` also exports a wasi:http handler that no other component \
+                 imports; a workload serves one handler (hint: remove `serveHttp`, or deploy \
+                 the component as its own workload)",
+                spec.service
+                    .as_ref()
+                    .map(|s| s.name.as_str())
+                    .unwrap_or_default(),
+                components[root].name
+            )));
+        }
         let mut http = None;
-        if let Some(&root) = http_roots.first() {
+        if front_door {
+            let Some(grant) = http_grant.filter(|g| g.grants("incoming-handler")) else {
+                return Err(DeployError::Invalid(
+                    "spec.service.serveHttp: the workload grants no incoming HTTP (hint: add to \
+                     spec.hostInterfaces: `- { namespace: wasi, package: http, interfaces: \
+                     [incoming-handler], config: { host: NAME.localhost, path: / } }`)"
+                        .into(),
+                ));
+            };
+            let (host, path) = match grant.http_incoming_config() {
+                Some(cfg) => (cfg.host, cfg.path),
+                None => (None, "/".to_string()),
+            };
+            http = Some((Front::Service, HttpRoute { host, path }));
+        } else if let Some(&root) = http_roots.first() {
             let c = &spec.components[root];
             let err = |message: String| DeployError::Component {
                 index: root,
@@ -214,7 +242,7 @@ impl Workload {
                 Some(cfg) => (cfg.host, cfg.path),
                 None => (None, "/".to_string()),
             };
-            http = Some((service, HttpRoute { host, path }));
+            http = Some((Front::Components(service), HttpRoute { host, path }));
         }
 
         let (http, routes) = match http {
@@ -223,8 +251,9 @@ impl Workload {
                 if http_grant.is_some_and(|g| g.grants("incoming-handler")) {
                     return Err(DeployError::Invalid(
                         "spec.hostInterfaces: wasi:http incoming-handler is granted, but no \
-                         component exports a wasi:http handler (hint: check the images, or drop \
-                         the grant)"
+                         component exports a wasi:http handler (hint: check the images, drop \
+                         the grant, or make a WASI 0.3 service the front door with \
+                         `spec.service.serveHttp: true`)"
                             .into(),
                     ));
                 }
@@ -281,9 +310,10 @@ impl Workload {
         &self,
         request: http::Request<crate::WasiBody>,
     ) -> Result<http::Response<crate::WasiBody>, HandleError> {
-        match &self.http {
-            Some(service) => service.handle(request).await,
-            None => Err(HandleError::Guest(
+        match (&self.http, &self.service) {
+            (Some(Front::Components(service)), _) => service.handle(request).await,
+            (Some(Front::Service), Some(service)) => service.handle(request).await,
+            _ => Err(HandleError::Guest(
                 "this workload has no HTTP handler".into(),
             )),
         }
@@ -291,7 +321,7 @@ impl Workload {
 
     /// Stops taking new requests (in-flight ones finish) and releases plugin backends.
     pub fn retire(&self) {
-        if let Some(service) = &self.http {
+        if let Some(Front::Components(service)) = &self.http {
             service.close();
         }
         if let Some(service) = &self.service {
@@ -299,6 +329,14 @@ impl Workload {
         }
         self.plugins.unbind();
     }
+}
+
+/// Who handles the workload's HTTP requests.
+enum Front {
+    /// The handler component (an instance per request, or pooled).
+    Components(HttpService),
+    /// The service's one long-lived instance (`spec.service.serveHttp`).
+    Service,
 }
 
 /// A workload's components, compiled, with the facts the link planner needs.
@@ -631,13 +669,9 @@ fn start_service(
             path.display()
         )));
     };
+    // What it must export (wasi:cli/run@0.2 or @0.3, and the P3 wasi:http/handler when it
+    // is the front door) is checked by `ServiceHandle::start`, which picks how to run it.
     let ifaces = world::interfaces(ctx.engine.engine(), component);
-    let kind = world::classify(ifaces.exports.iter().map(String::as_str));
-    if kind != WorldKind::CliP2 {
-        return Err(err(format!(
-            "the service is {kind}; it must export wasi:cli/run@0.2 (a WASI 0.2 command)"
-        )));
-    }
     check_grants(manifest, 0, &svc.name, &ifaces.imports, plugins).map_err(|e| match e {
         DeployError::Component { message, .. } => err(message),
         other => other,
@@ -656,8 +690,15 @@ fn start_service(
         },
     )
     .map_err(&err)?;
+    let front = svc.serve_http.then(|| {
+        FrontOptions::new(
+            options.grants.timeout.unwrap_or(ctx.defaults.timeout),
+            svc.max_concurrency as usize,
+        )
+    });
     let spec = ServiceSpec {
         name: svc.name.clone(),
+        front,
         outgoing: OutgoingHttp::new(options.allowed_hosts.clone()),
         grants: options.grants,
         plugins: plugins.clone(),

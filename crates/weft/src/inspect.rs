@@ -126,6 +126,13 @@ pub fn render_manifest(manifest: &Manifest) -> anyhow::Result<String> {
              virtual loopback, not linked: see docs/service.md)",
             service.name
         );
+        if service.serve_http {
+            let _ = writeln!(
+                out,
+                "  front door: the service's wasi:http/handler@0.3 serves the workload's HTTP \
+                 route (serveHttp)"
+            );
+        }
     }
     let plan = match weft_runtime::link::plan_manifest(manifest, &parts) {
         Ok(plan) => plan,
