@@ -224,6 +224,11 @@ struct EngineArgs {
     /// Instance allocator: pooling (falls back to on-demand if the reservation fails).
     #[arg(long, value_enum, default_value_t = Allocator::Auto)]
     allocator: Allocator,
+    /// Let the compiler inline calls across core modules: a call between composed components
+    /// then costs less (docs/benchmarks.md, "Calls across components"); first compiles are
+    /// slower. Part of the compile-cache key.
+    #[arg(long)]
+    inline: bool,
     /// Log filter (e.g. `info`, `weft=debug`); also read from WEFT_LOG.
     #[arg(long, env = "WEFT_LOG", default_value = "warn")]
     log: String,
@@ -346,6 +351,7 @@ fn build_engine(
         },
         max_memory_bytes: max_memory,
         no_concurrency: false,
+        inlining: args.inline,
     })
     .map_err(anyhow::Error::from)
     .context("could not create the wasmtime engine")?;

@@ -498,7 +498,19 @@ fn escape_attempts_are_refused_or_contained() {
     let unloaded = Summary::of(&ctx.host.neighbour_latencies(UNLOADED_N));
 
     let mut rows = Vec::new();
+    // WEFT_ESCAPE_ONLY=SUBSTRING runs only the matching attempts (and the baseline), to study
+    // one of them; it says so loudly, and the default (unset) runs them all.
+    let only = std::env::var("WEFT_ESCAPE_ONLY").ok();
+    if let Some(only) = &only {
+        eprintln!("WEFT_ESCAPE_ONLY={only}: running only the attempts whose name contains it");
+    }
     for attack in attacks() {
+        if let Some(only) = &only
+            && attack.name != BUSY_BASELINE
+            && !attack.name.contains(only.as_str())
+        {
+            continue;
+        }
         // The attack repeats in the background while the neighbour is measured; each
         // repetition's verdict counts.
         let stop = Arc::new(AtomicBool::new(false));
