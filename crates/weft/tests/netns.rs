@@ -7,7 +7,8 @@
 //! reach a real network, so it only ever happens in a namespace with no way out:
 //!
 //! - Each test re-runs its own test binary (`--exact NAME`) under
-//!   `unshare --user --map-root-user --net --mount --pid --fork --kill-child --mount-proc`.
+//!   `unshare --net --mount --pid --fork --kill-child --mount-proc`, with
+//!   `--user --map-root-user` in front unless it already runs as root.
 //!   The child gets a fresh network namespace, whose only interface is a loopback `lo` that
 //!   starts down: there is no other device, so no route and no packet can leave it. It also
 //!   gets its own mount namespace (for its own `/etc/hosts`) and PID namespace: when the test
@@ -98,9 +99,11 @@ fn run_in_child(test: &str) {
     let outer = std::fs::read_link("/proc/self/ns/net").unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new("unshare");
+    // Root (as in CI) needs no user namespace; anyone else gets one, mapped to root inside.
+    if !running_as_root() {
+        cmd.args(["--user", "--map-root-user"]);
+    }
     cmd.args([
-        "--user",
-        "--map-root-user",
         "--net",
         "--mount",
         "--pid",
@@ -177,6 +180,16 @@ fn run_in_child(test: &str) {
         "{test} did not run exactly once inside its namespace. Output:\n{output}"
     );
     print!("{output}");
+}
+
+/// Whether this process's effective user is root (from `/proc/self/status`).
+fn running_as_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("Uid: in /proc/self/status");
+    uid_line.split_whitespace().nth(2) == Some("0")
 }
 
 /// `ip ARGS`, which must succeed; its stdout.
