@@ -38,6 +38,14 @@ fi
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
   { echo "PostgreSQL's initdb is missing after installing postgresql" >&2; exit 1; }
 
+step "iproute2 for the network-namespace tests (Debian's iproute2, only when missing)"
+if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux
+fi
+
 step "guest fixtures (Rust guests via Debian's rustc-web; cached by source hash)"
 bash tests/fixtures/build-guests.sh "$WEFT_GUESTS_DIR"
 

@@ -1,7 +1,8 @@
 //! Socket rules end to end (`localResources.sockets`, `allowedIpNameLookups`): a real `weft up`,
 //! the real `net-probe` guest (tests/fixtures/guests/net-probe) and real TCP/UDP servers on the
 //! host's loopback. Only 127.0.0.0/8 and ::1 are ever contacted: destinations beyond loopback are
-//! covered by the pure decision function's tests (crates/weft-policy/src/sockets.rs).
+//! covered by the pure decision function's tests (crates/weft-policy/src/sockets.rs) and, end to
+//! end, only inside a closed network namespace (netns.rs).
 // Test code: a failed unwrap is a test failure with a location (docs/lints.md).
 #![allow(clippy::unwrap_used)]
 
