@@ -1,9 +1,17 @@
-//! Byte limits on HTTP bodies crossing the host: a guest cannot stream a response forever, and a
-//! client cannot push an endless request into a guest. Bodies stay streamed (never buffered);
-//! the limiter only counts.
+//! Limits that hold under attack:
+//!
+//! - byte limits on HTTP bodies crossing the host: a guest cannot stream a response forever,
+//!   and a client cannot push an endless request into a guest. Bodies stay streamed (never
+//!   buffered); the limiter only counts.
+//! - the store limiter ([`Limiter`]): wasmtime's `StoreLimits` (memory, tables, instances) plus
+//!   a per-component meter on linear-memory growth ([`GrowthMeter`]), so a component that
+//!   grows and touches hundreds of MiB per request, over and over, cannot keep a core busy
+//!   page-faulting and slow its neighbours (docs/security.md, "Memory growth").
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -17,6 +25,179 @@ pub const DEFAULT_MAX_RESPONSE_BODY: u64 = 1 << 30;
 /// default is 1,000,000; each `fields` handle may hold up to 128 KiB of headers, so this also
 /// bounds what one instance can make the host allocate through handles.
 pub const DEFAULT_MAX_RESOURCES: usize = 4096;
+
+/// Default sustained rate of metered linear-memory growth per component (`--memory-growth-rate`).
+pub const DEFAULT_GROWTH_RATE: u64 = 512 << 20;
+/// Growth each store may make before the meter counts (instantiation and ordinary requests
+/// stay well under it).
+pub const FREE_GROWTH_PER_STORE: u64 = 8 << 20;
+
+/// A token bucket over bytes of linear-memory growth, shared by every instance of one
+/// component version. Growth past each store's free allowance takes tokens; a store that
+/// finds too few waits (asynchronously, inside `memory.grow`) until the bucket would have
+/// them. The balance may go negative: later growers queue behind earlier ones, so N
+/// concurrent instances get no more than one does.
+#[derive(Debug)]
+pub struct GrowthMeter {
+    rate: f64,
+    burst: f64,
+    bucket: Mutex<Bucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl GrowthMeter {
+    /// `rate` bytes per second sustained, up to `burst` bytes at once after a quiet spell.
+    /// A rate of zero is treated as one byte per second (use no meter to disable metering).
+    pub fn new(rate: u64, burst: u64, now: Instant) -> Self {
+        GrowthMeter {
+            rate: (rate.max(1)) as f64,
+            burst: burst as f64,
+            bucket: Mutex::new(Bucket {
+                tokens: burst as f64,
+                at: now,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        match self.bucket.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Takes `bytes` tokens at `now`; returns how long the caller must wait before the
+    /// growth may happen (zero when the bucket held them).
+    pub fn charge(&self, bytes: u64, now: Instant) -> Duration {
+        let mut b = self.lock();
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+        b.at = b.at.max(now);
+        b.tokens -= bytes as f64;
+        if b.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-b.tokens / self.rate)
+        }
+    }
+
+    /// Gives back `bytes` tokens taken for growth that never happened (the waiting request
+    /// was cancelled or timed out).
+    pub fn refund(&self, bytes: u64) {
+        let mut b = self.lock();
+        b.tokens = (b.tokens + bytes as f64).min(self.burst);
+    }
+}
+
+/// Refunds a charge unless the growth it paid for went ahead.
+struct Charge<'a> {
+    meter: &'a GrowthMeter,
+    bytes: u64,
+    spent: bool,
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.meter.refund(self.bytes);
+        }
+    }
+}
+
+/// A store's resource limiter: wasmtime's [`wasmtime::StoreLimits`] plus the growth meter.
+pub struct Limiter {
+    limits: wasmtime::StoreLimits,
+    growth: Option<Arc<GrowthMeter>>,
+    free_left: u64,
+}
+
+impl Limiter {
+    pub fn new(limits: wasmtime::StoreLimits, growth: Option<Arc<GrowthMeter>>) -> Self {
+        Limiter {
+            limits,
+            growth,
+            free_left: FREE_GROWTH_PER_STORE,
+        }
+    }
+
+    /// Bytes of `current -> desired` growth the meter must cover, after the free allowance.
+    fn metered(&mut self, current: usize, desired: usize) -> u64 {
+        let delta = desired.saturating_sub(current) as u64;
+        let free = delta.min(self.free_left);
+        self.free_left -= free;
+        delta - free
+    }
+}
+
+#[async_trait::async_trait]
+impl wasmtime::ResourceLimiterAsync for Limiter {
+    async fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        use wasmtime::ResourceLimiter as _;
+        if !self.limits.memory_growing(current, desired, maximum)? {
+            return Ok(false);
+        }
+        let bytes = self.metered(current, desired);
+        if let (Some(meter), true) = (self.growth.clone(), bytes > 0) {
+            let wait = meter.charge(bytes, Instant::now());
+            let mut charge = Charge {
+                meter: &meter,
+                bytes,
+                spent: false,
+            };
+            if !wait.is_zero() {
+                tracing::debug!(bytes, ?wait, "memory growth metered: waiting");
+                tokio::time::sleep(wait).await;
+            }
+            charge.spent = true;
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        use wasmtime::ResourceLimiter as _;
+        self.limits.memory_grow_failed(error)
+    }
+
+    async fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        use wasmtime::ResourceLimiter as _;
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        use wasmtime::ResourceLimiter as _;
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        use wasmtime::ResourceLimiter as _;
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        use wasmtime::ResourceLimiter as _;
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        use wasmtime::ResourceLimiter as _;
+        self.limits.memories()
+    }
+}
 
 /// Which side a body is on: decides the error the reader gets past the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +275,74 @@ where
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
+    use proptest::prelude::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn meter_grants_the_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let m = GrowthMeter::new(100 * MIB, 50 * MIB, t0);
+        assert_eq!(m.charge(50 * MIB, t0), Duration::ZERO);
+        // Empty: 10 MiB more at 100 MiB/s is 0.1 s away.
+        let wait = m.charge(10 * MIB, t0);
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
+        // A second grower queues behind the first.
+        let wait = m.charge(10 * MIB, t0);
+        assert!((wait.as_secs_f64() - 0.2).abs() < 1e-9, "{wait:?}");
+        // A refund (a cancelled wait) shortens the queue again.
+        m.refund(10 * MIB);
+        let wait = m.charge(0, t0);
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
+        // After a quiet second the bucket is full again, never more than the burst.
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(m.charge(50 * MIB, later), Duration::ZERO);
+        assert!(m.charge(MIB, later) > Duration::ZERO);
+    }
+
+    #[test]
+    fn free_allowance_is_per_store() {
+        let mut l = Limiter::new(wasmtime::StoreLimits::default(), None);
+        assert_eq!(l.metered(0, (FREE_GROWTH_PER_STORE / 2) as usize), 0);
+        assert_eq!(
+            l.metered(0, FREE_GROWTH_PER_STORE as usize),
+            FREE_GROWTH_PER_STORE / 2
+        );
+        assert_eq!(l.metered(10, 5), 0, "shrinking is never metered");
+        let mut fresh = Limiter::new(wasmtime::StoreLimits::default(), None);
+        assert_eq!(fresh.metered(0, FREE_GROWTH_PER_STORE as usize), 0);
+    }
+
+    proptest! {
+        /// Whatever the sequence of charges and clock steps, the growth the meter lets go
+        /// ahead by time t (a charge counts once its wait has passed) is at most
+        /// burst + rate * t, and a charge within the available tokens never waits.
+        #[test]
+        fn meter_never_grants_more_than_burst_plus_rate(
+            rate_mib in 1u64..1024,
+            burst_mib in 0u64..512,
+            steps in proptest::collection::vec((0u64..300, 0u64..200), 1..60),
+        ) {
+            let t0 = Instant::now();
+            let rate = rate_mib * MIB;
+            let burst = burst_mib * MIB;
+            let m = GrowthMeter::new(rate, burst, t0);
+            let mut now = t0;
+            let mut granted: Vec<(Instant, u64)> = Vec::new();
+            for (step_ms, mib) in steps {
+                now += Duration::from_millis(step_ms);
+                let wait = m.charge(mib * MIB, now);
+                granted.push((now + wait, mib * MIB));
+            }
+            for &(at, _) in &granted {
+                let total: u64 = granted.iter().filter(|(g, _)| *g <= at).map(|(_, b)| b).sum();
+                let allowed = burst as f64
+                    + rate as f64 * at.duration_since(t0).as_secs_f64()
+                    + 1.0;
+                prop_assert!(total as f64 <= allowed, "{total} > {allowed}");
+            }
+        }
+    }
 
     #[tokio::test]
     async fn cuts_off_past_the_limit() {

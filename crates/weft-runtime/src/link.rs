@@ -690,7 +690,7 @@ pub fn plain_store(engine: &Engine) -> Store<HostState> {
         wasi: builder.build(),
         http: wasmtime_wasi_http::WasiHttpCtx::new(),
         hooks: crate::state::OutgoingHttp::new(crate::allow::AllowedHosts::deny_all()),
-        limits: wasmtime::StoreLimits::default(),
+        limits: crate::limit::Limiter::new(wasmtime::StoreLimits::default(), None),
         plugins: Default::default(),
         net: crate::net::NetStore::unrestricted(),
         links: LinkSlots::default(),

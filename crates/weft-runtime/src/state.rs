@@ -44,7 +44,7 @@ pub struct HostState {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub hooks: OutgoingHttp,
-    pub limits: StoreLimits,
+    pub limits: crate::limit::Limiter,
     pub plugins: crate::plugins::PluginInstances,
     /// This store's half of the socket policy (see `net.rs`).
     pub net: crate::net::NetStore,
@@ -144,13 +144,13 @@ impl HostState {
             wasi: builder.build(),
             http: WasiHttpCtx::new(),
             hooks,
-            limits: grants.store_limits(),
+            limits: grants.limiter(),
             plugins,
             net,
             links: Default::default(),
         };
         let mut store = wasmtime::Store::new(engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter_async(|s| &mut s.limits);
         store.epoch_deadline_async_yield_and_update(1);
         Ok(store)
     }

@@ -67,6 +67,8 @@ pub struct WasiGrants {
     pub timeout: Option<Duration>,
     /// Socket rules (`localResources.sockets`); `None` with `inherit_network` false: no network.
     pub sockets: Option<Arc<NetPolicy>>,
+    /// The component's meter on linear-memory growth (`None`: unmetered).
+    pub growth: Option<Arc<crate::limit::GrowthMeter>>,
 }
 
 impl WasiGrants {
@@ -112,6 +114,11 @@ impl WasiGrants {
         builder.allow_tcp(false).allow_udp(false);
         builder.allow_ip_name_lookup(false);
         Ok(NetStore::unrestricted())
+    }
+
+    /// The store limiter these grants imply: [`Self::store_limits`] and the growth meter.
+    pub fn limiter(&self) -> crate::limit::Limiter {
+        crate::limit::Limiter::new(self.store_limits(), self.growth.clone())
     }
 
     /// The store limits these grants imply.

@@ -75,6 +75,9 @@ pub struct WorkloadDefaults {
     pub memory_bytes: u64,
     /// Guest sockets one workload may hold open at once.
     pub max_sockets: usize,
+    /// Sustained linear-memory growth per component, bytes per second, past each instance's
+    /// free allowance (`crate::limit::GrowthMeter`); `None`: unmetered.
+    pub memory_growth_rate: Option<u64>,
 }
 
 /// 30 s per invocation.
@@ -88,6 +91,7 @@ impl Default for WorkloadDefaults {
             timeout: DEFAULT_TIMEOUT,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             max_sockets: crate::net::DEFAULT_WORKLOAD_SOCKETS,
+            memory_growth_rate: Some(crate::limit::DEFAULT_GROWTH_RATE),
         }
     }
 }
@@ -559,6 +563,10 @@ fn http_options(
     let p3_resolver = imports
         .iter()
         .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3"));
+    let max_memory = res
+        .memory_limit_mb
+        .map(|mb| u64::from(mb) << 20)
+        .unwrap_or(defaults.memory_bytes);
     let grants = WasiGrants {
         env: res
             .environment
@@ -567,11 +575,7 @@ fn http_options(
             .collect(),
         dirs,
         inherit_network: false,
-        max_memory_bytes: Some(
-            res.memory_limit_mb
-                .map(|mb| u64::from(mb) << 20)
-                .unwrap_or(defaults.memory_bytes),
-        ),
+        max_memory_bytes: Some(max_memory),
         timeout: Some(
             res.timeout_ms
                 .map(Duration::from_millis)
@@ -585,6 +589,15 @@ fn http_options(
                 Some((vnet, role)) => policy.on_virtual_net(Arc::clone(vnet), role),
                 None => policy,
             })
+        }),
+        // One meter per component version, shared by all its instances; a full bucket lets
+        // one instance grow to its memory limit at once.
+        growth: defaults.memory_growth_rate.map(|rate| {
+            Arc::new(crate::limit::GrowthMeter::new(
+                rate,
+                max_memory,
+                std::time::Instant::now(),
+            ))
         }),
     };
     grants.validate()?;

@@ -121,6 +121,11 @@ struct UpArgs {
     /// Guest sockets one workload may hold open at once (`new-socket-limit` past it).
     #[arg(long, default_value_t = weft_runtime::net::DEFAULT_WORKLOAD_SOCKETS)]
     max_sockets_per_workload: usize,
+    /// Sustained linear-memory growth per component, per second, past the first 8 MiB each
+    /// instance grows (e.g. 512M; `0` turns the meter off). A component growing faster waits
+    /// inside `memory.grow`, so it cannot keep a core busy page-faulting.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    memory_growth_rate: u64,
     /// Manifests to deploy at start (in addition to the stored desired state).
     #[arg(value_name = "MANIFEST")]
     manifests: Vec<PathBuf>,
@@ -390,6 +395,7 @@ fn grants(args: &GrantArgs) -> anyhow::Result<(WasiGrants, AllowedHosts)> {
         max_memory_bytes: args.max_memory,
         timeout: args.timeout,
         sockets: None,
+        growth: None,
     };
     grants.validate().map_err(anyhow::Error::msg)?;
     let allowed = AllowedHosts::parse(&args.allow_hosts)?;
@@ -585,6 +591,7 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             timeout: args.default_timeout,
             memory_bytes: args.default_memory,
             max_sockets: args.max_sockets_per_workload,
+            memory_growth_rate: (args.memory_growth_rate > 0).then_some(args.memory_growth_rate),
         };
         raise_open_files_limit();
         let host = weft_host::host::Host::open_with_defaults(engine, cache, &data_dir, defaults)?;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::host::*;
@@ -10,8 +10,10 @@ use crate::host::*;
 /// The host's environment carries this; no guest may see it.
 const HOST_SECRET: (&str, &str) = ("WEFT_ESCAPE_HOST_SECRET", "hunter2");
 /// Neighbour requests measured unloaded, and during each attack.
-const UNLOADED_N: usize = 300;
-const DURING_N: usize = 200;
+const UNLOADED_N: usize = 500;
+const DURING_N: usize = 400;
+/// The longest the neighbour is measured during one attack (see the loop in the test).
+const DURING_MAX: Duration = Duration::from_secs(8);
 /// The jail's limits.
 const MEMORY_LIMIT_MB: u64 = 64;
 const TIMEOUT_MS: u64 = 2000;
@@ -514,8 +516,10 @@ fn escape_attempts_are_refused_or_contained() {
         // The attack repeats in the background while the neighbour is measured; each
         // repetition's verdict counts.
         let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
         let (during, (tries, first_bad, last)) = std::thread::scope(|s| {
             let stop2 = stop.clone();
+            let done2 = done.clone();
             let ctx = &ctx;
             let run = attack.run;
             let attacker = s.spawn(move || {
@@ -524,6 +528,7 @@ fn escape_attempts_are_refused_or_contained() {
                 let last = loop {
                     let o = run(ctx);
                     tries += 1;
+                    done2.store(tries, Ordering::Relaxed);
                     if !o.ok && first_bad.is_none() {
                         first_bad = Some(o.got.clone());
                     }
@@ -533,7 +538,14 @@ fn escape_attempts_are_refused_or_contained() {
                 };
                 (tries, first_bad, last)
             });
-            let during = ctx.host.neighbour_latencies(DURING_N);
+            // At least DURING_N requests, and for as long as it takes the attack to complete
+            // twice (an attempt slower than the window would otherwise barely overlap it),
+            // within DURING_MAX.
+            let mut during = ctx.host.neighbour_latencies(DURING_N);
+            let start = Instant::now();
+            while done.load(Ordering::Relaxed) < 2 && start.elapsed() < DURING_MAX {
+                during.extend(ctx.host.neighbour_latencies(20));
+            }
             stop.store(true, Ordering::Relaxed);
             (during, attacker.join().expect("attacker thread"))
         });

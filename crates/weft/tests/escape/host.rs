@@ -24,14 +24,24 @@ pub struct Host {
 impl Host {
     /// Starts `weft up` with `env` in its own environment and deploys the neighbour.
     pub fn start(env: &[(&str, &str)]) -> Host {
+        // WEFT_ESCAPE_GROWTH_RATE overrides `--memory-growth-rate` (e.g. `0` to compare
+        // against an unmetered host); unset: the host's default.
+        let mut extra = Vec::new();
+        if let Ok(rate) = std::env::var("WEFT_ESCAPE_GROWTH_RATE") {
+            eprintln!("WEFT_ESCAPE_GROWTH_RATE={rate}: weft up --memory-growth-rate {rate}");
+            extra = vec!["--memory-growth-rate".to_string(), rate];
+        }
+        Host::start_with(env, &extra)
+    }
+
+    /// [`Host::start`] with more `weft up` flags.
+    pub fn start_with(env: &[(&str, &str)], extra: &[String]) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         // A short host default timeout, so that a workload without `timeoutMs` is cut off
         // quickly too.
-        let up = Up::start_with(
-            &dir.path().join("data"),
-            env,
-            &["--default-timeout", DEFAULT_TIMEOUT_FLAG],
-        );
+        let mut args = vec!["--default-timeout", DEFAULT_TIMEOUT_FLAG];
+        args.extend(extra.iter().map(String::as_str));
+        let up = Up::start_with(&dir.path().join("data"), env, &args);
         let host = Host { up, dir };
         let neighbour = format!(
             "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: {NEIGHBOUR}\nspec:\n  components:\n    - name: app\n      image: {}\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: {NEIGHBOUR}.localhost, path: / }} }}\n",

@@ -7,8 +7,9 @@
 //!
 //! Layout: this directory is one cargo integration-test target (`cargo test -p weft --test
 //! escape`): `attacks.rs` (filesystem, environment, sockets, memory, time, body, malformed
-//! responses), `postgres.rs` (a real PostgreSQL reached through a `localResources.sockets`
-//! redirect rule), `host.rs` (the host fixture: manifests, /proc measurements, timing).
+//! responses), `growth.rs` (the memory-growth meter), `postgres.rs` (a real PostgreSQL reached
+//! through a `localResources.sockets` redirect rule), `host.rs` (the host fixture: manifests,
+//! /proc measurements, timing).
 // Test code: a failed unwrap is a test failure with a location (docs/lints.md).
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +17,7 @@
 mod common;
 
 mod attacks;
+mod growth;
 mod host;
 mod postgres;
 
