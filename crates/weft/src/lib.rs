@@ -346,6 +346,7 @@ fn build_engine(
         },
         max_memory_bytes: max_memory,
         no_concurrency: false,
+        inlining: false,
     })
     .map_err(anyhow::Error::from)
     .context("could not create the wasmtime engine")?;
