@@ -228,7 +228,6 @@ impl Workload {
                 c,
                 &base_dir,
                 &ctx.logs,
-                &loaded.plan_components[root].imports,
                 HostSide {
                     vnet: vnet.as_ref().map(|v| (v, Role::Component)),
                     defaults: &ctx.defaults,
@@ -528,7 +527,6 @@ fn http_options(
     c: &weft_manifest::Component,
     base_dir: &std::path::Path,
     logs: &LogSink,
-    imports: &[String],
     host: HostSide<'_>,
 ) -> Result<HttpOptions, String> {
     let HostSide {
@@ -559,10 +557,6 @@ fn http_options(
             read_only: mount.read_only,
         });
     }
-    // The WASI 0.3 resolver, which the name-by-name overrides do not cover.
-    let p3_resolver = imports
-        .iter()
-        .any(|i| i.starts_with("wasi:sockets/ip-name-lookup@0.3"));
     let max_memory = res
         .memory_limit_mb
         .map(|mb| u64::from(mb) << 20)
@@ -583,8 +577,8 @@ fn http_options(
         ),
         sockets: Some({
             let rules = socket_rules(res)?;
-            let policy = NetPolicy::new(rules, &c.name, Some(logs.clone()), p3_resolver)
-                .with_budget(Arc::clone(budget));
+            let policy =
+                NetPolicy::new(rules, &c.name, Some(logs.clone())).with_budget(Arc::clone(budget));
             Arc::new(match vnet {
                 Some((vnet, role)) => policy.on_virtual_net(Arc::clone(vnet), role),
                 None => policy,
@@ -601,17 +595,6 @@ fn http_options(
         }),
     };
     grants.validate()?;
-    if p3_resolver
-        && !res.allowed_ip_name_lookups.is_empty()
-        && !res.allowed_ip_name_lookups.iter().any(|n| n == "*")
-    {
-        return Err(
-            "localResources.allowedIpNameLookups: this component resolves names through \
-             WASI 0.3 sockets, which Weft cannot filter name by name (hint: grant `[\"*\"]`, \
-             or connect by IP address and drop the list)"
-                .into(),
-        );
-    }
     let allowed_hosts = AllowedHosts::parse(&res.allowed_hosts)
         .map_err(|e| format!("localResources.allowedHosts: {e}"))?;
     Ok(HttpOptions {
@@ -695,7 +678,6 @@ fn start_service(
         &as_component,
         &base_dir,
         &ctx.logs,
-        &ifaces.imports,
         HostSide {
             vnet: Some((vnet, Role::Service)),
             defaults: &ctx.defaults,

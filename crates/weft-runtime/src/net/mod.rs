@@ -3,21 +3,25 @@
 //! Two layers, both driven by the same pure [`decide`]:
 //! - every socket operation of P2 and P3 guests passes wasmtime-wasi's address check, which
 //!   allows an address only when `decide` allows it *unchanged*, or when this store's connect
-//!   override approved it a moment earlier (a redirect target);
-//! - for WASI 0.2 guests, `tcp-socket.start-connect` and `ip-name-lookup.resolve-addresses` are
-//!   shadowed in the linker: the connect address is rewritten to the rule's host port (a
-//!   redirect), and names are checked against `allowedIpNameLookups` before any DNS query.
-//!
-//! WASI 0.3 guests get the first layer only: a redirect rule's guest port is refused for them
-//! (they must use the host port directly, which a rule without `hostPort` grants), and they may
-//! resolve names only with `allowedIpNameLookups: ["*"]` (deploy refuses other lookup grants
-//! for them, see `workload.rs`).
+//!   override approved it a moment earlier (a redirect target, a virtual-loopback bind);
+//! - for WASI 0.2 and WASI 0.3 guests alike, socket creation, TCP bind and connect and name
+//!   lookup are shadowed in the linker (0.2: [`add_p2_overrides`], 0.3: [`add_p3_overrides`]):
+//!   the connect address is rewritten to the rule's host port (a redirect) or to the workload's
+//!   virtual loopback, names are checked against `allowedIpNameLookups` before any DNS query,
+//!   and every socket is counted against the workload's [`SocketBudget`] until it is dropped.
+//!   Both versions share the decisions below ([`NetStore::plan_connect`],
+//!   [`NetPolicy::is_virtual_bind`], [`NetPolicy::lookup_allowed`], the budget); only the
+//!   calls into wasmtime-wasi differ.
 //!
 //! Every refusal is logged once per component and reason (with the fix) to `tracing` and to the
 //! workload's log buffer, and the guest sees `access-denied`.
 
+mod p3;
+
+pub use p3::add_p3_overrides;
+
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -217,9 +221,6 @@ pub struct NetPolicy {
     /// The workload's socket budget (`None`: unlimited, e.g. `weft serve --inherit-network`).
     budget: Option<Arc<SocketBudget>>,
     rules: SocketRules,
-    /// Whether wasmtime-wasi's resolver is enabled at all. For a component that imports the
-    /// WASI 0.3 resolver (which the overrides do not cover) only with `allowedIpNameLookups: ["*"]`.
-    resolver: bool,
     component: String,
     logs: Option<LogSink>,
     logged: Mutex<HashSet<(SocketUse, DenyReason, u16)>>,
@@ -243,24 +244,12 @@ const MAX_LOGGED: usize = 256;
 impl NetPolicy {
     /// A component's policy; finish it with [`on_virtual_net`](Self::on_virtual_net) and
     /// [`with_budget`](Self::with_budget), then share it in an `Arc`.
-    /// `p3_resolver`: the component imports `wasi:sockets/ip-name-lookup@0.3`.
-    pub fn new(
-        rules: SocketRules,
-        component: &str,
-        logs: Option<LogSink>,
-        p3_resolver: bool,
-    ) -> Self {
-        let resolver = if p3_resolver {
-            rules.grants_any_name()
-        } else {
-            rules.grants_lookup()
-        };
+    pub fn new(rules: SocketRules, component: &str, logs: Option<LogSink>) -> Self {
         NetPolicy {
             vnet: None,
             role: Role::Component,
             budget: None,
             rules,
-            resolver,
             component: component.to_string(),
             logs,
             logged: Mutex::new(HashSet::new()),
@@ -321,7 +310,8 @@ impl NetPolicy {
         use weft_policy::sockets::Protocol;
         builder.allow_tcp(self.rules.grants(Protocol::Tcp) || self.vnet.is_some());
         builder.allow_udp(self.rules.grants(Protocol::Udp));
-        builder.allow_ip_name_lookup(self.resolver);
+        // Names are checked one by one by the lookup overrides before the resolver runs.
+        builder.allow_ip_name_lookup(self.rules.grants_lookup());
         let approved: Arc<Mutex<Vec<(SocketUse, SocketAddr)>>> = Arc::default();
         let policy = Arc::clone(self);
         let approvals = Arc::clone(&approved);
@@ -376,18 +366,59 @@ impl NetPolicy {
                 if let Verdict::Deny(d) = verdict {
                     self.report(&d);
                 } else {
-                    // A redirect rule's guest port reached the check without the P2 override
-                    // (a WASI 0.3 guest): refuse, and say how to reach it.
+                    // A redirect rule's guest port reached the check without going through a
+                    // connect override (which would have rewritten it): refuse.
                     self.emit(&format!(
-                        "wasi:sockets tcp connect {addr} denied: redirect rules apply to WASI 0.2 \
-                         guests only (hint: connect to the rule's hostPort, or grant the port \
-                         without hostPort)"
+                        "wasi:sockets {} {addr} denied: a redirect rule's guest port is reached \
+                         only through the connect override (hint: connect with \
+                         wasi:sockets tcp connect)",
+                        socket_use.as_str()
                     ));
                 }
                 false
             }
         }
     }
+}
+
+impl NetPolicy {
+    /// Whether binding `addr` is this workload's service binding a port of its virtual
+    /// loopback (`127.0.0.1:PORT`, `PORT` not 0): the host binds an ephemeral port instead.
+    fn is_virtual_bind(&self, addr: SocketAddr) -> bool {
+        self.role == Role::Service
+            && self.vnet.is_some()
+            && addr.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)
+            && addr.port() != 0
+    }
+
+    /// Whether the guest may look `name` up (IP literals always; names by the rules). A refusal
+    /// is logged once per name.
+    fn lookup_allowed(&self, name: &str) -> bool {
+        match decide_lookup(&self.rules, name) {
+            LookupVerdict::Deny { hint } => {
+                self.report_lookup(name, &hint);
+                false
+            }
+            LookupVerdict::Allow | LookupVerdict::Literal(_) => true,
+        }
+    }
+}
+
+/// What a TCP connect to the guest's address becomes ([`NetStore::plan_connect`]).
+enum ConnectPlan {
+    /// Connect to this address; the address check decides alone (no policy, or the rules allow
+    /// the address unchanged).
+    Direct(SocketAddr),
+    /// A redirect rule: connect to the rule's host port (approved for the address check).
+    Redirect(SocketAddr),
+    /// The workload's own service: bind the socket to an ephemeral loopback port, record it as
+    /// a member, then connect to the service's real address.
+    Virtual {
+        vnet: Arc<VirtualNet>,
+        real: SocketAddr,
+    },
+    /// Refused by the rules (already logged): `access-denied`.
+    Deny,
 }
 
 /// The per-store half: the policy and the redirect targets the connect override approved.
@@ -424,21 +455,53 @@ impl NetStore {
 
     /// Finishes a socket creation that [`acquire`](Self::acquire) admitted: counts the new
     /// socket against the budget, or gives the unit back when the creation failed.
-    fn settle<T: 'static>(
-        &self,
-        created: Result<Resource<T>, SocketError>,
-    ) -> wasmtime::Result<(Result<Resource<T>, ErrorCode>,)> {
-        match created {
-            Ok(socket) => {
-                self.counted(socket.rep());
-                Ok((Ok(socket),))
-            }
-            Err(e) => {
+    fn settle<T: 'static, E>(&self, created: Result<Resource<T>, E>) -> Result<Resource<T>, E> {
+        match &created {
+            Ok(socket) => self.counted(socket.rep()),
+            Err(_) => {
                 if let Some(b) = self.policy.as_ref().and_then(|p| p.budget.as_ref()) {
                     b.release();
                 }
-                Ok((Err(e.downcast()?),))
             }
+        }
+        created
+    }
+
+    /// Decides a TCP connect to `addr` (the guest's address): the workload's own service on
+    /// its virtual loopback, a rule's target (approved for the address check when it is a
+    /// redirect), or a refusal (logged).
+    fn plan_connect(&self, addr: SocketAddr) -> ConnectPlan {
+        let Some(policy) = &self.policy else {
+            return ConnectPlan::Direct(addr);
+        };
+        // The workload's own service on its virtual loopback shadows the rules.
+        if addr.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)
+            && let Some(vnet) = &policy.vnet
+            && let Some(real) = vnet.listener(addr.port())
+        {
+            return ConnectPlan::Virtual {
+                vnet: Arc::clone(vnet),
+                real,
+            };
+        }
+        match decide(&policy.rules, SocketUse::TcpConnect, addr) {
+            Verdict::Allow { target } if target == addr => ConnectPlan::Direct(addr),
+            Verdict::Allow { target } => {
+                self.approve(SocketUse::TcpConnect, target);
+                ConnectPlan::Redirect(target)
+            }
+            Verdict::Deny(d) => {
+                policy.report(&d);
+                ConnectPlan::Deny
+            }
+        }
+    }
+
+    /// Records that the service's `127.0.0.1:port` is really `real` (see [`VirtualNet`]).
+    fn register_virtual(&self, port: u16, real: SocketAddr) {
+        if let Some(vnet) = self.policy.as_ref().and_then(|p| p.vnet.as_ref()) {
+            vnet.register(port, real);
+            tracing::info!(port, %real, "virtual loopback: service listens");
         }
     }
 
@@ -498,9 +561,16 @@ fn error_code(err: SocketError) -> wasmtime::Result<Result<(), ErrorCode>> {
     Ok(Err(err.downcast()?))
 }
 
-/// Shadows `start-bind`, `start-connect` and `resolve-addresses` of `wasi:sockets@0.2` with the
-/// rule-checking versions (redirects, virtual loopback, name grants). Call after
-/// `wasmtime_wasi::p2::add_to_linker_async`.
+fn p2_result<T>(r: Result<T, SocketError>) -> wasmtime::Result<Result<T, ErrorCode>> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) => Ok(Err(e.downcast()?)),
+    }
+}
+
+/// Shadows socket creation and drop, `start-bind`, `start-connect` and `resolve-addresses` of
+/// `wasi:sockets@0.2` with the rule-checking versions (redirects, virtual loopback, name grants,
+/// the socket budget). Call after `wasmtime_wasi::p2::add_to_linker_async`.
 pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut tcp = linker.instance(&format!("wasi:sockets/tcp@{P2_SOCKETS}"))?;
@@ -512,19 +582,9 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                 let state = store.data_mut();
                 let addr: SocketAddr = local.into();
                 let net = state.net.clone();
-                let virtual_bind = match &net.policy {
-                    Some(p) if p.role == Role::Service && p.vnet.is_some() => {
-                        addr.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-                            && addr.port() != 0
-                    }
-                    _ => false,
-                };
-                if !virtual_bind {
+                if !net.policy.as_ref().is_some_and(|p| p.is_virtual_bind(addr)) {
                     let r = state.sockets().start_bind(this, network, local).await;
-                    return Ok((match r {
-                        Ok(()) => Ok(()),
-                        Err(e) => error_code(e)?,
-                    },));
+                    return Ok((p2_result(r)?,));
                 }
                 // The service binds the workload's 127.0.0.1:PORT: bind an ephemeral host port
                 // instead and remember the mapping.
@@ -540,10 +600,7 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                     Ok(a) => a.into(),
                     Err(e) => return Ok((error_code(e)?,)),
                 };
-                if let Some(vnet) = net.policy.as_ref().and_then(|p| p.vnet.as_ref()) {
-                    vnet.register(addr.port(), real);
-                    tracing::info!(port = addr.port(), %real, "virtual loopback: service listens");
-                }
+                net.register_virtual(addr.port(), real);
                 Ok((Ok(()),))
             })
         },
@@ -556,76 +613,49 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                 let state = store.data_mut();
                 let addr: SocketAddr = remote.into();
                 let net = state.net.clone();
-                let Some(policy) = net.policy.clone() else {
-                    let r = state.sockets().start_connect(this, network, remote);
-                    return Ok((match r {
-                        Ok(()) => Ok(()),
-                        Err(e) => error_code(e)?,
-                    },));
-                };
-                // The workload's own service on its virtual loopback.
-                let virtual_target = policy
-                    .vnet
-                    .as_ref()
-                    .filter(|_| addr.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
-                    .and_then(|v| v.listener(addr.port()).map(|real| (v.clone(), real)));
-                if let Some((vnet, real)) = virtual_target {
-                    // Bind the socket ourselves so its address is known: the service accepts
-                    // only these members.
-                    let ephemeral = SocketAddr::new(addr.ip(), 0);
-                    net.approve(SocketUse::TcpBind, ephemeral);
-                    let bind_handle = Resource::<TcpSocket>::new_borrow(this.rep());
-                    let net_handle = Resource::<Network>::new_borrow(network.rep());
-                    let r = state
-                        .sockets()
-                        .start_bind(bind_handle, net_handle, ephemeral.into())
-                        .await;
-                    net.withdraw(SocketUse::TcpBind, ephemeral);
-                    if let Err(e) = r {
-                        return Ok((error_code(e)?,));
-                    }
-                    let finish = Resource::<TcpSocket>::new_borrow(this.rep());
-                    if let Err(e) = state.sockets().finish_bind(finish) {
-                        return Ok((error_code(e)?,));
-                    }
-                    let local_handle = Resource::<TcpSocket>::new_borrow(this.rep());
-                    match state.sockets().local_address(local_handle) {
-                        Ok(local) => vnet.add_member(local.into()),
-                        Err(e) => return Ok((error_code(e)?,)),
-                    }
-                    net.approve(SocketUse::TcpConnect, real);
-                    let r = state.sockets().start_connect(this, network, real.into());
-                    if r.is_err() {
-                        net.withdraw(SocketUse::TcpConnect, real);
-                    }
-                    return Ok((match r {
-                        Ok(()) => Ok(()),
-                        Err(e) => error_code(e)?,
-                    },));
-                }
-                let target = match decide(&policy.rules, SocketUse::TcpConnect, addr) {
-                    Verdict::Allow { target } => target,
-                    Verdict::Deny(d) => {
-                        policy.report(&d);
+                let target = match net.plan_connect(addr) {
+                    ConnectPlan::Direct(target) | ConnectPlan::Redirect(target) => target,
+                    ConnectPlan::Deny => {
                         // Still validate the handles, as the real call would.
                         let view = state.sockets();
                         view.table.get(&network)?;
                         view.table.get(&this)?;
                         return Ok((Err(ErrorCode::AccessDenied),));
                     }
+                    ConnectPlan::Virtual { vnet, real } => {
+                        // Bind the socket ourselves so its address is known: the service
+                        // accepts only these members.
+                        let ephemeral = SocketAddr::new(addr.ip(), 0);
+                        net.approve(SocketUse::TcpBind, ephemeral);
+                        let bind_handle = Resource::<TcpSocket>::new_borrow(this.rep());
+                        let net_handle = Resource::<Network>::new_borrow(network.rep());
+                        let r = state
+                            .sockets()
+                            .start_bind(bind_handle, net_handle, ephemeral.into())
+                            .await;
+                        net.withdraw(SocketUse::TcpBind, ephemeral);
+                        if let Err(e) = r {
+                            return Ok((error_code(e)?,));
+                        }
+                        let finish = Resource::<TcpSocket>::new_borrow(this.rep());
+                        if let Err(e) = state.sockets().finish_bind(finish) {
+                            return Ok((error_code(e)?,));
+                        }
+                        let local_handle = Resource::<TcpSocket>::new_borrow(this.rep());
+                        match state.sockets().local_address(local_handle) {
+                            Ok(local) => vnet.add_member(local.into()),
+                            Err(e) => return Ok((error_code(e)?,)),
+                        }
+                        net.approve(SocketUse::TcpConnect, real);
+                        real
+                    }
                 };
-                if target != addr {
-                    net.approve(SocketUse::TcpConnect, target);
-                }
                 let result = state.sockets().start_connect(this, network, target.into());
                 if result.is_err() && target != addr {
                     // The connect never reached the check: drop the approval.
                     net.withdraw(SocketUse::TcpConnect, target);
                 }
-                Ok((match result {
-                    Ok(()) => Ok(()),
-                    Err(e) => error_code(e)?,
-                },))
+                Ok((p2_result(result)?,))
             })
         },
     )?;
@@ -662,7 +692,7 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                 return Ok((Err(ErrorCode::NewSocketLimit),));
             }
             let created = TcpCreateHost::create_tcp_socket(&mut state.sockets(), family);
-            net.settle(created)
+            Ok((p2_result(net.settle(created))?,))
         },
     )?;
     let mut udp_create =
@@ -677,7 +707,7 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                     return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
                 let created = UdpCreateHost::create_udp_socket(&mut state.sockets(), family).await;
-                net.settle(created)
+                Ok((p2_result(net.settle(created))?,))
             })
         },
     )?;
@@ -689,16 +719,12 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
          -> wasmtime::Result<(Result<Resource<ResolveAddressStream>, ErrorCode>,)> {
             let state = store.data_mut();
             if let Some(policy) = state.net.policy.clone()
-                && let LookupVerdict::Deny { hint } = decide_lookup(&policy.rules, &name)
+                && !policy.lookup_allowed(&name)
             {
-                policy.report_lookup(&name, &hint);
                 state.sockets().table.get(&network)?;
                 return Ok((Err(ErrorCode::AccessDenied),));
             }
-            Ok((match state.sockets().resolve_addresses(network, name) {
-                Ok(stream) => Ok(stream),
-                Err(e) => Err(e.downcast()?),
-            },))
+            Ok((p2_result(state.sockets().resolve_addresses(network, name))?,))
         },
     )?;
     linker.allow_shadowing(false);
