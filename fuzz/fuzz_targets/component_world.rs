@@ -296,7 +296,8 @@ fn run(u: &mut Unstructured) -> Result<()> {
                     r.iter()
                         .map(|res| match res.provider {
                             Provider::Component { index, .. } => Some(index),
-                            Provider::Host => None,
+                            // `plan` has no service: never produced here.
+                            Provider::Host | Provider::Service { .. } => None,
                         })
                         .collect()
                 })
