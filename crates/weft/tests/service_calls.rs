@@ -276,3 +276,27 @@ fn deploys_refuse_what_the_service_cannot_provide() {
     let list = stdout(&out);
     assert!(!list.contains("cells") && !list.contains("p2svc"), "{list}");
 }
+
+#[test]
+fn invoke_refuses_a_call_that_needs_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write(
+        dir.path(),
+        "loop",
+        &format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: loop\nspec:\n  service:\n    name: store\n    image: {}\n  components:\n    - name: caller\n      image: {}\n",
+            guest("svc-store.wasm").display(),
+            wat_fixture("svc-get-loop.wat").display()
+        ),
+    );
+    let out = run_weft(&["run", manifest.to_str().unwrap(), "--invoke", "get-n(3)"]);
+    let err = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "component `caller` imports `example:svc/counter@0.1.0` from the workload's service \
+             `store`, which `weft run MANIFEST --invoke` does not start"
+        ),
+        "{err}"
+    );
+}
