@@ -324,22 +324,23 @@ impl ServiceImports {
                 what,
             };
             match item.ty {
-                ComponentItem::ComponentFunc(_) => {
+                ComponentItem::ComponentFunc(f) => {
                     let slot = self
                         .calls
                         .slot(export, "")
                         .ok_or_else(|| missing(format!("a function `{export}`")))?;
-                    self.forward(&mut linker.root(), import, slot)
+                    self.forward(&mut linker.root(), import, slot, f.async_())
                         .map_err(wasm)?;
                 }
                 ComponentItem::ComponentInstance(inst_ty) => {
                     let mut inst = linker.instance(import).map_err(wasm)?;
                     for (fname, fitem) in inst_ty.exports(engine) {
-                        if let ComponentItem::ComponentFunc(_) = fitem.ty {
+                        if let ComponentItem::ComponentFunc(f) = fitem.ty {
                             let slot = self.calls.slot(export, fname).ok_or_else(|| {
                                 missing(format!("a function `{fname}` in `{export}`"))
                             })?;
-                            self.forward(&mut inst, fname, slot).map_err(wasm)?;
+                            self.forward(&mut inst, fname, slot, f.async_())
+                                .map_err(wasm)?;
                         }
                     }
                 }
@@ -349,42 +350,72 @@ impl ServiceImports {
         Ok(())
     }
 
+    /// Defines `name` as a forwarder to the service's function `slot`: a blocking-style host
+    /// function for a plain WIT function (the caller's task waits), a concurrent one for an
+    /// `async func` (the caller's other tasks go on meanwhile).
     fn forward(
         &self,
         inst: &mut LinkerInstance<'_, HostState>,
         name: &str,
         slot: usize,
+        is_async: bool,
     ) -> wasmtime::Result<()> {
-        let calls = Arc::clone(&self.calls);
-        let timeout = self.timeout;
-        let logs = self.logs.clone();
-        inst.func_new_async(name, move |_store, _ty, params, results| {
-            let calls = Arc::clone(&calls);
-            let logs = logs.clone();
-            Box::new(async move {
-                let values = match calls.call(slot, params.to_vec(), timeout).await {
-                    Ok(values) => values,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "call into the workload's service failed");
-                        if let Some((logs, component)) = &logs {
-                            logs.push(component, "error", &e.to_string());
-                        }
-                        return Err(wasmtime::format_err!("{e}"));
-                    }
-                };
-                if values.len() != results.len() {
-                    wasmtime::bail!(
-                        "the workload's service returned {} values where {} were expected",
-                        values.len(),
-                        results.len()
-                    );
-                }
-                for (slot, value) in results.iter_mut().zip(values) {
-                    *slot = value;
-                }
-                Ok(())
+        let call = Forward {
+            calls: Arc::clone(&self.calls),
+            slot,
+            timeout: self.timeout,
+            logs: self.logs.clone(),
+        };
+        if is_async {
+            inst.func_new_concurrent(name, move |_accessor, _ty, params, results| {
+                let call = call.clone();
+                Box::pin(async move { call.run(params, results).await })
             })
-        })
+        } else {
+            inst.func_new_async(name, move |_store, _ty, params, results| {
+                let call = call.clone();
+                Box::new(async move { call.run(params, results).await })
+            })
+        }
+    }
+}
+
+/// One forwarder's target.
+#[derive(Clone)]
+struct Forward {
+    calls: Arc<ServiceCalls>,
+    slot: usize,
+    timeout: Duration,
+    logs: Option<(crate::logs::LogSink, String)>,
+}
+
+impl Forward {
+    async fn run(&self, params: &[Val], results: &mut [Val]) -> wasmtime::Result<()> {
+        let values = match self
+            .calls
+            .call(self.slot, params.to_vec(), self.timeout)
+            .await
+        {
+            Ok(values) => values,
+            Err(e) => {
+                tracing::warn!(error = %e, "call into the workload's service failed");
+                if let Some((logs, component)) = &self.logs {
+                    logs.push(component, "error", &e.to_string());
+                }
+                return Err(wasmtime::format_err!("{e}"));
+            }
+        };
+        if values.len() != results.len() {
+            wasmtime::bail!(
+                "the workload's service returned {} values where {} were expected",
+                values.len(),
+                results.len()
+            );
+        }
+        for (slot, value) in results.iter_mut().zip(values) {
+            *slot = value;
+        }
+        Ok(())
     }
 }
 

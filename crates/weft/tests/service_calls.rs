@@ -300,3 +300,55 @@ fn invoke_refuses_a_call_that_needs_the_service() {
         "{err}"
     );
 }
+
+#[test]
+fn a_p3_handler_calls_the_service_and_max_concurrency_caps_its_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&dir.path().join("data"));
+    let manifest = workload("p3", &guest("svc-store.wasm"), 3, "")
+        .replace(
+            guest("svc-client.wasm").to_str().unwrap(),
+            guest("svc-client-p3.wasm").to_str().unwrap(),
+        )
+        .replace("maxConcurrency: 4", "maxConcurrency: 2");
+    up.deploy_ok(&write(dir.path(), "p3", &manifest));
+    assert_eq!(count(&ok(&up, "p3", "/incr?by=2")), 2);
+    assert_eq!(count(&ok(&up, "p3", "/get")), 2);
+
+    // `wait` is an `async func`: four 400 ms waits, at most two in the service at once
+    // (maxConcurrency 2): two rounds.
+    let started = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = up.http;
+            std::thread::spawn(move || {
+                request(
+                    addr,
+                    "GET",
+                    "/wait?ms=400",
+                    &[("Host", "p3.localhost")],
+                    b"",
+                )
+            })
+        })
+        .collect();
+    let mut counts: Vec<u64> = workers
+        .into_iter()
+        .map(|w| {
+            let r = w.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+            count(&r.text())
+        })
+        .collect();
+    let elapsed = started.elapsed();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![3, 4, 5, 6]);
+    assert!(
+        elapsed >= Duration::from_millis(800),
+        "four 400 ms calls with maxConcurrency 2 took only {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(2000),
+        "not concurrent: {elapsed:?}"
+    );
+}
