@@ -512,3 +512,68 @@ fn not_plain(ty: &Type, resources: &[(String, ResourceType)]) -> Option<String> 
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks a component importing `x:y/z@1.0.0` with the instance type `body`.
+    fn check(body: &str) -> Result<(), String> {
+        let engine = crate::engine::WeftEngine::new(&Default::default()).expect("engine");
+        let wat = format!(r#"(component (import "x:y/z@1.0.0" (instance {body})))"#);
+        let bytes = wat::parse_str(&wat).expect("wat");
+        let component = Component::new(engine.engine(), &bytes).expect("component");
+        check_plain(engine.engine(), &component, "c", "x:y/z@1.0.0", "svc").map_err(|e| {
+            let text = e.to_string();
+            let prefix =
+                "component `c` imports `x:y/z@1.0.0` from the workload's service `svc`, but ";
+            assert!(text.starts_with(prefix), "{text}");
+            text[prefix.len()..]
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+    }
+
+    #[test]
+    fn plain_data_crosses() {
+        assert_eq!(
+            check(
+                r#"(export "f" (func (param "a" string) (param "b" (list (tuple u8 s64)))
+                     (result (result (option (list string)) (error char)))))
+                   (export "g" (func))"#
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn handles_streams_and_futures_are_named() {
+        assert_eq!(
+            check(r#"(export "read" (func (param "s" (stream u8))))"#),
+            Err("its function `read` takes `s: stream`".into())
+        );
+        assert_eq!(
+            check(r#"(export "later" (func (result (future u32))))"#),
+            Err("its function `later` returns `future`".into())
+        );
+        // (error-context is not enabled in Weft's engines, so no component can carry one.)
+        assert_eq!(
+            check(r#"(export "feed" (func (param "e" (option (list (stream u8))))))"#),
+            Err("its function `feed` takes `e: option<list<stream>>`".into())
+        );
+        assert_eq!(
+            check(
+                r#"(export "cell" (type (sub resource)))
+                   (export "sum" (func (param "cs" (list (borrow 0))) (result u32)))"#
+            ),
+            Err("its function `sum` takes `cs: list<borrow<cell>>`".into())
+        );
+        // A resource type alone (no function uses it) is still refused.
+        assert_eq!(
+            check(r#"(export "cell" (type (sub resource))) (export "f" (func))"#),
+            Err("it declares the resource type `cell`".into())
+        );
+    }
+}
