@@ -329,6 +329,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
                     Outcome::Cycle
                 }
                 PlanError::DuplicateName(_) => panic!("names are unique: {e}"),
+                PlanError::ServiceNameTaken(_) => panic!("`plan` has no service: {e}"),
             };
             assert_eq!(kind, expected, "{e}");
             let _ = e.to_string();
