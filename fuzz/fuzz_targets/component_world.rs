@@ -296,7 +296,8 @@ fn run(u: &mut Unstructured) -> Result<()> {
                     r.iter()
                         .map(|res| match res.provider {
                             Provider::Component { index, .. } => Some(index),
-                            Provider::Host => None,
+                            // `plan` has no service: never produced here.
+                            Provider::Host | Provider::Service { .. } => None,
                         })
                         .collect()
                 })
@@ -328,6 +329,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
                     Outcome::Cycle
                 }
                 PlanError::DuplicateName(_) => panic!("names are unique: {e}"),
+                PlanError::ServiceNameTaken(_) => panic!("`plan` has no service: {e}"),
             };
             assert_eq!(kind, expected, "{e}");
             let _ = e.to_string();

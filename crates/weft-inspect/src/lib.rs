@@ -14,6 +14,6 @@ mod plan;
 
 pub use info::{ComponentInfo, InspectError, Item, ItemKind, Producer, WasmKind, inspect};
 pub use plan::{
-    Edge, LinkPlan, PlanComponent, PlanError, Provider, Resolution, interface_matches, plan,
-    split_version,
+    Edge, LinkPlan, PlanComponent, PlanError, PlanService, Provider, Resolution, interface_matches,
+    plan, plan_with_service, split_version,
 };

@@ -13,11 +13,34 @@ pub struct PlanComponent {
     pub exports: Vec<String>,
 }
 
+/// The workload's long-lived service as the planner sees it: its name and the names of its
+/// exports. Only exports outside the `wasi` namespace are offered to components (its
+/// `wasi:cli/run` and `wasi:http/handler` are how the host drives it, not interfaces for
+/// components).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlanService {
+    pub name: String,
+    pub exports: Vec<String>,
+}
+
+impl PlanService {
+    /// The service's exports that components may import.
+    pub fn offered(&self) -> impl Iterator<Item = &String> {
+        self.exports.iter().filter(|e| !e.starts_with("wasi:"))
+    }
+
+    fn find(&self, import: &str) -> Option<&String> {
+        self.offered().find(|e| interface_matches(import, e))
+    }
+}
+
 /// What satisfies one import.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Provider {
     /// The export `export` of component `index` (an index into the planned components).
     Component { index: usize, export: String },
+    /// The export `export` of the workload's service (calls are forwarded into its instance).
+    Service { export: String },
     /// A host interface (base WASI or a granted host interface).
     Host,
 }
@@ -112,6 +135,11 @@ pub enum PlanError {
     #[error("two components are named `{0}`; component names must be unique")]
     DuplicateName(String),
     #[error(
+        "the service and a component are both named `{0}`; names must be unique within a \
+         workload (hint: rename one, so that `links` can tell them apart)"
+    )]
+    ServiceNameTaken(String),
+    #[error(
         "component `{component}` links `{interface}` to `{target}`, but {problem} \
          (hint: fix or remove the entry in its `links`)"
     )]
@@ -122,14 +150,19 @@ pub enum PlanError {
         problem: String,
     },
     #[error(
-        "component `{component}` imports `{import}`, which is exported by {}; the link is \
+        "component `{component}` imports `{import}`, which is exported by {}{}; the link is \
          ambiguous (hint: choose one with `links: {{ \"{import}\": {} }}` on component `{component}`)",
-        list(.exporters), .exporters.first().map(String::as_str).unwrap_or("NAME")
+        list(.exporters),
+        .service.as_ref().map(|s| format!(" (`{s}` is the workload's service)")).unwrap_or_default(),
+        .exporters.first().map(String::as_str).unwrap_or("NAME")
     )]
     Ambiguous {
         component: String,
         import: String,
+        /// The exporting components, then the service when it exports it too.
         exporters: Vec<String>,
+        /// The service's name, when it is one of the exporters.
+        service: Option<String>,
     },
     #[error("{}", unsatisfied(.missing))]
     Unsatisfied {
@@ -260,12 +293,33 @@ pub fn plan(
     host: &[String],
     links: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> Result<LinkPlan, PlanError> {
+    plan_with_service(components, None, host, links)
+}
+
+/// [`plan`] for a workload with a service: the service's exports outside the `wasi` namespace
+/// ([`PlanService::offered`]) are providers too. An import is satisfied by, in this order: the
+/// component or service its `links` entry names (the service by its name); the only exporter
+/// among the other components and the service; the host. A component and the service (or two
+/// components) exporting the same import without a `links` choice is ambiguous. The service
+/// imports nothing from components, so it adds no edge to the instantiation order.
+pub fn plan_with_service(
+    components: &[PlanComponent],
+    service: Option<&PlanService>,
+    host: &[String],
+    links: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<LinkPlan, PlanError> {
     let mut seen = BTreeSet::new();
     for c in components {
         if !seen.insert(c.name.as_str()) {
             return Err(PlanError::DuplicateName(c.name.clone()));
         }
     }
+    if let Some(svc) = service
+        && seen.contains(svc.name.as_str())
+    {
+        return Err(PlanError::ServiceNameTaken(svc.name.clone()));
+    }
+    let is_service = |name: &str| service.is_some_and(|s| s.name == name);
     let index_of = |name: &str| components.iter().position(|c| c.name == name);
 
     // Every links entry must name a component that exports a matching interface, and an
@@ -296,8 +350,14 @@ pub fn plan(
             {
                 return Err(bad(format!("`{component}` does not import `{iface}`")));
             }
+            if is_service(target) {
+                continue;
+            }
             let Some(ti) = index_of(target) else {
-                return Err(bad(format!("there is no component `{target}`")));
+                return Err(bad(match service {
+                    Some(_) => format!("there is no component or service `{target}`"),
+                    None => format!("there is no component `{target}`"),
+                }));
             };
             if ti == ci {
                 return Err(bad("a component cannot link to itself".into()));
@@ -316,6 +376,27 @@ pub fn plan(
                     .or_else(|| m.get(split_version(import).0))
             });
             if let Some(target) = explicit {
+                if let Some(svc) = service.filter(|s| s.name == *target) {
+                    let Some(export) = svc.find(import) else {
+                        return Err(PlanError::BadLink {
+                            component: c.name.clone(),
+                            interface: import.clone(),
+                            target: target.clone(),
+                            problem: format!(
+                                "the service `{target}` does not export it (only its exports \
+                                 outside the `wasi` namespace are offered to components)"
+                            ),
+                        });
+                    };
+                    res.push(Resolution {
+                        import: import.clone(),
+                        provider: Provider::Service {
+                            export: export.clone(),
+                        },
+                        explicit: true,
+                    });
+                    continue;
+                }
                 let ti = index_of(target).unwrap_or(usize::MAX);
                 let export = components
                     .get(ti)
@@ -350,8 +431,16 @@ pub fn plan(
                         .map(|e| (i, e))
                 })
                 .collect();
-            match exporters.as_slice() {
-                [(index, export)] => res.push(Resolution {
+            let from_service = service.and_then(|s| s.find(import));
+            match (exporters.as_slice(), from_service) {
+                ([], Some(export)) => res.push(Resolution {
+                    import: import.clone(),
+                    provider: Provider::Service {
+                        export: export.clone(),
+                    },
+                    explicit: false,
+                }),
+                ([(index, export)], None) => res.push(Resolution {
                     import: import.clone(),
                     provider: Provider::Component {
                         index: *index,
@@ -359,7 +448,7 @@ pub fn plan(
                     },
                     explicit: false,
                 }),
-                [] => {
+                ([], None) => {
                     if host.iter().any(|p| host_covers(p, import)) {
                         res.push(Resolution {
                             import: import.clone(),
@@ -370,14 +459,18 @@ pub fn plan(
                         missing.push((c.name.clone(), import.clone()));
                     }
                 }
-                many => {
+                (many, from_service) => {
+                    let mut exporters: Vec<String> = many
+                        .iter()
+                        .map(|(i, _)| components[*i].name.clone())
+                        .collect();
+                    let service = from_service.and(service).map(|s| s.name.clone());
+                    exporters.extend(service.clone());
                     return Err(PlanError::Ambiguous {
                         component: c.name.clone(),
                         import: import.clone(),
-                        exporters: many
-                            .iter()
-                            .map(|(i, _)| components[*i].name.clone())
-                            .collect(),
+                        exporters,
+                        service,
                     });
                 }
             }
@@ -463,6 +556,7 @@ impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Provider::Component { index, export } => write!(f, "component #{index} ({export})"),
+            Provider::Service { export } => write!(f, "service ({export})"),
             Provider::Host => f.write_str("host"),
         }
     }

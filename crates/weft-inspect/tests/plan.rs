@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use weft_inspect::{PlanComponent, PlanError, Provider, interface_matches, plan};
+use weft_inspect::{
+    PlanComponent, PlanError, PlanService, Provider, interface_matches, plan, plan_with_service,
+};
 
 fn comp(name: &str, imports: &[&str], exports: &[&str]) -> PlanComponent {
     PlanComponent {
@@ -200,6 +202,130 @@ fn version_matching() {
     assert!(interface_matches("add", "add"));
 }
 
+fn svc(name: &str, exports: &[&str]) -> PlanService {
+    PlanService {
+        name: name.into(),
+        exports: exports.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[test]
+fn the_service_provides_what_no_component_exports() {
+    let cs = [
+        comp(
+            "web",
+            &["example:svc/counter@0.1.0", "wasi:cli/stdout@0.2.6"],
+            &["wasi:http/incoming-handler@0.2.6"],
+        ),
+        comp("calc", &[], &["example:calc/ops@1.0.0"]),
+    ];
+    let store = svc(
+        "store",
+        &["wasi:cli/run@0.3.0", "example:svc/counter@0.1.2"],
+    );
+    let p = plan_with_service(&cs, Some(&store), &host(), &no_links()).unwrap();
+    assert_eq!(
+        p.resolutions[0][0].provider,
+        Provider::Service {
+            export: "example:svc/counter@0.1.2".into()
+        }
+    );
+    assert!(!p.resolutions[0][0].explicit);
+    assert_eq!(p.resolutions[0][1].provider, Provider::Host);
+    // The service adds no edge: both components stand alone, in manifest order.
+    assert!(p.edges().is_empty());
+    assert_eq!(p.order, vec![0, 1]);
+    // Without the service the import is unsatisfied.
+    let err = plan(&cs, &host(), &no_links()).unwrap_err();
+    assert!(matches!(err, PlanError::Unsatisfied { .. }), "{err}");
+    // An incompatible version of the service's export does not match.
+    let old = svc("store", &["example:svc/counter@0.2.0"]);
+    let err = plan_with_service(&cs, Some(&old), &host(), &no_links()).unwrap_err();
+    assert!(matches!(err, PlanError::Unsatisfied { .. }), "{err}");
+}
+
+#[test]
+fn the_services_wasi_exports_are_not_offered() {
+    // A middleware importing wasi:http/handler@0.3 keeps getting it from the host, not from a
+    // front-door service that exports the same interface.
+    let cs = [comp("mw", &["wasi:http/handler@0.3.0"], &[])];
+    let front = svc("front", &["wasi:http/handler@0.3.0", "wasi:cli/run@0.3.0"]);
+    let p = plan_with_service(&cs, Some(&front), &host(), &no_links()).unwrap();
+    assert_eq!(p.resolutions[0][0].provider, Provider::Host);
+    assert_eq!(front.offered().count(), 0);
+}
+
+#[test]
+fn a_component_and_the_service_exporting_one_import_are_ambiguous_unless_links_choose() {
+    let cs = [
+        comp("web", &["example:svc/counter@0.1.0"], &[]),
+        comp("fake", &[], &["example:svc/counter@0.1.0"]),
+    ];
+    let store = svc("store", &["example:svc/counter@0.1.0"]);
+    let err = plan_with_service(&cs, Some(&store), &host(), &no_links()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, PlanError::Ambiguous { exporters, service, .. }
+            if exporters == &["fake", "store"] && service.as_deref() == Some("store")),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("exported by `fake` and `store` (`store` is the workload's service)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("links: { \"example:svc/counter@0.1.0\": fake }"),
+        "{text}"
+    );
+
+    // links names the service by its name, or the component.
+    let pick = |target: &str| {
+        BTreeMap::from([(
+            "web".to_string(),
+            BTreeMap::from([("example:svc/counter".to_string(), target.to_string())]),
+        )])
+    };
+    let p = plan_with_service(&cs, Some(&store), &host(), &pick("store")).unwrap();
+    assert_eq!(
+        p.resolutions[0][0].provider,
+        Provider::Service {
+            export: "example:svc/counter@0.1.0".into()
+        }
+    );
+    assert!(p.resolutions[0][0].explicit);
+    assert!(p.edges().is_empty());
+    let p = plan_with_service(&cs, Some(&store), &host(), &pick("fake")).unwrap();
+    assert_eq!(
+        p.resolutions[0][0].provider,
+        Provider::Component {
+            index: 1,
+            export: "example:svc/counter@0.1.0".into()
+        }
+    );
+
+    // A links entry naming the service for something it does not export is refused.
+    let bare = svc("store", &["wasi:cli/run@0.3.0"]);
+    let err = plan_with_service(&cs, Some(&bare), &host(), &pick("store")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("but the service `store` does not export it"),
+        "{err}"
+    );
+    // Without a service, the name is unknown.
+    let err = plan(&cs, &host(), &pick("store")).unwrap_err();
+    assert!(
+        err.to_string().contains("there is no component `store`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_service_cannot_share_a_components_name() {
+    let cs = [comp("store", &[], &[])];
+    let err = plan_with_service(&cs, Some(&svc("store", &[])), &host(), &no_links()).unwrap_err();
+    assert_eq!(err, PlanError::ServiceNameTaken("store".into()));
+}
+
 /// Random workloads: each component exports its own interface `t:c<i>/f` and imports some
 /// others' interfaces.
 fn workload() -> impl Strategy<Value = Vec<PlanComponent>> {
@@ -294,6 +420,89 @@ proptest! {
                 prop_assert!(pos(e.exporter) < pos(e.importer));
                 prop_assert!(interface_matches(e.import, e.export));
             }
+        }
+    }
+
+    /// With a service exporting some interfaces: every import resolves to exactly the provider
+    /// the rules name (links, else the only exporter among components and the service, else
+    /// the host), ambiguity is refused exactly when two or more could provide it, and service
+    /// links never add ordering edges.
+    #[test]
+    fn the_service_is_one_provider_among_components(
+        comp_exports in prop::collection::vec(prop::collection::vec(0usize..4, 0..3), 1..4),
+        svc_exports in prop::collection::vec(0usize..4, 0..4),
+        imports in prop::collection::vec(0usize..4, 0..4),
+        pick in prop::option::of(0usize..5),
+    ) {
+        let iface = |k: usize| format!("t:i{k}/f@1.0.0");
+        let mut cs: Vec<PlanComponent> = comp_exports.iter().enumerate().map(|(i, ex)| PlanComponent {
+            name: format!("c{i}"),
+            imports: vec![],
+            exports: ex.iter().map(|&k| iface(k)).collect(),
+        }).collect();
+        let mut imps: Vec<String> = imports.iter().map(|&k| iface(k)).collect();
+        imps.sort();
+        imps.dedup();
+        cs.push(PlanComponent { name: "root".into(), imports: imps.clone(), exports: vec![] });
+        let root = cs.len() - 1;
+        let service = PlanService {
+            name: "svc".into(),
+            exports: svc_exports.iter().map(|&k| iface(k)).collect(),
+        };
+        // Optionally link the root's first import to one provider (a component or the service).
+        let mut links = BTreeMap::new();
+        let target = pick.map(|p| if p < root { format!("c{p}") } else { "svc".to_string() });
+        if let (Some(t), Some(first)) = (&target, imps.first()) {
+            links.insert("root".to_string(), BTreeMap::from([(first.clone(), t.clone())]));
+        }
+        let result = plan_with_service(&cs, Some(&service), &["t:i3".to_string()], &links);
+        // What the rules say, import by import.
+        let exporters = |imp: &String| -> Vec<String> {
+            let mut v: Vec<String> = (0..root).filter(|&i| cs[i].exports.contains(imp)).map(|i| format!("c{i}")).collect();
+            if service.exports.contains(imp) { v.push("svc".into()); }
+            v
+        };
+        // Bad links and ambiguity stop the planner at once; unsatisfied imports are gathered.
+        let mut expected: Result<Vec<Provider>, &str> = Ok(vec![]);
+        let mut unsatisfied = false;
+        for (n, imp) in imps.iter().enumerate() {
+            let linked = if n == 0 { target.clone() } else { None };
+            let provider = match linked {
+                Some(t) if !exporters(imp).contains(&t) => Err("bad link"),
+                Some(t) if t == "svc" => Ok(Provider::Service { export: imp.clone() }),
+                Some(t) => Ok(Provider::Component { index: t[1..].parse().unwrap(), export: imp.clone() }),
+                None => match exporters(imp).as_slice() {
+                    [] if imp.starts_with("t:i3/") => Ok(Provider::Host),
+                    [] => Err("unsatisfied"),
+                    [one] if one == "svc" => Ok(Provider::Service { export: imp.clone() }),
+                    [one] => Ok(Provider::Component { index: one[1..].parse().unwrap(), export: imp.clone() }),
+                    _ => Err("ambiguous"),
+                },
+            };
+            match provider {
+                Ok(p) => if let Ok(v) = &mut expected { v.push(p) },
+                Err("unsatisfied") => unsatisfied = true,
+                Err(e) => { expected = Err(e); break; }
+            }
+        }
+        if unsatisfied && expected.is_ok() {
+            expected = Err("unsatisfied");
+        }
+        match (result, expected) {
+            (Ok(p), Ok(want)) => {
+                let got: Vec<Provider> = p.resolutions[root].iter().map(|r| r.provider.clone()).collect();
+                prop_assert_eq!(got, want);
+                for e in p.edges() {
+                    prop_assert!(e.exporter < root && e.importer == root);
+                }
+            }
+            (Err(PlanError::Ambiguous { exporters: ex, service: s, .. }), Err("ambiguous")) => {
+                prop_assert!(ex.len() >= 2);
+                prop_assert_eq!(s.is_some(), ex.last().map(String::as_str) == Some("svc"));
+            }
+            (Err(PlanError::BadLink { .. }), Err("bad link")) => {}
+            (Err(PlanError::Unsatisfied { .. }), Err("unsatisfied")) => {}
+            (got, want) => prop_assert!(false, "got {got:?}, want {want:?}"),
         }
     }
 }

@@ -148,6 +148,12 @@ impl Validator<'_> {
             }
         }
 
+        // A component's `links` may name another component or the service (whose exported
+        // interfaces components may import).
+        let mut link_targets = component_names.clone();
+        if let Some(s) = &spec.service {
+            link_targets.push(s.name.as_str());
+        }
         for (i, c) in spec.components.iter().enumerate() {
             let p = index("spec.components", i);
             self.unit(
@@ -161,7 +167,7 @@ impl Validator<'_> {
                     links: &c.links,
                     local_resources: &c.local_resources,
                 },
-                &component_names,
+                &link_targets,
                 &volume_names,
             );
         }

@@ -297,7 +297,17 @@ pub fn compose_manifest(manifest: &Manifest) -> Result<(Vec<u8>, String), Compos
         names.push(c.name.clone());
         bytes.push(b);
     }
-    let plan = crate::link::plan_manifest(manifest, &parts)?;
+    let service =
+        crate::link::service_from_image(manifest).map_err(|message| ComposeError::Read {
+            component: manifest
+                .spec
+                .service
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+            message,
+        })?;
+    let plan = crate::link::plan_manifest(manifest, &parts, service.as_ref())?;
     let root = compose_root(&names, &plan)?;
     let out = compose_bytes(&names, &bytes, &plan, root)?;
     Ok((out, names[root].clone()))

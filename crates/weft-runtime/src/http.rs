@@ -105,6 +105,8 @@ pub struct WorkloadExtras {
     pub component: String,
     pub plugins: crate::plugins::BoundPlugins,
     pub logs: crate::logs::LogSink,
+    /// The imports the workload's service satisfies (forwarded into its instance).
+    pub service: Option<crate::svccall::ServiceImports>,
 }
 
 /// Why a component cannot be served.
@@ -229,6 +231,11 @@ impl HttpService {
                 .plugins
                 .add_to_linker(&mut linker)
                 .map_err(|e| ServeError::Link(format!("{e:#}")))?;
+            if let Some(service) = &extras.service {
+                service
+                    .add_to_linker(engine.engine(), &mut linker, component, &extras.component)
+                    .map_err(|e| ServeError::Link(e.to_string()))?;
+            }
         }
         let pre: InstancePre<HostState> = linker
             .instantiate_pre(component)

@@ -20,6 +20,7 @@ pub mod run;
 pub mod service;
 pub mod state;
 pub mod stdio;
+pub mod svccall;
 pub mod wasi;
 pub mod workload;
 pub mod world;

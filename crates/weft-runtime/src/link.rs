@@ -26,7 +26,7 @@ use wasmtime::component::{
     types::{ComponentFunc, ComponentItem, Type},
 };
 use wasmtime::{Engine, Store, StoreContextMut};
-use weft_inspect::{LinkPlan, PlanComponent, PlanError, Provider};
+use weft_inspect::{LinkPlan, PlanComponent, PlanError, PlanService, Provider};
 use weft_manifest::Manifest;
 
 use crate::state::HostState;
@@ -158,10 +158,12 @@ pub fn host_prefixes(manifest: &Manifest) -> Vec<String> {
     out
 }
 
-/// Plans a manifest's components from their import and export names.
+/// Plans a manifest's components from their import and export names; `service` is the
+/// planner's view of `spec.service` (its exports may satisfy components' imports).
 pub fn plan_manifest(
     manifest: &Manifest,
     components: &[PlanComponent],
+    service: Option<&PlanService>,
 ) -> Result<LinkPlan, PlanError> {
     let mut links = BTreeMap::new();
     for c in &manifest.spec.components {
@@ -169,7 +171,25 @@ pub fn plan_manifest(
             links.insert(c.name.clone(), c.links.clone());
         }
     }
-    weft_inspect::plan(components, &host_prefixes(manifest), &links)
+    weft_inspect::plan_with_service(components, service, &host_prefixes(manifest), &links)
+}
+
+/// The planner's view of `spec.service`, read from its image (no compilation): its name and
+/// exports. `None` without a service.
+pub fn service_from_image(manifest: &Manifest) -> Result<Option<PlanService>, String> {
+    let Some(svc) = &manifest.spec.service else {
+        return Ok(None);
+    };
+    let path = weft_manifest::resolve_image(&svc.image, &manifest.base_dir())
+        .map_err(|e| format!("spec.service ({}): image `{}`: {e}", svc.name, svc.image))?;
+    let bytes =
+        crate::load::read_wasm(&path).map_err(|e| format!("spec.service ({}): {e}", svc.name))?;
+    let info = weft_inspect::inspect(&bytes)
+        .map_err(|e| format!("spec.service ({}): {}: {e}", svc.name, path.display()))?;
+    Ok(Some(PlanService {
+        name: svc.name.clone(),
+        exports: info.export_names(),
+    }))
 }
 
 /// The plan's view of a compiled component.
@@ -770,11 +790,31 @@ pub async fn invoke_workload(
     })?;
     let loaded = crate::workload::load_components(engine, cache, manifest)
         .map_err(|e| setup(e.to_string()))?;
-    let plan = plan_manifest(manifest, &loaded.plan_components)
+    let service = service_from_image(manifest).map_err(setup)?;
+    let plan = plan_manifest(manifest, &loaded.plan_components, service.as_ref())
         .map_err(|e| setup(format!("spec.components: {e}")))?;
     let names: Vec<String> = loaded.infos.iter().map(|c| c.name.clone()).collect();
     let e = engine.engine();
     let root = invoke_root(e, &names, &loaded.compiled, &plan, call.name()).map_err(setup)?;
+    // The service runs only under `weft up`: a call that needs it cannot be made here.
+    for i in needed_by(&plan, root) {
+        if let Some(r) = plan.resolutions[i]
+            .iter()
+            .find(|r| matches!(r.provider, Provider::Service { .. }))
+        {
+            return Err(setup(format!(
+                "component `{}` imports `{}` from the workload's service `{}`, which `weft run \
+                 MANIFEST --invoke` does not start (hint: deploy the workload with `weft up` \
+                 and call it through a component that serves HTTP)",
+                names[i],
+                r.import,
+                service
+                    .as_ref()
+                    .map(|s| s.name.as_str())
+                    .unwrap_or_default()
+            )));
+        }
+    }
     let strategy = crate::compose::choose(engine, cache, manifest, &loaded, &plan, root)
         .map_err(|e| setup(e.to_string()))?;
     let component = match &strategy {

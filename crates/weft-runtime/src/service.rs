@@ -30,6 +30,7 @@ use crate::net::VirtualNet;
 use crate::plugins::BoundPlugins;
 use crate::state::{HostState, OutgoingHttp};
 use crate::stdio::{Output, SinkStream};
+use crate::svccall::{ServiceCall, ServiceCalls};
 use crate::wasi::WasiGrants;
 
 /// First restart delay; doubles per restart.
@@ -99,6 +100,9 @@ pub struct ServiceSpec {
     pub max_resources: usize,
     /// Set when the service is the workload's HTTP front door (`serveHttp`).
     pub front: Option<FrontOptions>,
+    /// Tasks in the instance at once (`maxConcurrency`): front-door requests and calls from
+    /// components together.
+    pub max_concurrency: usize,
 }
 
 /// Limits of a front-door service's requests.
@@ -128,6 +132,8 @@ impl FrontOptions {
 
 struct Shared {
     status: Mutex<ServiceStatus>,
+    /// Calls from components; told why it is closed when the status changes.
+    calls: Arc<ServiceCalls>,
     /// When the current attempt started.
     started: Mutex<Instant>,
     changed: tokio::sync::Notify,
@@ -141,6 +147,7 @@ pub struct ServiceHandle {
     shared: Arc<Shared>,
     vnet: Arc<VirtualNet>,
     front: Option<Arc<Front>>,
+    calls: Arc<ServiceCalls>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -154,6 +161,12 @@ pub enum ServiceError {
          as a command, e.g. a Rust `fn main` for wasm32-wasip2)"
     )]
     NotACommand(String),
+    #[error(
+        "the service exports {0} for the workload's components, but no wasi:cli/run@0.3 and \
+         no wasi:http/handler@0.3 with `serveHttp`, so it has no task to run (hint: export \
+         wasi:cli/run@0.3.0 with an async `run` that waits forever)"
+    )]
+    NothingToRun(String),
     #[error(
         "spec.service.serveHttp: the service must export wasi:http/handler@0.3 (a WASI 0.3 \
          HTTP handler) to be the workload's front door; it exports {0} (hint: export the P3 \
@@ -233,6 +246,15 @@ impl Runner {
         if http_p3 {
             return Err(ServiceError::NeedsServeHttp);
         }
+        let offered: Vec<&str> = ifaces
+            .exports
+            .iter()
+            .map(String::as_str)
+            .filter(|e| !e.starts_with("wasi:"))
+            .collect();
+        if !offered.is_empty() {
+            return Err(ServiceError::NothingToRun(offered.join(", ")));
+        }
         Err(ServiceError::NotACommand(exports()))
     }
 }
@@ -255,7 +277,17 @@ impl ServiceHandle {
             .instantiate_pre(component)
             .map_err(|e| ServiceError::Link(format!("{e:#}")))?;
         let runner = Runner::choose(engine, component, pre, spec.front.is_some())?;
+        let in_flight = Arc::new(Semaphore::new(spec.max_concurrency.max(1)));
+        let calls = Arc::new(ServiceCalls::new(
+            engine,
+            &spec.name,
+            component,
+            Arc::clone(&in_flight),
+            spec.max_concurrency,
+            crate::http::DEFAULT_QUEUE_TIMEOUT,
+        ));
         let shared = Arc::new(Shared {
+            calls: Arc::clone(&calls),
             status: Mutex::new(ServiceStatus::Running { restarts: 0 }),
             started: Mutex::new(Instant::now()),
             changed: tokio::sync::Notify::new(),
@@ -263,7 +295,7 @@ impl ServiceHandle {
         let front = spec
             .front
             .clone()
-            .map(|options| Arc::new(Front::new(options)));
+            .map(|options| Arc::new(Front::new(options, Arc::clone(&in_flight))));
         let (stop, stopped) = watch::channel(false);
         let name = spec.name.clone();
         let task = tokio::spawn(run_loop(
@@ -282,9 +314,15 @@ impl ServiceHandle {
             shared,
             vnet,
             front,
+            calls,
             stop,
             task,
         })
+    }
+
+    /// Where components' calls into the service's instance go.
+    pub fn calls(&self) -> &Arc<ServiceCalls> {
+        &self.calls
     }
 
     pub fn name(&self) -> &str {
@@ -383,6 +421,7 @@ impl ServiceHandle {
             }
             None => self.task.abort(),
         }
+        self.calls.close("it is stopped".into());
         *self.shared.status.lock().unwrap_or_else(|e| e.into_inner()) = ServiceStatus::Stopped;
     }
 }
@@ -402,6 +441,18 @@ impl Drop for ServiceHandle {
 }
 
 fn set(shared: &Shared, status: ServiceStatus) {
+    match &status {
+        ServiceStatus::Running { .. } => {}
+        ServiceStatus::Stopped => shared.calls.close("it is stopped".into()),
+        other => shared.calls.close(format!(
+            "it is {}{}",
+            other.label(),
+            other
+                .last_error()
+                .map(|e| format!(" after: {e}"))
+                .unwrap_or_default()
+        )),
+    }
     *shared.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
     shared.changed.notify_waiters();
 }
@@ -511,7 +562,7 @@ async fn run_loop(
                         Err(e) => Ended::Failed(e),
                     }
                 }
-                Runner::P3(p3) => run_p3(&engine, p3, &spec, front.as_ref()).await,
+                Runner::P3(p3) => run_p3(&engine, p3, &spec, front.as_ref(), &shared.calls).await,
             }
         };
         let outcome = tokio::select! {
@@ -522,8 +573,11 @@ async fn run_loop(
                 return;
             }
         };
-        // The instance is gone, and with it its listeners and its front door.
+        // The instance is gone, and with it its listeners, its front door and its calls.
         vnet.clear_listeners();
+        shared
+            .calls
+            .close("its instance ended; it is restarting".into());
         if let Some(front) = &front {
             front.close();
         }
@@ -588,6 +642,7 @@ async fn run_p3(
     p3: &P3Runner,
     spec: &ServiceSpec,
     front: Option<&Arc<Front>>,
+    calls: &Arc<ServiceCalls>,
 ) -> Ended {
     let mut store = match new_store(engine, spec) {
         Ok(store) => store,
@@ -603,10 +658,19 @@ async fn run_p3(
             Some(indices) => Some(Proxy::P3(indices.load(&mut store, &instance)?)),
             None => None,
         };
-        wasmtime::Result::Ok((command, proxy))
+        // The functions components may call, with their number of results.
+        let mut funcs = Vec::new();
+        for idx in calls.indices() {
+            let func = instance
+                .get_func(&mut store, idx)
+                .ok_or_else(|| wasmtime::format_err!("a service export is not a function"))?;
+            let results = func.ty(&store).results().len();
+            funcs.push((func, results));
+        }
+        wasmtime::Result::Ok((command, proxy, funcs))
     }
     .await;
-    let (command, proxy) = match loaded {
+    let (command, proxy, funcs) = match loaded {
         Ok(parts) => parts,
         Err(e) => return Ended::Failed(e),
     };
@@ -620,6 +684,12 @@ async fn run_p3(
         (Some(front), Some(_)) => front.open(door),
         _ => drop(door),
     }
+    let (call_door, mut call_queue) = mpsc::unbounded_channel::<ServiceCall>();
+    calls.open(call_door);
+    // Replies of the calls the instance has taken: failed with the instance's error if it
+    // dies before they are answered (a trap ends the event loop before the call's future).
+    type CallReply = oneshot::Sender<Result<Vec<wasmtime::component::Val>, String>>;
+    let pending: Arc<Mutex<BTreeMap<u64, CallReply>>> = Arc::default();
 
     let inner = store.run_concurrent(async |accessor| -> wasmtime::Result<Ended> {
         let run = async {
@@ -629,8 +699,9 @@ async fn run_p3(
             }
         };
         let mut run = pin!(run);
-        let mut tasks = FuturesUnordered::new();
+        let mut tasks: FuturesUnordered<Task<'_>> = FuturesUnordered::new();
         let mut open = proxy.is_some();
+        let mut calls_open = true;
         loop {
             tokio::select! {
                 ran = &mut run => return match ran {
@@ -666,7 +737,7 @@ async fn run_p3(
                         watch.add(id, deadline);
                     }
                     let (watch, accepted) = (Arc::clone(&watch), Arc::clone(&accepted));
-                    tasks.push(async move {
+                    tasks.push(Box::pin(async move {
                         let ran = prepared.run(accessor, tokio::time::sleep(timeout)).await;
                         watch.remove(id);
                         let result = match ran {
@@ -692,7 +763,45 @@ async fn run_p3(
                             Some(e) => Err(e),
                             None => Ok(()),
                         }
-                    });
+                    }));
+                },
+                next = call_queue.recv(), if calls_open => {
+                    let Some(ServiceCall { id, slot, args, deadline, reply }) = next else {
+                        calls_open = false;
+                        continue;
+                    };
+                    let Some(&(func, n_results)) = funcs.get(slot) else {
+                        let _ = reply.send(Err(format!("no function in slot {slot}")));
+                        continue;
+                    };
+                    watch.add(id, deadline);
+                    pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, reply);
+                    let (watch, pending) = (Arc::clone(&watch), Arc::clone(&pending));
+                    tasks.push(Box::pin(async move {
+                        let mut results = vec![wasmtime::component::Val::Bool(false); n_results];
+                        let ran = func.call_concurrent(accessor, &args, &mut results).await;
+                        watch.remove(id);
+                        let reply = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                        let Some(reply) = reply else {
+                            return ran;
+                        };
+                        match ran {
+                            Ok(()) => {
+                                let _ = reply.send(Ok(results));
+                                Ok(())
+                            }
+                            // A trap poisons the instance: the caller gets the error, and the
+                            // attempt ends.
+                            Err(e) if e.is::<wasmtime::Trap>() => {
+                                let _ = reply.send(Err(format!("the service trapped: {e:#}")));
+                                Err(e)
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(format!("{e:#}")));
+                                Ok(())
+                            }
+                        }
+                    }));
                 },
                 Some(done) = tasks.next(), if !tasks.is_empty() => done?,
                 else => return Ok(Ended::Returned),
@@ -737,8 +846,15 @@ async fn run_p3(
     for (_, reply) in std::mem::take(&mut *accepted.lock().unwrap_or_else(|e| e.into_inner())) {
         let _ = reply.send(Err(FrontError::InstanceFailed(reason.clone())));
     }
+    for (_, reply) in std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner())) {
+        let _ = reply.send(Err(format!("its instance failed: {reason}")));
+    }
+    calls.close(format!("its instance ended ({reason}); it is restarting"));
     ended
 }
+
+/// One request or call running in the service's instance.
+type Task<'a> = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>;
 
 /// Deadlines of the requests in the instance, by request id.
 #[derive(Default)]
@@ -797,9 +913,9 @@ struct Front {
 }
 
 impl Front {
-    fn new(options: FrontOptions) -> Front {
+    fn new(options: FrontOptions, in_flight: Arc<Semaphore>) -> Front {
         Front {
-            in_flight: Arc::new(Semaphore::new(options.max_concurrency.max(1))),
+            in_flight,
             options,
             door: Mutex::new(None),
             open: Arc::default(),

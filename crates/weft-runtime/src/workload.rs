@@ -134,7 +134,18 @@ impl Workload {
 
         let loaded = load_components(ctx.engine, ctx.cache, manifest)?;
         let components = loaded.infos.clone();
-        let plan = match crate::link::plan_manifest(manifest, &loaded.plan_components) {
+        let prepared = match (&spec.service, &vnet) {
+            (Some(svc), Some(vnet)) => Some(prepare_service(
+                ctx, manifest, svc, &plugins, vnet, &budget,
+            )?),
+            _ => None,
+        };
+        let plan_service = prepared.as_ref().map(|p| p.plan.clone());
+        let plan = match crate::link::plan_manifest(
+            manifest,
+            &loaded.plan_components,
+            plan_service.as_ref(),
+        ) {
             Ok(plan) => plan,
             Err(weft_inspect::PlanError::Unsatisfied { missing }) => {
                 // Explain each component's missing imports with the grant that would cover them.
@@ -155,11 +166,12 @@ impl Workload {
             Err(e) => return Err(DeployError::Invalid(format!("spec.components: {e}"))),
         };
 
-        let service = match (&spec.service, &vnet) {
-            (Some(svc), Some(vnet)) => {
-                Some(start_service(ctx, manifest, svc, &plugins, vnet, &budget)?)
-            }
-            _ => None,
+        if let Some(prepared) = &prepared {
+            check_service_imports(ctx, manifest, &loaded, &plan, prepared)?;
+        }
+        let service = match prepared {
+            Some(prepared) => Some(launch_service(prepared)?),
+            None => None,
         };
 
         // The HTTP handler is the component exporting wasi:http that no other component
@@ -239,6 +251,12 @@ impl Workload {
                 component: c.name.clone(),
                 plugins: plugins.clone(),
                 logs: ctx.logs.clone(),
+                service: service.as_ref().and_then(|s| {
+                    service_imports(&plan, root, s, options.grants.timeout).map(|mut imports| {
+                        imports.logs = Some((ctx.logs.clone(), c.name.clone()));
+                        imports
+                    })
+                }),
             };
             let service = serve_linked(ctx, manifest, &loaded, &plan, root, options, extras)?;
             let (host, path) = match grant.http_incoming_config() {
@@ -633,15 +651,26 @@ pub fn socket_rules(
         .map_err(|e| format!("localResources.sockets: {e}"))
 }
 
-/// Compiles, checks and starts the workload's service, and waits until it is ready.
-fn start_service(
+/// The service, compiled and checked, not started yet.
+struct PreparedService {
+    name: String,
+    component: wasmtime::component::Component,
+    engine: wasmtime::Engine,
+    spec: ServiceSpec,
+    vnet: Arc<VirtualNet>,
+    /// The planner's view: its name and exports.
+    plan: weft_inspect::PlanService,
+}
+
+/// Compiles and checks the workload's service (its image, digest and grants).
+fn prepare_service(
     ctx: &DeployContext<'_>,
     manifest: &Manifest,
     svc: &weft_manifest::Service,
     plugins: &BoundPlugins,
     vnet: &Arc<VirtualNet>,
     budget: &Arc<SocketBudget>,
-) -> Result<ServiceHandle, DeployError> {
+) -> Result<PreparedService, DeployError> {
     let err =
         |message: String| DeployError::Invalid(format!("spec.service ({}): {message}", svc.name));
     let base_dir = manifest.base_dir();
@@ -700,13 +729,112 @@ fn start_service(
         logs: ctx.logs.clone(),
         max_restarts: svc.max_restarts,
         max_resources: options.max_resources,
+        max_concurrency: svc.max_concurrency as usize,
     };
+    Ok(PreparedService {
+        name: svc.name.clone(),
+        component: component.clone(),
+        engine: ctx.engine.engine().clone(),
+        spec,
+        vnet: Arc::clone(vnet),
+        plan: weft_inspect::PlanService {
+            name: svc.name.clone(),
+            exports: ifaces.exports,
+        },
+    })
+}
+
+/// Refuses what the service cannot provide to the components that import from it: any
+/// import when it is a WASI 0.2 command (its `run` holds the instance), and interfaces whose
+/// functions carry handles, streams, futures or error contexts.
+fn check_service_imports(
+    ctx: &DeployContext<'_>,
+    manifest: &Manifest,
+    loaded: &LoadedComponents,
+    plan: &weft_inspect::LinkPlan,
+    prepared: &PreparedService,
+) -> Result<(), DeployError> {
+    let exports = &prepared.plan.exports;
+    let has = |prefix: &str| exports.iter().any(|e| e.starts_with(prefix));
+    let p2_only = has("wasi:cli/run@0.2")
+        && !has("wasi:cli/run@0.3")
+        && !manifest.spec.service.as_ref().is_some_and(|s| s.serve_http);
+    for (index, res) in plan.resolutions.iter().enumerate() {
+        let name = &manifest.spec.components[index].name;
+        for r in res {
+            let weft_inspect::Provider::Service { export } = &r.provider else {
+                continue;
+            };
+            let err = |e: crate::svccall::ServiceLinkError| DeployError::Component {
+                index,
+                component: name.clone(),
+                message: e.to_string(),
+            };
+            if p2_only {
+                return Err(err(crate::svccall::ServiceLinkError::P2Service {
+                    component: name.clone(),
+                    import: r.import.clone(),
+                    service: prepared.name.clone(),
+                    export: export.clone(),
+                }));
+            }
+            crate::svccall::check_plain(
+                ctx.engine.engine(),
+                &loaded.compiled[index],
+                name,
+                &r.import,
+                &prepared.name,
+            )
+            .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// What component `root` (and the components composed into it) import from the service.
+fn service_imports(
+    plan: &weft_inspect::LinkPlan,
+    root: usize,
+    service: &ServiceHandle,
+    timeout: Option<Duration>,
+) -> Option<crate::svccall::ServiceImports> {
+    let mut imports = Vec::new();
+    for i in crate::link::needed_by(plan, root) {
+        for r in &plan.resolutions[i] {
+            if let weft_inspect::Provider::Service { export } = &r.provider
+                && !imports.iter().any(|(imp, _)| *imp == r.import)
+            {
+                imports.push((r.import.clone(), export.clone()));
+            }
+        }
+    }
+    if imports.is_empty() {
+        return None;
+    }
+    Some(crate::svccall::ServiceImports {
+        calls: Arc::clone(service.calls()),
+        imports,
+        timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+        logs: None,
+    })
+}
+
+/// Starts the prepared service and waits until it is ready.
+fn launch_service(prepared: PreparedService) -> Result<ServiceHandle, DeployError> {
+    let PreparedService {
+        name,
+        component,
+        engine,
+        spec,
+        vnet,
+        ..
+    } = prepared;
+    let err = |message: String| DeployError::Invalid(format!("spec.service ({name}): {message}"));
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| err("services need the host's async runtime".into()))?;
     let handle = {
         let _guard = runtime.enter();
-        ServiceHandle::start(ctx.engine.engine(), component, spec, Arc::clone(vnet))
-            .map_err(|e| err(e.to_string()))?
+        ServiceHandle::start(&engine, &component, spec, vnet).map_err(|e| err(e.to_string()))?
     };
     tokio::task::block_in_place(|| runtime.block_on(handle.ready()))
         .map_err(|e| err(e.to_string()))?;

@@ -119,13 +119,20 @@ pub fn render_manifest(manifest: &Manifest) -> anyhow::Result<String> {
         bytes.push(b);
         infos.push((path, info));
     }
+    let plan_service =
+        weft_runtime::link::service_from_image(manifest).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(service) = &spec.service {
         let _ = writeln!(
             out,
             "service: {} (long-lived wasi:cli/run, started first; reached over the workload's \
-             virtual loopback, not linked: see docs/service.md)",
+             virtual loopback, and through the interfaces it exports: see docs/service.md)",
             service.name
         );
+        if let Some(ps) = &plan_service {
+            for e in ps.offered() {
+                let _ = writeln!(out, "  exports for components: {e}");
+            }
+        }
         if service.serve_http {
             let _ = writeln!(
                 out,
@@ -134,7 +141,7 @@ pub fn render_manifest(manifest: &Manifest) -> anyhow::Result<String> {
             );
         }
     }
-    let plan = match weft_runtime::link::plan_manifest(manifest, &parts) {
+    let plan = match weft_runtime::link::plan_manifest(manifest, &parts, plan_service.as_ref()) {
         Ok(plan) => plan,
         Err(e) => {
             for (i, (path, info)) in infos.iter().enumerate() {
@@ -172,6 +179,19 @@ pub fn render_manifest(manifest: &Manifest) -> anyhow::Result<String> {
                 Provider::Component { index, export } => format!(
                     "component {}{}{}",
                     names[*index],
+                    if *export != r.import {
+                        format!(" ({export})")
+                    } else {
+                        String::new()
+                    },
+                    if r.explicit { " [links]" } else { "" }
+                ),
+                Provider::Service { export } => format!(
+                    "service {}{}{}",
+                    plan_service
+                        .as_ref()
+                        .map(|s| s.name.as_str())
+                        .unwrap_or_default(),
                     if *export != r.import {
                         format!(" ({export})")
                     } else {

@@ -1892,6 +1892,7 @@ mod tests {
                 component: "api".into(),
                 plugins: plugins.clone(),
                 logs,
+                service: None,
             },
         )
         .unwrap_or_else(|e| panic!("serve kv-counter: {e}"));
