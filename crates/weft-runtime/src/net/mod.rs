@@ -9,8 +9,8 @@
 //!   the connect address is rewritten to the rule's host port (a redirect) or to the workload's
 //!   virtual loopback, names are checked against `allowedIpNameLookups` before any DNS query,
 //!   and every socket is counted against the workload's [`SocketBudget`] until it is dropped.
-//!   Both versions share the decisions below ([`NetStore::plan_connect`],
-//!   [`NetPolicy::is_virtual_bind`], [`NetPolicy::lookup_allowed`], the budget); only the
+//!   Both versions share the decisions below (`NetStore::plan_connect`,
+//!   `NetPolicy::is_virtual_bind`, `NetPolicy::lookup_allowed`, the budget); only the
 //!   calls into wasmtime-wasi differ.
 //!
 //! Every refusal is logged once per component and reason (with the fix) to `tracing` and to the
