@@ -126,7 +126,17 @@ impl Limiter {
     }
 
     /// Bytes of `current -> desired` growth the meter must cover, after the free allowance.
+    /// A memory's creation (`current == 0`: its declared initial size, at instantiation) is
+    /// not metered: with copy-on-write images an instance only faults in the pages it
+    /// touches, and metering the declared size would throttle large guests (an interpreter
+    /// with tens of MiB of initial memory) on every request. So the meter bounds growth by
+    /// `memory.grow`, which is how a guest's allocator asks for more; a guest that declares
+    /// a large initial memory and touches it all is bounded only by its memory limit and by
+    /// how many instances it may run (docs/security.md).
     fn metered(&mut self, current: usize, desired: usize) -> u64 {
+        if current == 0 {
+            return 0;
+        }
         let delta = desired.saturating_sub(current) as u64;
         let free = delta.min(self.free_left);
         self.free_left -= free;
@@ -302,15 +312,18 @@ mod tests {
 
     #[test]
     fn free_allowance_is_per_store() {
+        let half = (FREE_GROWTH_PER_STORE / 2) as usize;
         let mut l = Limiter::new(wasmtime::StoreLimits::default(), None);
-        assert_eq!(l.metered(0, (FREE_GROWTH_PER_STORE / 2) as usize), 0);
+        // Creating a memory at its initial size is never metered, however large.
+        assert_eq!(l.metered(0, 1 << 30), 0);
+        assert_eq!(l.metered(64 << 10, (64 << 10) + half), 0);
         assert_eq!(
-            l.metered(0, FREE_GROWTH_PER_STORE as usize),
+            l.metered(64 << 10, (64 << 10) + 2 * half),
             FREE_GROWTH_PER_STORE / 2
         );
         assert_eq!(l.metered(10, 5), 0, "shrinking is never metered");
         let mut fresh = Limiter::new(wasmtime::StoreLimits::default(), None);
-        assert_eq!(fresh.metered(0, FREE_GROWTH_PER_STORE as usize), 0);
+        assert_eq!(fresh.metered(1, 1 + 2 * half), 0);
     }
 
     proptest! {
