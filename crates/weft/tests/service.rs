@@ -9,7 +9,6 @@ mod common;
 use common::up::Up;
 use common::*;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn manifest(name: &str, env: &str, max_restarts: u32) -> String {
@@ -18,18 +17,6 @@ fn manifest(name: &str, env: &str, max_restarts: u32) -> String {
         probe = guest("net-probe.wasm").display(),
         svc = guest("svc-counter.wasm").display(),
     )
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(format!("{name}.yaml"));
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn probe(up: &Up, name: &str, path: &str) -> String {
-    let r = up.get(&format!("{name}.localhost"), path);
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.text()
 }
 
 fn get_json(up: &Up, name: &str) -> serde_json::Value {

@@ -9,7 +9,7 @@ mod common;
 use common::up::Up;
 use common::*;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A workload: the `store` service, the `web` component (svc-client) on NAME.localhost, and
@@ -20,12 +20,6 @@ fn workload(name: &str, service_image: &Path, max_restarts: u32, extra: &str) ->
         svc = service_image.display(),
         web = guest("svc-client.wasm").display(),
     )
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(format!("{name}.yaml"));
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 fn get(up: &Up, name: &str, path: &str) -> Response {

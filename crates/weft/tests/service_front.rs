@@ -10,7 +10,6 @@ mod common;
 use common::up::Up;
 use common::*;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn front(name: &str, max_restarts: u32, extra: &str) -> String {
@@ -18,12 +17,6 @@ fn front(name: &str, max_restarts: u32, extra: &str) -> String {
         "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  service:\n    name: front\n    image: {svc}\n    serveHttp: true\n    maxConcurrency: 8\n    maxRestarts: {max_restarts}\n    localResources:\n      timeoutMs: 1500\n{extra}  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: {name}.localhost, path: / }} }}\n",
         svc = guest("svc-front.wasm").display(),
     )
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(format!("{name}.yaml"));
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 fn get(up: &Up, name: &str, path: &str) -> Response {

@@ -9,43 +9,7 @@
 mod common;
 use common::up::Up;
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
-
-/// A TCP server answering each line with `TAG:LINE`.
-fn tcp_echo(bind: &str, tag: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind(bind)
-        .unwrap_or_else(|e| panic!("cannot listen on {bind} for the socket tests: {e}"));
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut line = String::new();
-                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-                if reader.read_line(&mut line).is_ok() {
-                    let _ = conn.write_all(format!("{tag}:{}\n", line.trim_end()).as_bytes());
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A UDP server answering each datagram with `TAG:DATA`.
-fn udp_echo(tag: &'static str) -> SocketAddr {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
-    let addr = sock.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let reply = format!("{tag}:{}", String::from_utf8_lossy(&buf[..n]));
-            let _ = sock.send_to(reply.as_bytes(), from);
-        }
-    });
-    addr
-}
 
 fn manifest(name: &str, resources: &str) -> String {
     let mut m = format!(
@@ -66,12 +30,6 @@ fn deploy(up: &Up, dir: &Path, name: &str, resources: &str) {
     let file = dir.join(format!("{name}.yaml"));
     std::fs::write(&file, manifest(name, resources)).unwrap();
     up.deploy_ok(&file);
-}
-
-fn probe(up: &Up, name: &str, path: &str) -> String {
-    let r = up.get(&format!("{name}.localhost"), path);
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.text()
 }
 
 #[test]

@@ -7,7 +7,7 @@ pub mod up;
 pub use up::Up;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -297,4 +297,54 @@ pub fn listening_ports(pid: u32) -> Vec<u16> {
         }
     }
     ports
+}
+
+// Helpers shared by the socket and service tests.
+
+/// A TCP server answering each line with `TAG:LINE`.
+pub fn tcp_echo(bind: &str, tag: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind(bind)
+        .unwrap_or_else(|e| panic!("cannot listen on {bind} for the socket tests: {e}"));
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                if reader.read_line(&mut line).is_ok() {
+                    let _ = conn.write_all(format!("{tag}:{}\n", line.trim_end()).as_bytes());
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A UDP server answering each datagram with `TAG:DATA`.
+pub fn udp_echo(tag: &'static str) -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let reply = format!("{tag}:{}", String::from_utf8_lossy(&buf[..n]));
+            let _ = sock.send_to(reply.as_bytes(), from);
+        }
+    });
+    addr
+}
+
+/// Writes `text` to `DIR/NAME.yaml` (a manifest for `weft deploy`).
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.yaml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// GET `path` at `NAME.localhost`: the body of a 200 (anything else fails the test).
+pub fn probe(up: &Up, name: &str, path: &str) -> String {
+    let r = up.get(&format!("{name}.localhost"), path);
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.text()
 }
