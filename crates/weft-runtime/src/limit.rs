@@ -4,7 +4,7 @@
 //!   and a client cannot push an endless request into a guest. Bodies stay streamed (never
 //!   buffered); the limiter only counts.
 //! - the store limiter ([`Limiter`]): wasmtime's `StoreLimits` (memory, tables, instances) plus
-//!   a per-component meter on linear-memory growth ([`GrowthMeter`]), so a component that
+//!   a per-component meter on linear-memory growth (a [`RateMeter`]), so a component that
 //!   grows and touches hundreds of MiB per request, over and over, cannot keep a core busy
 //!   page-faulting and slow its neighbours (docs/security.md, "Memory growth").
 
@@ -32,13 +32,18 @@ pub const DEFAULT_GROWTH_RATE: u64 = 512 << 20;
 /// stay well under it).
 pub const FREE_GROWTH_PER_STORE: u64 = 8 << 20;
 
-/// A token bucket over bytes of linear-memory growth, shared by every instance of one
-/// component version. Growth past each store's free allowance takes tokens; a store that
-/// finds too few waits (asynchronously, inside `memory.grow`) until the bucket would have
-/// them. The balance may go negative: later growers queue behind earlier ones, so N
-/// concurrent instances get no more than one does.
+/// A token bucket: a sustained rate with a burst. Weft meters two things with it, each
+/// shared by every instance it covers:
+/// - bytes of linear-memory growth, per component version: growth past each store's free
+///   allowance takes tokens; a store that finds too few waits (asynchronously, inside
+///   `memory.grow`) until the bucket would have them;
+/// - socket creations, per workload (`crate::net::SocketBudget`): a guest that opens sockets
+///   faster than the rate waits inside `create-tcp-socket` / `create-udp-socket`.
+///
+/// The balance may go negative: later takers queue behind earlier ones, so N concurrent
+/// instances get no more than one does.
 #[derive(Debug)]
-pub struct GrowthMeter {
+pub struct RateMeter {
     rate: f64,
     burst: f64,
     bucket: Mutex<Bucket>,
@@ -50,11 +55,11 @@ struct Bucket {
     at: Instant,
 }
 
-impl GrowthMeter {
-    /// `rate` bytes per second sustained, up to `burst` bytes at once after a quiet spell.
-    /// A rate of zero is treated as one byte per second (use no meter to disable metering).
+impl RateMeter {
+    /// `rate` tokens (bytes, sockets) per second sustained, up to `burst` at once after a quiet
+    /// spell. A rate of zero is treated as one per second (use no meter to disable metering).
     pub fn new(rate: u64, burst: u64, now: Instant) -> Self {
-        GrowthMeter {
+        RateMeter {
             rate: (rate.max(1)) as f64,
             burst: burst as f64,
             bucket: Mutex::new(Bucket {
@@ -71,8 +76,8 @@ impl GrowthMeter {
         }
     }
 
-    /// Takes `bytes` tokens at `now`; returns how long the caller must wait before the
-    /// growth may happen (zero when the bucket held them).
+    /// Takes `bytes` tokens at `now`; returns how long the caller must wait before what they
+    /// pay for may happen (zero when the bucket held them).
     pub fn charge(&self, bytes: u64, now: Instant) -> Duration {
         let mut b = self.lock();
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
@@ -86,8 +91,8 @@ impl GrowthMeter {
         }
     }
 
-    /// Gives back `bytes` tokens taken for growth that never happened (the waiting request
-    /// was cancelled or timed out).
+    /// Gives back `bytes` tokens taken for something that never happened (the waiting
+    /// request was cancelled or timed out).
     pub fn refund(&self, bytes: u64) {
         let mut b = self.lock();
         b.tokens = (b.tokens + bytes as f64).min(self.burst);
@@ -96,7 +101,7 @@ impl GrowthMeter {
 
 /// Refunds a charge unless the growth it paid for went ahead.
 struct Charge<'a> {
-    meter: &'a GrowthMeter,
+    meter: &'a RateMeter,
     bytes: u64,
     spent: bool,
 }
@@ -112,12 +117,12 @@ impl Drop for Charge<'_> {
 /// A store's resource limiter: wasmtime's [`wasmtime::StoreLimits`] plus the growth meter.
 pub struct Limiter {
     limits: wasmtime::StoreLimits,
-    growth: Option<Arc<GrowthMeter>>,
+    growth: Option<Arc<RateMeter>>,
     free_left: u64,
 }
 
 impl Limiter {
-    pub fn new(limits: wasmtime::StoreLimits, growth: Option<Arc<GrowthMeter>>) -> Self {
+    pub fn new(limits: wasmtime::StoreLimits, growth: Option<Arc<RateMeter>>) -> Self {
         Limiter {
             limits,
             growth,
@@ -292,7 +297,7 @@ mod tests {
     #[test]
     fn meter_grants_the_burst_then_the_rate() {
         let t0 = Instant::now();
-        let m = GrowthMeter::new(100 * MIB, 50 * MIB, t0);
+        let m = RateMeter::new(100 * MIB, 50 * MIB, t0);
         assert_eq!(m.charge(50 * MIB, t0), Duration::ZERO);
         // Empty: 10 MiB more at 100 MiB/s is 0.1 s away.
         let wait = m.charge(10 * MIB, t0);
@@ -339,7 +344,7 @@ mod tests {
             let t0 = Instant::now();
             let rate = rate_mib * MIB;
             let burst = burst_mib * MIB;
-            let m = GrowthMeter::new(rate, burst, t0);
+            let m = RateMeter::new(rate, burst, t0);
             let mut now = t0;
             let mut granted: Vec<(Instant, u64)> = Vec::new();
             for (step_ms, mib) in steps {

@@ -68,7 +68,7 @@ pub struct WasiGrants {
     /// Socket rules (`localResources.sockets`); `None` with `inherit_network` false: no network.
     pub sockets: Option<Arc<NetPolicy>>,
     /// The component's meter on linear-memory growth (`None`: unmetered).
-    pub growth: Option<Arc<crate::limit::GrowthMeter>>,
+    pub growth: Option<Arc<crate::limit::RateMeter>>,
 }
 
 impl WasiGrants {

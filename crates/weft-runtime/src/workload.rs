@@ -75,8 +75,11 @@ pub struct WorkloadDefaults {
     pub memory_bytes: u64,
     /// Guest sockets one workload may hold open at once.
     pub max_sockets: usize,
+    /// Guest socket creations per second one workload may sustain, after a burst of
+    /// `max_sockets`; `None`: unmetered.
+    pub socket_rate: Option<u64>,
     /// Sustained linear-memory growth per component, bytes per second, past each instance's
-    /// free allowance (`crate::limit::GrowthMeter`); `None`: unmetered.
+    /// free allowance (`crate::limit::RateMeter`); `None`: unmetered.
     pub memory_growth_rate: Option<u64>,
 }
 
@@ -91,6 +94,7 @@ impl Default for WorkloadDefaults {
             timeout: DEFAULT_TIMEOUT,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             max_sockets: crate::net::DEFAULT_WORKLOAD_SOCKETS,
+            socket_rate: Some(crate::net::DEFAULT_SOCKET_RATE),
             memory_growth_rate: Some(crate::limit::DEFAULT_GROWTH_RATE),
         }
     }
@@ -130,7 +134,7 @@ impl Workload {
         let http_grant = manifest.host_interface("wasi", "http");
         let base_dir = manifest.base_dir();
         let vnet = spec.service.as_ref().map(|_| VirtualNet::new());
-        let budget = SocketBudget::new(ctx.defaults.max_sockets);
+        let budget = SocketBudget::new(ctx.defaults.max_sockets, ctx.defaults.socket_rate);
 
         let loaded = load_components(ctx.engine, ctx.cache, manifest)?;
         let components = loaded.infos.clone();
@@ -605,7 +609,7 @@ fn http_options(
         // One meter per component version, shared by all its instances; a full bucket lets
         // one instance grow to its memory limit at once.
         growth: defaults.memory_growth_rate.map(|rate| {
-            Arc::new(crate::limit::GrowthMeter::new(
+            Arc::new(crate::limit::RateMeter::new(
                 rate,
                 max_memory,
                 std::time::Instant::now(),

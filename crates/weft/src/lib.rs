@@ -121,6 +121,11 @@ struct UpArgs {
     /// Guest sockets one workload may hold open at once (`new-socket-limit` past it).
     #[arg(long, default_value_t = weft_runtime::net::DEFAULT_WORKLOAD_SOCKETS)]
     max_sockets_per_workload: usize,
+    /// Guest socket creations per second one workload may sustain, after a burst of
+    /// `--max-sockets-per-workload` (`0` turns the pacing off). A guest creating sockets
+    /// faster waits inside `create-tcp-socket`, so it cannot flood the host's network stack.
+    #[arg(long, default_value_t = weft_runtime::net::DEFAULT_SOCKET_RATE)]
+    socket_rate: u64,
     /// Sustained linear-memory growth per component, per second, past the first 8 MiB each
     /// instance grows (e.g. 512M; `0` turns the meter off). A component growing faster waits
     /// inside `memory.grow`, so it cannot keep a core busy page-faulting.
@@ -591,6 +596,7 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             timeout: args.default_timeout,
             memory_bytes: args.default_memory,
             max_sockets: args.max_sockets_per_workload,
+            socket_rate: (args.socket_rate > 0).then_some(args.socket_rate),
             memory_growth_rate: (args.memory_growth_rate > 0).then_some(args.memory_growth_rate),
         };
         raise_open_files_limit();

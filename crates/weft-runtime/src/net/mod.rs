@@ -145,6 +145,8 @@ impl VirtualNet {
 pub struct SocketBudget {
     live: AtomicUsize,
     limit: usize,
+    /// Socket creations per second, with a burst of `limit` (`None`: unmetered).
+    creations: Option<crate::limit::RateMeter>,
 }
 
 static HOST_SOCKETS: AtomicUsize = AtomicUsize::new(0);
@@ -152,6 +154,9 @@ static HOST_SOCKET_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_HOST_SOCKET_LIM
 
 /// Guest sockets one workload may hold open at once, unless the host says otherwise.
 pub const DEFAULT_WORKLOAD_SOCKETS: usize = 256;
+/// Guest socket creations per second one workload may sustain, unless the host says
+/// otherwise (`weft up --socket-rate`); the burst is the workload's socket budget.
+pub const DEFAULT_SOCKET_RATE: u64 = 1000;
 /// Guest sockets the whole host may hold before [`set_host_socket_limit`] is called.
 pub const DEFAULT_HOST_SOCKET_LIMIT: usize = 512;
 
@@ -162,11 +167,25 @@ pub fn set_host_socket_limit(limit: usize) {
 }
 
 impl SocketBudget {
-    pub fn new(limit: usize) -> Arc<Self> {
+    /// At most `limit` live sockets; with a `rate`, at most `rate` creations per second
+    /// sustained after a burst of `limit`.
+    pub fn new(limit: usize, rate: Option<u64>) -> Arc<Self> {
         Arc::new(SocketBudget {
             live: AtomicUsize::new(0),
             limit,
+            creations: rate.map(|r| {
+                crate::limit::RateMeter::new(r, limit.max(1) as u64, std::time::Instant::now())
+            }),
         })
+    }
+
+    /// How long a new socket creation must wait for the creation rate (zero when unmetered
+    /// or within the burst). Every attempt pays, refused or not.
+    fn creation_wait(&self) -> std::time::Duration {
+        match &self.creations {
+            Some(meter) => meter.charge(1, std::time::Instant::now()),
+            None => std::time::Duration::ZERO,
+        }
     }
 
     /// Live sockets of this workload.
@@ -227,6 +246,8 @@ pub struct NetPolicy {
     logged_names: Mutex<HashSet<String>>,
     /// Whether "socket budget exhausted" was logged already.
     logged_budget: AtomicBool,
+    /// Whether "socket creation slowed" was logged already.
+    logged_rate: AtomicBool,
 }
 
 impl std::fmt::Debug for NetPolicy {
@@ -255,6 +276,7 @@ impl NetPolicy {
             logged: Mutex::new(HashSet::new()),
             logged_names: Mutex::new(HashSet::new()),
             logged_budget: AtomicBool::new(false),
+            logged_rate: AtomicBool::new(false),
         }
     }
 
@@ -431,6 +453,26 @@ pub struct NetStore {
 }
 
 impl NetStore {
+    /// Waits, when the workload creates sockets faster than its rate, before a creation
+    /// attempt (the guest sees a slow `create-*-socket`, never an error).
+    async fn pace_creation(&self) {
+        let Some(budget) = self.policy.as_ref().and_then(|p| p.budget.as_ref()) else {
+            return;
+        };
+        let wait = budget.creation_wait();
+        if !wait.is_zero() {
+            if let Some(policy) = &self.policy
+                && !policy.logged_rate.swap(true, Ordering::Relaxed)
+            {
+                policy.emit(
+                    "wasi:sockets socket creation slowed: the workload creates sockets faster \
+                     than its rate (hint: reuse connections, or raise `weft up --socket-rate`)",
+                );
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Takes a unit of the budget for a new socket; `false` (and a log line) when exhausted.
     fn acquire(&self) -> bool {
         let Some(policy) = &self.policy else {
@@ -681,18 +723,19 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
     )?;
     let mut tcp_create =
         linker.instance(&format!("wasi:sockets/tcp-create-socket@{P2_SOCKETS}"))?;
-    tcp_create.func_wrap(
+    tcp_create.func_wrap_async(
         "create-tcp-socket",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>,
-         (family,): (IpAddressFamily,)|
-         -> wasmtime::Result<(Result<Resource<TcpSocket>, ErrorCode>,)> {
-            let state = store.data_mut();
-            let net = state.net.clone();
-            if !net.acquire() {
-                return Ok((Err(ErrorCode::NewSocketLimit),));
-            }
-            let created = TcpCreateHost::create_tcp_socket(&mut state.sockets(), family);
-            Ok((p2_result(net.settle(created))?,))
+        |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
+            Box::new(async move {
+                let net = store.data().net.clone();
+                net.pace_creation().await;
+                let state = store.data_mut();
+                if !net.acquire() {
+                    return Ok((Err(ErrorCode::NewSocketLimit),));
+                }
+                let created = TcpCreateHost::create_tcp_socket(&mut state.sockets(), family);
+                Ok((p2_result(net.settle(created))?,))
+            })
         },
     )?;
     let mut udp_create =
@@ -701,8 +744,9 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         "create-udp-socket",
         |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
+                let net = store.data().net.clone();
+                net.pace_creation().await;
                 let state = store.data_mut();
-                let net = state.net.clone();
                 if !net.acquire() {
                     return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
@@ -729,4 +773,38 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
     )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn creations_are_paced_after_a_burst_of_the_budget() {
+        let budget = SocketBudget::new(4, Some(100));
+        for i in 0..4 {
+            assert_eq!(budget.creation_wait(), Duration::ZERO, "creation {i}");
+        }
+        // The fifth waits about 1/100 s, the sixth about 2/100 s (the balance goes negative,
+        // so creations queue behind each other).
+        let fifth = budget.creation_wait();
+        let sixth = budget.creation_wait();
+        assert!(
+            fifth > Duration::from_millis(5) && fifth <= Duration::from_millis(10),
+            "{fifth:?}"
+        );
+        assert!(
+            sixth > fifth + Duration::from_millis(5),
+            "{sixth:?} after {fifth:?}"
+        );
+    }
+
+    #[test]
+    fn unpaced_budget_never_waits() {
+        let budget = SocketBudget::new(1, None);
+        for _ in 0..1000 {
+            assert_eq!(budget.creation_wait(), Duration::ZERO);
+        }
+    }
 }

@@ -113,26 +113,28 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
     linker.allow_shadowing(true);
     let mut types = linker.instance(&format!("wasi:sockets/types@{P3_SOCKETS}"))?;
     // Socket budget: count creations, release on drop.
-    types.func_wrap(
+    types.func_wrap_async(
         "[static]tcp-socket.create",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>,
-         (family,): (IpAddressFamily,)|
-         -> wasmtime::Result<(Result<Resource<TcpSocket>, ErrorCode>,)> {
-            let state = store.data_mut();
-            let net = state.net.clone();
-            if !net.acquire() {
-                return Ok((Err(budget_exhausted()),));
-            }
-            let created = HostTcpSocket::create(&mut state.sockets(), family);
-            Ok((p3_result(net.settle(created))?,))
+        |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
+            Box::new(async move {
+                let net = store.data().net.clone();
+                net.pace_creation().await;
+                let state = store.data_mut();
+                if !net.acquire() {
+                    return Ok((Err(budget_exhausted()),));
+                }
+                let created = HostTcpSocket::create(&mut state.sockets(), family);
+                Ok((p3_result(net.settle(created))?,))
+            })
         },
     )?;
     types.func_wrap_async(
         "[static]udp-socket.create",
         |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
+                let net = store.data().net.clone();
+                net.pace_creation().await;
                 let state = store.data_mut();
-                let net = state.net.clone();
                 if !net.acquire() {
                     return Ok((Err(budget_exhausted()),));
                 }

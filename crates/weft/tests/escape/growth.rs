@@ -1,4 +1,4 @@
-//! The memory-growth meter (`weft up --memory-growth-rate`, `weft_runtime::limit::GrowthMeter`):
+//! The memory-growth meter (`weft up --memory-growth-rate`, `weft_runtime::limit::RateMeter`):
 //! a component that grows and touches tens of MiB per request, request after request, is
 //! slowed to the rate, and still gets its memory; an unmetered host lets it run at full speed.
 
