@@ -7,7 +7,7 @@
 //!
 //! Layout: this directory is one cargo integration-test target (`cargo test -p weft --test
 //! escape`): `attacks.rs` (filesystem, environment, sockets, memory, time, body, malformed
-//! responses), `growth.rs` (the memory-growth meter), `postgres.rs` (a real PostgreSQL reached
+//! responses), `growth.rs` (the memory-growth meter), `pacing.rs` (socket-creation pacing), `isolation.rs` (no memory left over between requests), `postgres.rs` (a real PostgreSQL reached
 //! through a `localResources.sockets` redirect rule), `host.rs` (the host fixture: manifests,
 //! /proc measurements, timing).
 // Test code: a failed unwrap is a test failure with a location (docs/lints.md).
@@ -19,6 +19,8 @@ mod common;
 mod attacks;
 mod growth;
 mod host;
+mod isolation;
+mod pacing;
 mod postgres;
 
 /// The tests here start hosts and measure latency: run them one at a time.
