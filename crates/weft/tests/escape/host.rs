@@ -164,6 +164,17 @@ impl View {
             .count()
     }
 
+    /// Sequential neighbour requests, at least `n` of them and for at least `time`: their
+    /// latencies (see [`View::neighbour_latencies`]).
+    pub fn neighbour_for(&self, n: usize, time: Duration) -> Vec<Duration> {
+        let start = Instant::now();
+        let mut out = self.neighbour_latencies(n);
+        while start.elapsed() < time {
+            out.extend(self.neighbour_latencies(20));
+        }
+        out
+    }
+
     /// `n` sequential neighbour requests: their latencies; panics unless every one is 200
     /// with the neighbour's body.
     pub fn neighbour_latencies(&self, n: usize) -> Vec<Duration> {
