@@ -78,6 +78,9 @@ pub struct HttpOptions {
     pub max_response_body: u64,
     /// Resource handles per instance (see `limit::DEFAULT_MAX_RESOURCES`).
     pub max_resources: usize,
+    /// Paces response bodies (bytes per second, shared by every response of the workload);
+    /// `None`: unpaced.
+    pub response_pace: Option<Arc<crate::limit::RateMeter>>,
 }
 
 impl Default for HttpOptions {
@@ -94,6 +97,7 @@ impl Default for HttpOptions {
             max_request_body: crate::limit::DEFAULT_MAX_REQUEST_BODY,
             max_response_body: crate::limit::DEFAULT_MAX_RESPONSE_BODY,
             max_resources: crate::limit::DEFAULT_MAX_RESOURCES,
+            response_pace: None,
         }
     }
 }
@@ -297,11 +301,12 @@ impl HttpService {
         let started = Instant::now();
         let request = limit_request(request, state.options.max_request_body)?;
         let max_response = state.options.max_response_body;
+        let pace = state.options.response_pace.clone();
         let result = self
             .handler
             .handle((), request)
             .await
-            .map(|response| limit_response(response, max_response));
+            .map(|response| limit_response(response, max_response, pace));
         drop(permit);
         result.map_err(|err| {
             // A P2 handler cut off at its deadline surfaces as "never set a response":
@@ -363,14 +368,17 @@ pub(crate) fn limit_request(
     }))
 }
 
-/// Cuts off a guest's response body past `max` bytes.
+/// Cuts off a guest's response body past `max` bytes, and paces it by `pace`.
 pub(crate) fn limit_response(
     response: http::Response<WasiBody>,
     max: u64,
+    pace: Option<Arc<crate::limit::RateMeter>>,
 ) -> http::Response<WasiBody> {
     response.map(|body| {
         use http_body_util::BodyExt;
-        crate::limit::Limited::new(body, max, crate::limit::Direction::Response).boxed_unsync()
+        crate::limit::Limited::new(body, max, crate::limit::Direction::Response)
+            .paced(pace)
+            .boxed_unsync()
     })
 }
 

@@ -8,6 +8,7 @@
 //!   grows and touches hundreds of MiB per request, over and over, cannot keep a core busy
 //!   page-faulting and slow its neighbours (docs/security.md, "Memory growth").
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -221,13 +222,28 @@ pub enum Direction {
     Response,
 }
 
-/// A body that fails with a size error once more than `limit` bytes have passed.
+/// A body that fails with a size error once more than `limit` bytes have passed, and, when
+/// paced, takes its bytes from a [`RateMeter`] shared by every response of one workload: a
+/// frame that overdraws the bucket goes out, and the next waits until the bucket would have
+/// covered it.
 pub struct Limited<B> {
     inner: B,
     seen: u64,
     limit: u64,
     direction: Direction,
+    pace: Option<Arc<RateMeter>>,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// The burst of a response pace of `rate` bytes per second: a quarter of a second's worth,
+/// at least 1 MiB, so ordinary responses never wait.
+pub fn response_burst(rate: u64) -> u64 {
+    (rate / 4).max(1 << 20)
+}
+
+/// Default sustained response-body rate per workload under `weft up` (`--max-response-rate`):
+/// 1 GiB/s (8 Gbit/s), more than most hosts' network; `weft serve` leaves bodies unpaced.
+pub const DEFAULT_WORKLOAD_RESPONSE_RATE: u64 = 1 << 30;
 
 impl<B> Limited<B> {
     pub fn new(inner: B, limit: u64, direction: Direction) -> Self {
@@ -236,7 +252,15 @@ impl<B> Limited<B> {
             seen: 0,
             limit,
             direction,
+            pace: None,
+            wait: None,
         }
+    }
+
+    /// Paces the body's bytes by `meter` (none: unpaced).
+    pub fn paced(mut self, meter: Option<Arc<RateMeter>>) -> Self {
+        self.pace = meter;
+        self
     }
 
     fn error(&self) -> Error {
@@ -261,14 +285,27 @@ where
         if self.seen > self.limit {
             return Poll::Ready(None);
         }
+        if let Some(wait) = self.wait.as_mut() {
+            if wait.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.wait = None;
+        }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.seen = self.seen.saturating_add(data.len() as u64);
+                    let len = data.len() as u64;
+                    self.seen = self.seen.saturating_add(len);
                     if self.seen > self.limit {
                         let (dir, limit) = (self.direction, self.limit);
                         tracing::warn!(?dir, limit, "HTTP body cut off at its size limit");
                         return Poll::Ready(Some(Err(self.error())));
+                    }
+                    if let Some(meter) = &self.pace {
+                        let wait = meter.charge(len, Instant::now());
+                        if !wait.is_zero() {
+                            self.wait = Some(Box::pin(tokio::time::sleep(wait)));
+                        }
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))

@@ -115,6 +115,8 @@ pub struct FrontOptions {
     pub queue_timeout: Duration,
     pub max_request_body: u64,
     pub max_response_body: u64,
+    /// Paces response bodies (see `HttpOptions::response_pace`).
+    pub response_pace: Option<Arc<crate::limit::RateMeter>>,
 }
 
 impl FrontOptions {
@@ -126,6 +128,7 @@ impl FrontOptions {
             queue_timeout: crate::http::DEFAULT_QUEUE_TIMEOUT,
             max_request_body: crate::limit::DEFAULT_MAX_REQUEST_BODY,
             max_response_body: crate::limit::DEFAULT_MAX_RESPONSE_BODY,
+            response_pace: None,
         }
     }
 }
@@ -987,8 +990,11 @@ impl Front {
         drop(permit);
         match answer {
             Ok(response) => {
-                let response =
-                    crate::http::limit_response(response, self.options.max_response_body);
+                let response = crate::http::limit_response(
+                    response,
+                    self.options.max_response_body,
+                    self.options.response_pace.clone(),
+                );
                 Ok(response.map(|body| {
                     use http_body_util::BodyExt;
                     Guarded {

@@ -78,6 +78,9 @@ pub struct WorkloadDefaults {
     /// Guest socket creations per second one workload may sustain, after a burst of
     /// `max_sockets`; `None`: unmetered.
     pub socket_rate: Option<u64>,
+    /// Response-body bytes per second one workload may sustain, over all its responses,
+    /// after a burst of `limit::response_burst`; `None`: unpaced.
+    pub response_rate: Option<u64>,
     /// Sustained linear-memory growth per component, bytes per second, past each instance's
     /// free allowance (`crate::limit::RateMeter`); `None`: unmetered.
     pub memory_growth_rate: Option<u64>,
@@ -95,6 +98,7 @@ impl Default for WorkloadDefaults {
             memory_bytes: DEFAULT_MEMORY_BYTES,
             max_sockets: crate::net::DEFAULT_WORKLOAD_SOCKETS,
             socket_rate: Some(crate::net::DEFAULT_SOCKET_RATE),
+            response_rate: Some(crate::limit::DEFAULT_WORKLOAD_RESPONSE_RATE),
             memory_growth_rate: Some(crate::limit::DEFAULT_GROWTH_RATE),
         }
     }
@@ -134,13 +138,13 @@ impl Workload {
         let http_grant = manifest.host_interface("wasi", "http");
         let base_dir = manifest.base_dir();
         let vnet = spec.service.as_ref().map(|_| VirtualNet::new());
-        let budget = SocketBudget::new(ctx.defaults.max_sockets, ctx.defaults.socket_rate);
+        let meters = WorkloadMeters::new(&ctx.defaults);
 
         let loaded = load_components(ctx.engine, ctx.cache, manifest)?;
         let components = loaded.infos.clone();
         let prepared = match (&spec.service, &vnet) {
             (Some(svc), Some(vnet)) => Some(prepare_service(
-                ctx, manifest, svc, &plugins, vnet, &budget,
+                ctx, manifest, svc, &plugins, vnet, &meters,
             )?),
             _ => None,
         };
@@ -247,7 +251,7 @@ impl Workload {
                 HostSide {
                     vnet: vnet.as_ref().map(|v| (v, Role::Component)),
                     defaults: &ctx.defaults,
-                    budget: &budget,
+                    meters: &meters,
                 },
             )
             .map_err(&err)?;
@@ -540,7 +544,30 @@ struct HostSide<'a> {
     /// The workload's virtual loopback and the component's role on it.
     vnet: Option<(&'a Arc<VirtualNet>, Role)>,
     defaults: &'a WorkloadDefaults,
-    budget: &'a Arc<SocketBudget>,
+    meters: &'a WorkloadMeters,
+}
+
+/// What all of one workload's components (and its service) draw from together.
+pub(crate) struct WorkloadMeters {
+    /// Live sockets and socket creations.
+    budget: Arc<SocketBudget>,
+    /// Response-body bytes, when paced (`WorkloadDefaults::response_rate`).
+    egress: Option<Arc<crate::limit::RateMeter>>,
+}
+
+impl WorkloadMeters {
+    fn new(defaults: &WorkloadDefaults) -> Self {
+        WorkloadMeters {
+            budget: SocketBudget::new(defaults.max_sockets, defaults.socket_rate),
+            egress: defaults.response_rate.map(|rate| {
+                Arc::new(crate::limit::RateMeter::new(
+                    rate,
+                    crate::limit::response_burst(rate),
+                    std::time::Instant::now(),
+                ))
+            }),
+        }
+    }
 }
 
 /// The HTTP service options one component's `localResources` imply.
@@ -554,7 +581,7 @@ fn http_options(
     let HostSide {
         vnet,
         defaults,
-        budget,
+        meters,
     } = host;
     let res = &c.local_resources;
     let mut dirs = Vec::new();
@@ -599,8 +626,8 @@ fn http_options(
         ),
         sockets: Some({
             let rules = socket_rules(res)?;
-            let policy =
-                NetPolicy::new(rules, &c.name, Some(logs.clone())).with_budget(Arc::clone(budget));
+            let policy = NetPolicy::new(rules, &c.name, Some(logs.clone()))
+                .with_budget(Arc::clone(&meters.budget));
             Arc::new(match vnet {
                 Some((vnet, role)) => policy.on_virtual_net(Arc::clone(vnet), role),
                 None => policy,
@@ -630,6 +657,7 @@ fn http_options(
             Duration::from_secs(1)
         },
         log_prefix: false,
+        response_pace: meters.egress.clone(),
         ..HttpOptions::default()
     })
 }
@@ -673,7 +701,7 @@ fn prepare_service(
     svc: &weft_manifest::Service,
     plugins: &BoundPlugins,
     vnet: &Arc<VirtualNet>,
-    budget: &Arc<SocketBudget>,
+    meters: &WorkloadMeters,
 ) -> Result<PreparedService, DeployError> {
     let err =
         |message: String| DeployError::Invalid(format!("spec.service ({}): {message}", svc.name));
@@ -714,12 +742,13 @@ fn prepare_service(
         HostSide {
             vnet: Some((vnet, Role::Service)),
             defaults: &ctx.defaults,
-            budget,
+            meters,
         },
     )
     .map_err(&err)?;
-    let front = svc.serve_http.then(|| {
-        FrontOptions::new(
+    let front = svc.serve_http.then(|| FrontOptions {
+        response_pace: meters.egress.clone(),
+        ..FrontOptions::new(
             options.grants.timeout.unwrap_or(ctx.defaults.timeout),
             svc.max_concurrency as usize,
         )

@@ -126,6 +126,11 @@ struct UpArgs {
     /// faster waits inside `create-tcp-socket`, so it cannot flood the host's network stack.
     #[arg(long, default_value_t = weft_runtime::net::DEFAULT_SOCKET_RATE)]
     socket_rate: u64,
+    /// Response-body bytes per second one workload may send, over all its responses, after a
+    /// burst of a quarter second's worth (e.g. 512M; `0`: unpaced). Keeps one workload
+    /// streaming to a fast client from taking the host's cores from the others.
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    max_response_rate: u64,
     /// Sustained linear-memory growth per component, per second, past the first 8 MiB each
     /// instance grows (e.g. 512M; `0` turns the meter off). A component growing faster waits
     /// inside `memory.grow`, so it cannot keep a core busy page-faulting.
@@ -326,6 +331,10 @@ struct ServeArgs {
     /// Largest response body a guest may send (e.g. 1G); the stream is cut off past it.
     #[arg(long, default_value = "1G", value_parser = parse_size)]
     max_response_body: u64,
+    /// Response-body bytes per second over all responses, after a burst of a quarter second's
+    /// worth (e.g. 512M; `0`, the default: unpaced).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    max_response_rate: u64,
     /// The component to serve (`.wasm` or `.wat`).
     #[arg(value_name = "FILE")]
     file: PathBuf,
@@ -559,6 +568,13 @@ fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
         log_prefix: !args.no_logging_prefix,
         max_request_body: args.max_request_body,
         max_response_body: args.max_response_body,
+        response_pace: (args.max_response_rate > 0).then(|| {
+            std::sync::Arc::new(weft_runtime::limit::RateMeter::new(
+                args.max_response_rate,
+                weft_runtime::limit::response_burst(args.max_response_rate),
+                std::time::Instant::now(),
+            ))
+        }),
         ..HttpOptions::default()
     };
     let service = HttpService::new(&engine, component, options)
@@ -597,6 +613,7 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             memory_bytes: args.default_memory,
             max_sockets: args.max_sockets_per_workload,
             socket_rate: (args.socket_rate > 0).then_some(args.socket_rate),
+            response_rate: (args.max_response_rate > 0).then_some(args.max_response_rate),
             memory_growth_rate: (args.memory_growth_rate > 0).then_some(args.memory_growth_rate),
         };
         raise_open_files_limit();

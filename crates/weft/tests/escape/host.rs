@@ -31,6 +31,12 @@ impl Host {
             eprintln!("WEFT_ESCAPE_GROWTH_RATE={rate}: weft up --memory-growth-rate {rate}");
             extra = vec!["--memory-growth-rate".to_string(), rate];
         }
+        // WEFT_ESCAPE_UP_ARGS adds `weft up` flags (whitespace-separated), e.g.
+        // `--max-response-rate 1G`, to study a knob against the attacks.
+        if let Ok(args) = std::env::var("WEFT_ESCAPE_UP_ARGS") {
+            eprintln!("WEFT_ESCAPE_UP_ARGS={args}: weft up {args}");
+            extra.extend(args.split_whitespace().map(String::from));
+        }
         Host::start_with(env, &extra)
     }
 

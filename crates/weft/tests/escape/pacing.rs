@@ -1,11 +1,15 @@
-//! Socket-creation pacing (`weft up --socket-rate`, `weft_runtime::net::SocketBudget`): a
-//! guest that opens and closes sockets in a tight loop is slowed to the workload's rate after
-//! a burst of its socket budget, and still gets every socket; an unpaced host lets it churn at
-//! full speed.
+//! Pacing per workload:
+//! - socket creation (`weft up --socket-rate`, `weft_runtime::net::SocketBudget`): a guest that
+//!   opens and closes sockets in a tight loop is slowed to the workload's rate after a burst
+//!   of its socket budget, and still gets every socket; an unpaced host lets it churn at full
+//!   speed;
+//! - response bodies (`weft up --max-response-rate`, `weft_runtime::limit::Limited`): a guest
+//!   streaming forever to a client that reads as fast as it can sends no more than the burst
+//!   plus the rate times the time.
 
 use std::time::{Duration, Instant};
 
-use crate::host::Host;
+use crate::host::{Host, drain};
 
 /// Sockets in the budget (the burst), the rate, and the sockets one request opens and closes.
 const BUDGET: u64 = 64;
@@ -68,5 +72,40 @@ fn socket_creation_past_the_burst_is_paced() {
         logs.matches("socket creation slowed").count(),
         1,
         "the pacing is logged once per component:\n{logs}"
+    );
+}
+
+#[test]
+fn response_bodies_are_paced_per_workload() {
+    let _serial = crate::serial();
+    const RATE_MIB: f64 = 16.0;
+    // limit::response_burst: a quarter second's worth, at least 1 MiB.
+    const BURST_MIB: f64 = 4.0;
+    let host = Host::start_with(&[], &["--max-response-rate".into(), "16M".into()]);
+    host.deploy_escape("streamer", "        timeoutMs: 2000\n", "");
+    let d = drain(
+        host.up.http,
+        "streamer.localhost",
+        "/body-forever",
+        1 << 30,
+        Duration::from_secs(10),
+    );
+    let mib = d.bytes as f64 / f64::from(1u32 << 20);
+    let secs = d.elapsed.as_secs_f64();
+    println!(
+        "body forever at --max-response-rate 16M: {mib:.1} MiB in {secs:.2} s ({}, {})",
+        d.status_line, d.ended
+    );
+    assert!(d.status_line.contains(" 200"), "{}", d.status_line);
+    assert_eq!(d.ended, "closed by server", "cut off at the 2 s timeout");
+    // One 64 KiB frame may overdraw the bucket; 1 MiB of slack covers it.
+    let allowed = BURST_MIB + RATE_MIB * secs + 1.0;
+    assert!(
+        mib <= allowed,
+        "{mib:.1} MiB in {secs:.2} s is more than the pace allows ({allowed:.1} MiB)"
+    );
+    assert!(
+        mib >= RATE_MIB,
+        "the body should flow at the pace: {mib:.1} MiB"
     );
 }
