@@ -453,6 +453,13 @@ pub struct NetStore {
 }
 
 impl NetStore {
+    /// Admits a socket creation: waits for the creation rate, then takes a unit of the budget
+    /// (`false`: refused, `new-socket-limit`). Follow with [`settle`](Self::settle).
+    async fn admit_creation(&self) -> bool {
+        self.pace_creation().await;
+        self.acquire()
+    }
+
     /// Waits, when the workload creates sockets faster than its rate, before a creation
     /// attempt (the guest sees a slow `create-*-socket`, never an error).
     async fn pace_creation(&self) {
@@ -728,11 +735,10 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
                 let net = store.data().net.clone();
-                net.pace_creation().await;
-                let state = store.data_mut();
-                if !net.acquire() {
+                if !net.admit_creation().await {
                     return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
+                let state = store.data_mut();
                 let created = TcpCreateHost::create_tcp_socket(&mut state.sockets(), family);
                 Ok((p2_result(net.settle(created))?,))
             })
@@ -745,11 +751,10 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
                 let net = store.data().net.clone();
-                net.pace_creation().await;
-                let state = store.data_mut();
-                if !net.acquire() {
+                if !net.admit_creation().await {
                     return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
+                let state = store.data_mut();
                 let created = UdpCreateHost::create_udp_socket(&mut state.sockets(), family).await;
                 Ok((p2_result(net.settle(created))?,))
             })

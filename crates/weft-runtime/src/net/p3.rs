@@ -118,11 +118,10 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
                 let net = store.data().net.clone();
-                net.pace_creation().await;
-                let state = store.data_mut();
-                if !net.acquire() {
+                if !net.admit_creation().await {
                     return Ok((Err(budget_exhausted()),));
                 }
+                let state = store.data_mut();
                 let created = HostTcpSocket::create(&mut state.sockets(), family);
                 Ok((p3_result(net.settle(created))?,))
             })
@@ -133,11 +132,10 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
                 let net = store.data().net.clone();
-                net.pace_creation().await;
-                let state = store.data_mut();
-                if !net.acquire() {
+                if !net.admit_creation().await {
                     return Ok((Err(budget_exhausted()),));
                 }
+                let state = store.data_mut();
                 let created = HostUdpSocket::create(&mut state.sockets(), family).await;
                 Ok((p3_result(net.settle(created))?,))
             })
