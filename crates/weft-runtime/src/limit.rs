@@ -241,6 +241,12 @@ pub fn response_burst(rate: u64) -> u64 {
     (rate / 4).max(1 << 20)
 }
 
+/// The meter one workload's (or `weft serve`'s) response bodies share: `rate` bytes per
+/// second after a [`response_burst`]; `None` for a rate of zero (unpaced).
+pub fn response_pace(rate: u64) -> Option<Arc<RateMeter>> {
+    (rate > 0).then(|| Arc::new(RateMeter::new(rate, response_burst(rate), Instant::now())))
+}
+
 /// Default sustained response-body rate per workload under `weft up` (`--max-response-rate`):
 /// 1 GiB/s (8 Gbit/s), more than most hosts' network; `weft serve` leaves bodies unpaced.
 pub const DEFAULT_WORKLOAD_RESPONSE_RATE: u64 = 1 << 30;

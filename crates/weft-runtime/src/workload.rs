@@ -559,13 +559,7 @@ impl WorkloadMeters {
     fn new(defaults: &WorkloadDefaults) -> Self {
         WorkloadMeters {
             budget: SocketBudget::new(defaults.max_sockets, defaults.socket_rate),
-            egress: defaults.response_rate.map(|rate| {
-                Arc::new(crate::limit::RateMeter::new(
-                    rate,
-                    crate::limit::response_burst(rate),
-                    std::time::Instant::now(),
-                ))
-            }),
+            egress: defaults.response_rate.and_then(crate::limit::response_pace),
         }
     }
 }

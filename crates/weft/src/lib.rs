@@ -568,13 +568,7 @@ fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
         log_prefix: !args.no_logging_prefix,
         max_request_body: args.max_request_body,
         max_response_body: args.max_response_body,
-        response_pace: (args.max_response_rate > 0).then(|| {
-            std::sync::Arc::new(weft_runtime::limit::RateMeter::new(
-                args.max_response_rate,
-                weft_runtime::limit::response_burst(args.max_response_rate),
-                std::time::Instant::now(),
-            ))
-        }),
+        response_pace: weft_runtime::limit::response_pace(args.max_response_rate),
         ..HttpOptions::default()
     };
     let service = HttpService::new(&engine, component, options)
