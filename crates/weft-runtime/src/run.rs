@@ -92,7 +92,8 @@ fn new_store(engine: &WeftEngine, options: &RunOptions) -> Result<Store<CliRunSt
         .apply(&mut builder)
         .map_err(|e| RunError::Setup(format!("{e:#}")))?;
     let state = CliRunState {
-        wasi: builder.build_p1(),
+        wasi: builder.build(),
+        table: wasmtime::component::ResourceTable::new(),
         http: wasmtime_wasi_http::WasiHttpCtx::new(),
         hooks: OutgoingHttp::new(options.allowed_hosts.clone()),
         limits: options.grants.store_limits(),
@@ -142,9 +143,9 @@ async fn run_module(
     options: &RunOptions,
 ) -> Result<(), RunError> {
     let timeout = options.grants.timeout;
-    let mut linker = wasmtime::Linker::<CliRunState>::new(engine.engine());
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| &mut s.wasi)
-        .map_err(|e| RunError::Setup(format!("{e:#}")))?;
+    // Modules that import WASI preview 1 were adapted into components when loaded, so a core
+    // module here imports nothing from the host: it gets an empty linker.
+    let linker = wasmtime::Linker::<CliRunState>::new(engine.engine());
     let instance = linker
         .instantiate_async(&mut *store, module)
         .await

@@ -5,17 +5,17 @@ use std::sync::Arc;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::allow::AllowedHosts;
 use crate::outbound::Outbound;
 
-/// Store data for `weft run`: WASI for core modules (preview 1) and components alike, plus
-/// outgoing wasi:http behind the allow-list.
+/// Store data for `weft run`: WASI for components (preview 1 modules run as components through
+/// the preview 1 adapter, see `load.rs`), plus outgoing wasi:http behind the allow-list.
 pub struct CliRunState {
-    pub wasi: WasiP1Ctx,
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
     pub http: WasiHttpCtx,
     pub hooks: OutgoingHttp,
     pub limits: StoreLimits,
@@ -23,7 +23,10 @@ pub struct CliRunState {
 
 impl WasiView for CliRunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.wasi.ctx()
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -31,7 +34,7 @@ impl WasiHttpView for CliRunState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             hooks: &mut self.hooks,
-            table: self.wasi.ctx().table,
+            table: &mut self.table,
             ctx: &mut self.http,
         }
     }
