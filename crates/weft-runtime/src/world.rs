@@ -1,11 +1,14 @@
 //! What a component is, judged from the names of its exports and imports: a CLI command
 //! (P2 or P3), an HTTP handler (P2 or P3), or a library of functions. Pure functions over
-//! names, so they are cheap to test and to fuzz.
+//! names, so they are cheap to test and to fuzz; plus the runners' shared readers of a
+//! component's type: [`explain_unsatisfied`] (imports no runner provides) and [`find_export`]
+//! (the function a `--invoke` names).
 
 use std::fmt;
 
 use wasmtime::Engine;
-use wasmtime::component::Component;
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex};
 
 /// The kind of world a component implements, as far as Weft's runners care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +133,120 @@ pub fn unsatisfied<'a>(imports: &'a [String], provided: &[&str]) -> Vec<&'a str>
             })
         })
         .collect()
+}
+
+/// Explains imports that `provides` does not cover, or `None` when all are covered.
+pub fn explain_unsatisfied(imports: &[String], provides: &[&str], runner: &str) -> Option<String> {
+    let missing = unsatisfied(imports, provides);
+    if missing.is_empty() {
+        return None;
+    }
+    let list = missing
+        .iter()
+        .map(|m| format!("  - {m}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Some(format!(
+        "the component imports {} that {runner} does not provide:\n{list}\n{runner} provides: {}",
+        if missing.len() == 1 {
+            "an interface"
+        } else {
+            "interfaces"
+        },
+        provides.join(", ")
+    ))
+}
+
+/// Finds the export a `--invoke` name refers to: `func`, `iface.func`, `ns:pkg/iface.func`
+/// or `ns:pkg/iface.func@version` (versions compared on the interface name).
+pub fn find_export(
+    engine: &Engine,
+    component: &Component,
+    name: &str,
+) -> Result<(ComponentExportIndex, ComponentFunc), String> {
+    let ty = component.component_type();
+    // Split off a trailing @version and the function name.
+    let (base, version) = match name.rsplit_once('@') {
+        Some((b, v)) if !v.contains('/') => (b, Some(v)),
+        _ => (name, None),
+    };
+    let (iface, func) = match base.rsplit_once('.') {
+        Some((i, f)) if i.contains(':') || i.contains('/') => (Some(i), f),
+        _ => (None, base),
+    };
+
+    if iface.is_none()
+        && let Some((ComponentItem::ComponentFunc(f), idx)) = component.get_export(None, func)
+    {
+        return Ok((idx, f));
+    }
+
+    let mut found = Vec::new();
+    for (inst_name, item) in ty.exports(engine) {
+        let ComponentItem::ComponentInstance(inst) = item.ty else {
+            continue;
+        };
+        let (inst_base, inst_version) = split_version(inst_name);
+        if let Some(i) = iface {
+            if inst_base != i {
+                continue;
+            }
+            if let (Some(v), Some(iv)) = (version, inst_version)
+                && v != iv
+            {
+                continue;
+            }
+        }
+        for (leaf, item) in inst.exports(engine) {
+            if leaf != func {
+                continue;
+            }
+            if let ComponentItem::ComponentFunc(f) = item.ty
+                && let Some((_, inst_idx)) = component.get_export(None, inst_name)
+                && let Some((_, idx)) = component.get_export(Some(&inst_idx), leaf)
+            {
+                found.push((idx, f, inst_name.to_string()));
+            }
+        }
+    }
+    match found.len() {
+        0 => {
+            let mut available = Vec::new();
+            for (n, item) in ty.exports(engine) {
+                match item.ty {
+                    ComponentItem::ComponentFunc(_) => available.push(n.to_string()),
+                    ComponentItem::ComponentInstance(inst) => {
+                        for (leaf, it) in inst.exports(engine) {
+                            if matches!(it.ty, ComponentItem::ComponentFunc(_)) {
+                                available.push(format!("{n}.{leaf}"));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Err(format!(
+                "the component exports no function `{name}`; exported functions: {}",
+                if available.is_empty() {
+                    "none".into()
+                } else {
+                    available.join(", ")
+                }
+            ))
+        }
+        1 => {
+            let (idx, f, _) = found.remove(0);
+            Ok((idx, f))
+        }
+        _ => Err(format!(
+            "`{name}` is ambiguous; name the interface: {}",
+            found
+                .iter()
+                .map(|(_, _, i)| format!("`{i}.{func}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ pub fn render_component(file: &Path, info: &ComponentInfo) -> String {
 fn host_label(import: &str) -> String {
     let (base, _) = weft_inspect::split_version(import);
     let pkg = base.split('/').next().unwrap_or(base);
-    let plugins = weft_runtime::plugins::registry();
+    let plugins = weft_runtime::plugins::registry::<weft_runtime::state::HostState>();
     if plugins.iter().any(|p| p.package() == pkg) {
         format!("host plugin {pkg}")
     } else if pkg == "wasi:http" {
