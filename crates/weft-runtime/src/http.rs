@@ -167,6 +167,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     wasmtime_wasi::p3::add_to_linker(linker)?;
     wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    crate::p3client::add_p3_client_override(linker)?;
     crate::net::add_p3_overrides(linker)?;
     Ok(())
 }
@@ -218,10 +219,13 @@ impl HttpService {
         extras: Option<WorkloadExtras>,
     ) -> Result<Self, ServeError> {
         let ifaces = world::interfaces(engine.engine(), component);
-        let kind = world::classify(ifaces.exports.iter().map(String::as_str));
-        if !kind.is_http() {
-            return Err(ServeError::WrongWorld { kind });
-        }
+        let worlds = world::Worlds::of(ifaces.exports.iter().map(String::as_str));
+        // The handler to serve: WASI 0.3 over 0.2; a `run` export next to it is incidental.
+        let Some(kind) = worlds.serve_kind() else {
+            return Err(ServeError::WrongWorld {
+                kind: worlds.kind(),
+            });
+        };
         if extras.is_none()
             && let Some(msg) =
                 crate::run::explain_unsatisfied(&ifaces.imports, SERVE_PROVIDES, "`weft serve`")

@@ -14,6 +14,7 @@ pub mod load;
 pub mod logs;
 pub mod net;
 pub mod outbound;
+pub mod p3client;
 pub mod plugins;
 pub mod progress;
 pub mod run;
