@@ -173,10 +173,13 @@ impl HttpService {
         extras: Option<WorkloadExtras>,
     ) -> Result<Self, ServeError> {
         let ifaces = world::interfaces(engine.engine(), component);
-        let kind = world::classify(ifaces.exports.iter().map(String::as_str));
-        if !kind.is_http() {
-            return Err(ServeError::WrongWorld { kind });
-        }
+        let worlds = world::Worlds::of(ifaces.exports.iter().map(String::as_str));
+        // The handler to serve: WASI 0.3 over 0.2; a `run` export next to it is incidental.
+        let Some(kind) = worlds.serve_kind() else {
+            return Err(ServeError::WrongWorld {
+                kind: worlds.kind(),
+            });
+        };
         if extras.is_none()
             && let Some(msg) =
                 world::explain_unsatisfied(&ifaces.imports, SERVE_PROVIDES, "`weft serve`")

@@ -17,6 +17,7 @@ pub mod load;
 pub mod logs;
 pub mod net;
 pub mod outbound;
+pub mod p3client;
 pub mod plan;
 pub mod plugins;
 pub mod progress;

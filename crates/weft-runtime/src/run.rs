@@ -239,6 +239,7 @@ pub fn cli_linker(
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    crate::p3client::add_p3_client_override(&mut linker)?;
     Ok(linker)
 }
 
@@ -250,8 +251,11 @@ async fn run_component(
 ) -> Result<(), RunError> {
     let timeout = options.grants.timeout;
     let ifaces = world::interfaces(engine.engine(), component);
-    let kind = world::classify(ifaces.exports.iter().map(String::as_str));
-    if options.invoke.is_none() && !kind.is_cli() {
+    let worlds = world::Worlds::of(ifaces.exports.iter().map(String::as_str));
+    // The run export to call: WASI 0.3 over 0.2 (see `world::Worlds`).
+    let run_kind = worlds.run_kind();
+    if options.invoke.is_none() && run_kind.is_none() {
+        let kind = worlds.kind();
         let exports = if ifaces.exports.is_empty() {
             "nothing".to_string()
         } else {
@@ -278,7 +282,7 @@ async fn run_component(
         .instantiate_async(&mut *store)
         .await
         .map_err(|e| classify_error(e, timeout))?;
-    let result = if kind == WorldKind::CliP3 {
+    let result = if run_kind == Some(WorldKind::CliP3) {
         let command = wasmtime_wasi::p3::bindings::Command::new(&mut *store, &instance)
             .map_err(|e| RunError::Setup(format!("{e:#}")))?;
         store

@@ -14,6 +14,7 @@ use crate::allow::AllowedHosts;
 use crate::limit::Limiter;
 use crate::link_slots::{LinkSlots, LinkView};
 use crate::net::{NetStore, NetView};
+use crate::p3client::HasOutgoing;
 pub use crate::outbound::OutgoingHttp;
 use crate::plugins::{PluginCtx, PluginInstances, PluginView};
 use crate::wasi::WasiGrants;
@@ -79,6 +80,18 @@ impl WasiHttpView for HostState {
             table: &mut self.table,
             ctx: &mut self.http,
         }
+    }
+}
+
+impl HasOutgoing for HostState {
+    fn outgoing(&self) -> &OutgoingHttp {
+        &self.hooks
+    }
+}
+
+impl HasOutgoing for CliRunState {
+    fn outgoing(&self) -> &OutgoingHttp {
+        &self.hooks
     }
 }
 

@@ -9,14 +9,14 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
-use wasmtime_wasi_http::WasiHttpView;
 
 use crate::net::{NetPolicy, NetStore, NetView};
+use crate::p3client::HasOutgoing;
 
 /// Adds what HTTP handlers and workload components may import to `linker`: WASI 0.2 and 0.3
 /// (with the `wasi:sockets` overrides that enforce the socket rules) and `wasi:http` 0.2 and
 /// 0.3 (outgoing requests go through the store's `WasiHttpView` hooks, see `outbound.rs`).
-pub fn add_to_linker<T: NetView + WasiHttpView + 'static>(
+pub fn add_to_linker<T: NetView + HasOutgoing>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
@@ -24,6 +24,7 @@ pub fn add_to_linker<T: NetView + WasiHttpView + 'static>(
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     wasmtime_wasi::p3::add_to_linker(linker)?;
     wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    crate::p3client::add_p3_client_override(linker)?;
     crate::net::add_p3_overrides(linker)?;
     Ok(())
 }

@@ -77,27 +77,98 @@ fn major_minor(version: Option<&str>) -> Option<(u64, u64)> {
     Some((major, minor))
 }
 
-/// Classifies a component from its export names.
-pub fn classify<'a>(exports: impl IntoIterator<Item = &'a str>) -> WorldKind {
-    let mut kind = WorldKind::Library;
-    for name in exports {
-        let (base, version) = split_version(name);
-        let v = major_minor(version);
-        let found = match (base, v) {
-            ("wasi:http/incoming-handler", Some((0, 2))) => Some(WorldKind::HttpP2),
-            ("wasi:http/handler", Some((0, 3))) => Some(WorldKind::HttpP3),
-            ("wasi:cli/run", Some((0, 2))) => Some(WorldKind::CliP2),
-            ("wasi:cli/run", Some((0, 3))) => Some(WorldKind::CliP3),
-            _ => None,
-        };
-        // An HTTP export wins over a run export: a component may export both.
-        match (kind, found) {
-            (_, Some(k)) if k.is_http() => return k,
-            (WorldKind::Library, Some(k)) => kind = k,
-            _ => {}
-        }
+/// The world one export name stands for, if it is one a runner knows.
+pub fn export_kind(name: &str) -> Option<WorldKind> {
+    let (base, version) = split_version(name);
+    match (base, major_minor(version)) {
+        ("wasi:http/incoming-handler", Some((0, 2))) => Some(WorldKind::HttpP2),
+        ("wasi:http/handler", Some((0, 3))) => Some(WorldKind::HttpP3),
+        ("wasi:cli/run", Some((0, 2))) => Some(WorldKind::CliP2),
+        ("wasi:cli/run", Some((0, 3))) => Some(WorldKind::CliP3),
+        _ => None,
     }
-    kind
+}
+
+/// What each runner picks from a component's exports, as `wasmtime run` / `wasmtime serve`
+/// do with WASI 0.3 enabled: WASI 0.3 over 0.2, whatever the order of the exports.
+///
+/// A component may export several runnable worlds: wasi-libc's start code exports
+/// `wasi:cli/run@0.2` from every binary built for wasm32-wasip2, next to the
+/// `wasi:cli/run@0.3` or `wasi:http/handler@0.3` the program means. `weft run` takes the best
+/// `run` export, `weft serve` the best HTTP handler; a `run` export next to a handler is
+/// incidental to `serve`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Worlds {
+    /// What `weft run` runs: the chosen `wasi:cli/run` export and its kind.
+    pub run: Option<(WorldKind, String)>,
+    /// What `weft serve` serves: the chosen HTTP handler export and its kind.
+    pub serve: Option<(WorldKind, String)>,
+    /// Runnable exports neither runner picks (a `run@0.2` next to a `run@0.3`, ...).
+    pub unused: Vec<String>,
+}
+
+impl Worlds {
+    /// Reads the runnable exports among `exports`.
+    pub fn of<'a>(exports: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut worlds = Worlds::default();
+        for name in exports {
+            let Some(kind) = export_kind(name) else {
+                continue;
+            };
+            let slot = if kind.is_http() {
+                &mut worlds.serve
+            } else {
+                &mut worlds.run
+            };
+            match slot {
+                // WASI 0.3 beats 0.2; between two of the same version the first one stays.
+                Some((have, _)) if rank(*have) >= rank(kind) => {
+                    worlds.unused.push(name.to_string());
+                }
+                _ => {
+                    if let Some((_, replaced)) = slot.replace((kind, name.to_string())) {
+                        worlds.unused.push(replaced);
+                    }
+                }
+            }
+        }
+        worlds
+    }
+
+    /// The component's world as one kind: its HTTP handler if it has one, else its command,
+    /// else a library.
+    pub fn kind(&self) -> WorldKind {
+        self.serve
+            .as_ref()
+            .or(self.run.as_ref())
+            .map(|(kind, _)| *kind)
+            .unwrap_or(WorldKind::Library)
+    }
+
+    /// What `weft run` runs, if anything.
+    pub fn run_kind(&self) -> Option<WorldKind> {
+        self.run.as_ref().map(|(kind, _)| *kind)
+    }
+
+    /// What `weft serve` serves, if anything.
+    pub fn serve_kind(&self) -> Option<WorldKind> {
+        self.serve.as_ref().map(|(kind, _)| *kind)
+    }
+}
+
+/// WASI 0.3 ranks above 0.2 within the same runner.
+fn rank(kind: WorldKind) -> u8 {
+    match kind {
+        WorldKind::CliP3 | WorldKind::HttpP3 => 2,
+        WorldKind::CliP2 | WorldKind::HttpP2 => 1,
+        WorldKind::Library => 0,
+    }
+}
+
+/// Classifies a component from its export names (see [`Worlds`]): an HTTP handler wins over
+/// a `run` export, and WASI 0.3 over 0.2.
+pub fn classify<'a>(exports: impl IntoIterator<Item = &'a str>) -> WorldKind {
+    Worlds::of(exports).kind()
 }
 
 /// Names of a component's imports and exports.
@@ -281,6 +352,47 @@ mod tests {
         assert_eq!(classify(["wasi:cli/run@1.0.0"]), WorldKind::Library);
     }
 
+    /// Runnable export names of every kind a runner knows, in several versions.
+    const RUNNABLE: &[&str] = &[
+        "wasi:cli/run@0.2.0",
+        "wasi:cli/run@0.2.6",
+        "wasi:cli/run@0.3.0",
+        "wasi:cli/run@0.3.0-rc-2025-09-16",
+        "wasi:http/incoming-handler@0.2.0",
+        "wasi:http/incoming-handler@0.2.4",
+        "wasi:http/handler@0.3.0",
+        "wasi:http/handler@0.3.0-rc-2025-09-16",
+    ];
+
+    #[test]
+    fn the_suite_components_pick_wasi_0_3() {
+        // wasi-testsuite's P3 commands: wasi-libc's run@0.2.0 (a stub that traps) and run@0.3.0.
+        let w = Worlds::of(["wasi:cli/run@0.2.0", "wasi:cli/run@0.3.0"]);
+        assert_eq!(
+            w.run,
+            Some((WorldKind::CliP3, "wasi:cli/run@0.3.0".to_string()))
+        );
+        assert_eq!(w.unused, vec!["wasi:cli/run@0.2.0".to_string()]);
+        // The other order too.
+        let w = Worlds::of(["wasi:cli/run@0.3.0", "wasi:cli/run@0.2.0"]);
+        assert_eq!(w.run_kind(), Some(WorldKind::CliP3));
+        // Its HTTP services: the handler is served, the run@0.2.0 stub is incidental.
+        let w = Worlds::of(["wasi:cli/run@0.2.0", "wasi:http/handler@0.3.0"]);
+        assert_eq!(w.kind(), WorldKind::HttpP3);
+        assert_eq!(w.serve_kind(), Some(WorldKind::HttpP3));
+        assert_eq!(w.run_kind(), Some(WorldKind::CliP2));
+        // Both HTTP versions: 0.3 is served.
+        let w = Worlds::of([
+            "wasi:http/incoming-handler@0.2.0",
+            "wasi:http/handler@0.3.0",
+        ]);
+        assert_eq!(w.serve_kind(), Some(WorldKind::HttpP3));
+        assert_eq!(
+            w.unused,
+            vec!["wasi:http/incoming-handler@0.2.0".to_string()]
+        );
+    }
+
     #[test]
     fn unsatisfied_names_missing_imports() {
         let imports = vec![
@@ -305,7 +417,65 @@ mod tests {
             let mut names: Vec<String> = before;
             names.push("wasi:http/incoming-handler@0.2.4".into());
             names.extend(after);
-            prop_assert_eq!(classify(names.iter().map(String::as_str)), WorldKind::HttpP2);
+            prop_assert!(classify(names.iter().map(String::as_str)).is_http());
+        }
+
+        /// Generated export sets (runnable names of every kind and version, noise, in any
+        /// order): the choice matches a reference written as plain rules, does not depend on
+        /// the order, and accounts for every runnable export.
+        #[test]
+        fn choice_follows_the_rules_in_any_order(
+            picks in prop::collection::vec(0usize..RUNNABLE.len() + 3, 0..8),
+            noise in prop::collection::vec("[a-z]{1,6}:[a-z]{1,6}/[a-z]{1,6}@0\\.[0-9]\\.[0-9]", 0..3),
+            seed in any::<u64>(),
+        ) {
+            let names: Vec<String> = picks
+                .iter()
+                .filter_map(|&i| RUNNABLE.get(i).map(|n| n.to_string()))
+                .chain(noise)
+                .collect();
+            let has = |base: &str, minor: &str| {
+                names.iter().any(|n| n.starts_with(&format!("{base}@0.{minor}")))
+            };
+            let want_serve = if has("wasi:http/handler", "3") {
+                Some(WorldKind::HttpP3)
+            } else if has("wasi:http/incoming-handler", "2") {
+                Some(WorldKind::HttpP2)
+            } else {
+                None
+            };
+            let want_run = if has("wasi:cli/run", "3") {
+                Some(WorldKind::CliP3)
+            } else if has("wasi:cli/run", "2") {
+                Some(WorldKind::CliP2)
+            } else {
+                None
+            };
+            let want_kind = want_serve.or(want_run).unwrap_or(WorldKind::Library);
+
+            // A deterministic shuffle from the seed.
+            let mut shuffled = names.clone();
+            let mut state = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            for order in [&names, &shuffled] {
+                let worlds = Worlds::of(order.iter().map(String::as_str));
+                prop_assert_eq!(worlds.serve_kind(), want_serve);
+                prop_assert_eq!(worlds.run_kind(), want_run);
+                prop_assert_eq!(worlds.kind(), want_kind);
+                prop_assert_eq!(classify(order.iter().map(String::as_str)), want_kind);
+                for (kind, name) in worlds.run.iter().chain(worlds.serve.iter()) {
+                    prop_assert!(order.contains(name), "{name} is not an export");
+                    prop_assert_eq!(export_kind(name), Some(*kind));
+                }
+                let runnable = order.iter().filter(|n| export_kind(n).is_some()).count();
+                let chosen = usize::from(worlds.run.is_some()) + usize::from(worlds.serve.is_some());
+                prop_assert_eq!(worlds.unused.len() + chosen, runnable);
+            }
         }
 
         #[test]
