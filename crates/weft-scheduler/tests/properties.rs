@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use weft_scheduler::{
-    Command, Deployment, Failure, Host, HostStatus, Labels, Placement, Report, Running, State,
-    eligible, reconcile, status,
+    Command, Deployment, Failure, Host, HostStatus, Labels, Placement, Running, State, reconcile,
+    status,
 };
 
 const V1: &str = "000000000001";
@@ -27,7 +27,7 @@ impl Rng {
         self.0
     }
     fn coin(&mut self) -> bool {
-        self.next() % 2 == 0
+        self.next().is_multiple_of(2)
     }
 }
 
@@ -352,7 +352,7 @@ fn build(
             state
                 .reports
                 .entry(host.name.clone())
-                .or_insert_with(Report::default)
+                .or_default()
                 .running
                 .insert(
                     workload,
@@ -472,7 +472,9 @@ proptest! {
         prop_assert_eq!(serving(&state, "web"), w);
 
         let next = if good { V2 } else { BAD };
-        state.deployments.get_mut("web").map(|d| d.version = next.into());
+        if let Some(d) = state.deployments.get_mut("web") {
+            d.version = next.into();
+        }
         converge(&mut state, &bad, &mut rng, |s, _| {
             let placed = s.placements.values().filter(|p| p.workload == "web").count();
             assert!(placed <= w + 1, "surge: {placed} placements, want {w}");
