@@ -266,3 +266,37 @@ proptest! {
         }
     }
 }
+
+/// Inputs in `fuzz/regressions/lattice_decode/` (byte 0 picks the bucket, then KEY, newline,
+/// VALUE) replayed through the decoders; `valid-*` files must decode.
+#[test]
+fn lattice_decode_regressions() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/lattice_decode");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fuzz/regressions/lattice_decode exists")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} is empty", dir.display());
+    for file in files {
+        let data = std::fs::read(&file).expect("readable");
+        let (&which, rest) = data.split_first().expect("non-empty input");
+        let split = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        let key = String::from_utf8_lossy(&rest[..split]).into_owned();
+        let value = rest.get(split + 1..).unwrap_or_default();
+        let ok = match which % 5 {
+            0 => decode_desired(&key, value).map(|_| ()),
+            1 => decode_host(&key, value).map(|_| ()),
+            2 => decode_report(&key, value).map(|_| ()),
+            3 => decode_placement(&key, value).map(|_| ()),
+            _ => decode_lease(&key, value).map(|_| ()),
+        };
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("valid-") {
+            ok.unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        }
+    }
+}
