@@ -67,7 +67,8 @@ pub enum Kind {
     /// A workload run as-is by the host it is handed to.
     #[default]
     Workload,
-    /// A workload a scheduler places on hosts: adds `spec.replicas` and `spec.hostSelector`.
+    /// A workload a scheduler places on hosts: adds `spec.replicas`, `spec.hostSelector` and
+    /// `spec.spreadBy`.
     WorkloadDeployment,
 }
 
@@ -162,6 +163,11 @@ pub struct Spec {
     /// `WorkloadDeployment` only: place copies only on hosts having all these labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_selector: Option<BTreeMap<String, String>>,
+    /// `WorkloadDeployment` only: a host label key (e.g. `zone`). Copies are spread evenly over
+    /// the values hosts have for it; a host without the label gets no copy. Default: spread
+    /// over hosts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_by: Option<String>,
 }
 
 fn default_one() -> u32 {

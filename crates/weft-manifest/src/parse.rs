@@ -249,6 +249,7 @@ const SPEC_FIELDS: &[&str] = &[
     "volumes",
     "replicas",
     "hostSelector",
+    "spreadBy",
 ];
 const COMPONENT_FIELDS: &[&str] = &[
     "name",
@@ -318,7 +319,7 @@ fn component_misplaced(key: &str) -> Option<String> {
     }
     match key {
         "maxRestarts" | "serveHttp" => Some(format!("only `spec.service` has `{key}`")),
-        "replicas" | "hostSelector" => Some(format!(
+        "replicas" | "hostSelector" | "spreadBy" => Some(format!(
             "`{key}` belongs in `spec`, with `kind: WorkloadDeployment`"
         )),
         "hostInterfaces" | "interfaces" => {
@@ -913,6 +914,7 @@ impl Decoder {
         let host_selector = f
             .has("hostSelector")
             .then(|| self.string_map(&f, "hostSelector"));
+        let spread_by = self.opt_string(&f, "spreadBy");
         let (replicas, host_selector) = match kind {
             Kind::WorkloadDeployment => (
                 Some(replicas.unwrap_or(1)),
@@ -928,6 +930,7 @@ impl Decoder {
             volumes,
             replicas,
             host_selector,
+            spread_by,
         }
     }
 

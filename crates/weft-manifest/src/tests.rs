@@ -241,6 +241,40 @@ fn deployment_adds_replicas_and_host_selector() {
     );
 }
 
+#[test]
+fn deployment_spread_by_is_a_label_key() {
+    let text = with_spec("replicas: 4\nspreadBy: zone")
+        .replace("kind: Workload", "kind: WorkloadDeployment");
+    let m = &parse(&text).unwrap()[0];
+    assert_eq!(m.spec.spread_by.as_deref(), Some("zone"));
+    let printed = crate::to_yaml(m).unwrap();
+    assert!(printed.contains("spreadBy: zone"), "{printed}");
+
+    let bad =
+        with_spec("spreadBy: 'no spaces'").replace("kind: Workload", "kind: WorkloadDeployment");
+    expect(
+        &errors(&bad),
+        "spec.spreadBy",
+        ErrorKind::InvalidValue,
+        "letters, digits",
+    );
+    expect(
+        &errors(&with_spec("spreadBy: zone")),
+        "spec.spreadBy",
+        ErrorKind::InvalidValue,
+        "kind: WorkloadDeployment",
+    );
+    let mut moved = m.clone();
+    moved.spec.spread_by = Some("rack".into());
+    assert_eq!(
+        crate::diff(m, &moved)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec!["~ spreadBy: zone -> rack".to_string()]
+    );
+}
+
 // ---- one test per error kind ----
 
 #[test]

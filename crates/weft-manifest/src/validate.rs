@@ -88,6 +88,20 @@ impl Validator<'_> {
                     Some("use `kind: WorkloadDeployment`, or remove `hostSelector`".into()),
                 );
             }
+            if spec.spread_by.is_some() {
+                self.sink.push(
+                    "spec.spreadBy",
+                    spec.spread_by.as_deref(),
+                    ErrorKind::InvalidValue,
+                    "spreadBy only applies to kind WorkloadDeployment",
+                    Some("use `kind: WorkloadDeployment`, or remove `spreadBy`".into()),
+                );
+            }
+        }
+        if let Some(key) = &spec.spread_by
+            && let Err(r) = rules::check_label_key(key)
+        {
+            self.reject("spec.spreadBy", key, ErrorKind::InvalidValue, r);
         }
         if let Some(sel) = &spec.host_selector {
             self.labels("spec.hostSelector", sel);

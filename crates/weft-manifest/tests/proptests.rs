@@ -306,7 +306,11 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
         proptest::option::of((raw_unit(), any::<u32>())),
         host_interfaces(),
         vec("\\./[a-z]{1,8}|/[a-z]{1,8}/[a-z]{1,8}", 0..3),
-        (any::<u32>(), label_map()),
+        (
+            any::<u32>(),
+            label_map(),
+            proptest::option::of(prop_oneof![Just("zone"), Just("example.com/rack")]),
+        ),
     )
         .prop_map(
             |(
@@ -319,7 +323,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                 service,
                 host_interfaces,
                 vols,
-                (replicas, selector),
+                (replicas, selector, spread),
             )| {
                 let volumes: Vec<Volume> = vols
                     .into_iter()
@@ -393,6 +397,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         volumes,
                         replicas: deploy.then_some(replicas),
                         host_selector: deploy.then_some(selector),
+                        spread_by: spread.filter(|_| deploy).map(str::to_string),
                     },
                     origin: Origin {
                         path: SOURCE.into(),
