@@ -699,9 +699,9 @@ mod tests {
             // The reference, rule by rule, in the documented order.
             let expected_refusal = if hosts.len() > 1 {
                 Some("duplicate")
-            } else if absolute.as_ref().is_some_and(|(s, _)| *s == "ftp") {
-                Some("target")
-            } else if absolute.as_ref().is_some_and(|(_, h)| !matches!(parse_host(h.as_bytes()), Ok(Some(_)))) {
+            } else if absolute.as_ref().is_some_and(|(s, h)| {
+                *s == "ftp" || !matches!(parse_host(h.as_bytes()), Ok(Some(_)))
+            }) {
                 Some("target")
             } else if hosts.is_empty() && http11 {
                 Some("missing")
