@@ -114,6 +114,32 @@ def main():
             write("router", f"route {m.group(1)} {m.group(2)} w\nroute - / other\n"
                   f"req {m.group(1)} {m.group(2)}\nreq {m.group(1)} {m.group(2)}/x\n")
 
+    # Ingress: raw request heads, well-formed and hostile (the shapes of the hostile corpus in
+    # crates/weft/tests/hostile.rs).
+    for head in [
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        "GET /admin/x HTTP/1.1\r\nHost: Counter.Localhost.:80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\nHost: counter.localhost\r\n\r\n",
+        "GET http://counter.localhost/ HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        "GET http://counter.localhost/admin HTTP/1.1\r\nHost: counter.localhost\r\n\r\n",
+        "GET HTTPS://a.test:8080/x?y HTTP/1.1\r\nHost: a.test:08080\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET /public/x HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: user@hello.localhost\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\n x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hel\x00lo\r\n\r\n",
+        "GET /x/../admin HTTP/1.1\r\nHost: counter.localhost\r\n\r\n",
+        "CONNECT hello.localhost:443 HTTP/1.1\r\nHost: hello.localhost:443\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 5\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\n" + "X-A: b\r\n" * 120 + "\r\n",
+    ]:
+        write("ingress", head)
+
     # Allow-list: the rules from weft-policy's tests and from manifests.
     write("allow", "rule api.example.com:443\nrule http://127.0.0.1:8081\nrule *.svc.local\n"
           "req https api.example.com 443\nreq http API.Example.com 443\nreq https evil.com 443\n"
