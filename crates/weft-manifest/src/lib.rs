@@ -53,8 +53,10 @@ mod validate;
 pub use diff::{Change, diff};
 pub use error::{ErrorKind, ManifestError, ManifestErrors, PrintError};
 pub use hostif::{
-    HttpIncomingConfig, KNOWN_HOST_INTERFACES, KeyValueBackend, KeyValueConfig, KnownHostInterface,
-    MAX_BUCKET_NAME_BYTES, known_host_interface,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MESSAGING_MAX_IN_FLIGHT, HttpIncomingConfig, InternalCalls,
+    KNOWN_HOST_INTERFACES, KeyValueBackend, KeyValueConfig, KnownHostInterface,
+    MAX_BUCKET_NAME_BYTES, MAX_MAX_MESSAGE_BYTES, MAX_MESSAGING_MAX_IN_FLIGHT, MessagingConfig,
+    known_host_interface, parse_bounded,
 };
 pub use model::{
     API_VERSION, ApiVersion, Component, Compose, HostInterface, HostPath, Kind, LocalResources,

@@ -392,9 +392,11 @@ pub struct HostInterface {
     /// Which of the package's interfaces to grant, e.g. `[incoming-handler]`. At least one.
     #[schemars(length(min = 1))]
     pub interfaces: Vec<String>,
-    /// Interface-specific settings (see the manifest reference): `wasi:http` takes `host` and
-    /// `path` (with `incoming-handler`), `wasi:keyvalue` takes `backend` (`memory` or `redb`)
-    /// and `bucket`; the others take none.
+    /// Interface-specific settings (see the manifest reference): `wasi:http` takes `host`,
+    /// `path` and `internal` (`deny`, `allow` or `only`; with `incoming-handler`),
+    /// `wasi:keyvalue` takes `backend` (`memory` or `redb`) and `bucket`,
+    /// `wasmcloud:messaging` takes `subscriptions`, `queueGroup`, `publish`, `deadLetter`,
+    /// `maxInFlight` and `maxMessageBytes` (docs/messaging.md); the others take none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
 }

@@ -173,7 +173,8 @@ fn full_example_parses_with_every_field() {
         http.http_incoming_config(),
         Some(HttpIncomingConfig {
             host: Some("todo.localhost".into()),
-            path: "/".into()
+            path: "/".into(),
+            internal: crate::InternalCalls::Deny,
         })
     );
     let kv = m
@@ -916,6 +917,130 @@ fn unknown_host_interfaces() {
         "store, atomics, batch",
     );
     assert_eq!(errs.len(), 4, "{errs}");
+}
+
+#[test]
+fn messaging_grants_are_checked() {
+    // A good grant parses, with its typed config.
+    let ms = parse(&with_spec(
+        "hostInterfaces:\n  - namespace: wasmcloud\n    package: messaging\n    interfaces: [handler, consumer]\n    config: { subscriptions: \"orders.*, audit.>\", queueGroup: enrich, publish: \"out.>\", deadLetter: orders.failed, maxInFlight: \"4\", maxMessageBytes: \"65536\" }",
+    ))
+    .unwrap();
+    let cfg = ms[0]
+        .host_interface("wasmcloud", "messaging")
+        .unwrap()
+        .messaging_config()
+        .unwrap();
+    assert_eq!(cfg.subscriptions.len(), 2);
+    assert!(cfg.publish.allows("out.x.y"));
+    assert_eq!(cfg.max_in_flight, 4);
+
+    let errs = errors(&with_spec(
+        "hostInterfaces:\n  - namespace: wasmcloud\n    package: messaging\n    interfaces: [handler]\n    config: { subscriptions: \"ok.*, >, a..b, x.y*\", publish: \"out.>\", deadLetter: \"dlq.*\", queueGroup: \"a b\", maxInFlight: \"0\", maxMessageBytes: \"9999999999\" }",
+    ));
+    let e = expect(
+        &errs,
+        "spec.hostInterfaces[0].config.subscriptions[1]",
+        ErrorKind::InvalidValue,
+        "`orders.*`",
+    );
+    assert!(e.message.contains("reserved"), "{e}");
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.subscriptions[2]",
+        ErrorKind::InvalidValue,
+        "`audit.>`",
+    );
+    let e = expect(
+        &errs,
+        "spec.hostInterfaces[0].config.subscriptions[3]",
+        ErrorKind::InvalidValue,
+        "",
+    );
+    assert!(e.message.contains("whole token"), "{e}");
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.publish",
+        ErrorKind::InvalidValue,
+        "add `consumer` to `interfaces`",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.deadLetter",
+        ErrorKind::InvalidValue,
+        "without wildcards",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.queueGroup",
+        ErrorKind::InvalidValue,
+        "plain name",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.maxInFlight",
+        ErrorKind::OutOfRange,
+        "\"16\"",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.maxMessageBytes",
+        ErrorKind::OutOfRange,
+        "1 MiB",
+    );
+    assert_eq!(errs.len(), 8, "{errs}");
+
+    // handler without subscriptions; a reserved dead-letter subject; an unknown key.
+    let errs = errors(&with_spec(
+        "hostInterfaces:\n  - { namespace: wasmcloud, package: messaging, interfaces: [handler], config: { deadLetter: weft.x, publsh: a } }",
+    ));
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.subscriptions",
+        ErrorKind::MissingField,
+        "subscriptions",
+    );
+    let e = expect(
+        &errs,
+        "spec.hostInterfaces[0].config.deadLetter",
+        ErrorKind::InvalidValue,
+        "",
+    );
+    assert!(e.message.contains("reserved"), "{e}");
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.publsh",
+        ErrorKind::UnknownField,
+        "did you mean `publish`?",
+    );
+    assert_eq!(errs.len(), 3, "{errs}");
+
+    // An empty list, and the http `internal` key.
+    let errs = errors(&with_spec(
+        "hostInterfaces:\n  - { namespace: wasmcloud, package: messaging, interfaces: [consumer], config: { publish: \" , \" } }\n  - { namespace: wasi, package: http, interfaces: [incoming-handler], config: { internal: alow } }\n  - { namespace: wasi, package: keyvalue, interfaces: [store] }",
+    ));
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.publish",
+        ErrorKind::InvalidValue,
+        "separated by commas",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[1].config.internal",
+        ErrorKind::InvalidValue,
+        "did you mean `allow`?",
+    );
+    assert_eq!(errs.len(), 2, "{errs}");
+    let errs = errors(&with_spec(
+        "hostInterfaces:\n  - { namespace: wasi, package: http, interfaces: [outgoing-handler], config: { internal: only } }",
+    ));
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.internal",
+        ErrorKind::InvalidValue,
+        "add `incoming-handler`",
+    );
 }
 
 #[test]

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{ErrorKind, ManifestError, Sink};
 use crate::fieldpath::{field, index};
 use crate::hostif::{
-    KNOWN_HOST_INTERFACES, KeyValueBackend, MAX_BUCKET_NAME_BYTES, known_host_interface,
+    InternalCalls, KNOWN_HOST_INTERFACES, KeyValueBackend, MAX_BUCKET_NAME_BYTES,
+    MAX_MAX_MESSAGE_BYTES, MAX_MESSAGING_MAX_IN_FLIGHT, known_host_interface, parse_bounded,
 };
 use crate::model::*;
 use crate::rules::{self, ImageRefError, Rejection};
@@ -680,7 +681,23 @@ impl Validator<'_> {
                     ),
                     Some("use a shorter bucket name".into()),
                 ),
-                ("http", "host" | "path") if !hi.grants("incoming-handler") => self.sink.push(
+                ("http", "internal") if InternalCalls::parse(value).is_none() => {
+                    let hint = did_you_mean(value, InternalCalls::NAMES)
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| {
+                            "use `allow` (ingress route and in-memory calls), `only` (in-memory \
+                             calls only) or `deny` (the default)"
+                                .into()
+                        });
+                    self.sink.push(
+                        &kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        "expected deny, allow or only",
+                        Some(hint),
+                    );
+                }
+                ("http", "host" | "path" | "internal") if !hi.grants("incoming-handler") => self.sink.push(
                     &kp,
                     Some(value),
                     ErrorKind::InvalidValue,
@@ -689,6 +706,9 @@ impl Validator<'_> {
                     ),
                     Some("add `incoming-handler` to `interfaces`, or remove it".into()),
                 ),
+                ("messaging", _) if known.namespace == "wasmcloud" => {
+                    self.messaging_key(&kp, hi, key, value);
+                }
                 ("http", "host") => {
                     if let Err(r) = rules::check_http_host(value) {
                         self.reject(&kp, value, ErrorKind::InvalidValue, r);
@@ -701,6 +721,130 @@ impl Validator<'_> {
                 }
                 _ => {}
             }
+        }
+        if known.namespace == "wasmcloud" && known.package == "messaging" {
+            self.messaging_grant(p, hi);
+        }
+    }
+
+    /// One `wasmcloud:messaging` config value (docs/messaging.md).
+    fn messaging_key(&mut self, kp: &str, hi: &HostInterface, key: &str, value: &str) {
+        use weft_policy::messaging::{check_grant_subject, check_queue_group, split_list};
+        let needs = |iface: &str| -> Option<String> {
+            (!hi.grants(iface)).then(|| iface.to_string())
+        };
+        let missing = match key {
+            "subscriptions" | "queueGroup" | "deadLetter" | "maxInFlight" => needs("handler"),
+            "publish" => needs("consumer"),
+            _ => (!hi.grants("handler") && !hi.grants("consumer"))
+                .then(|| "handler` or `consumer".to_string()),
+        };
+        if let Some(iface) = missing {
+            self.sink.push(
+                kp,
+                Some(value),
+                ErrorKind::InvalidValue,
+                format!("`{key}` applies to the `{iface}` interface, which is not granted"),
+                Some(format!("add `{iface}` to `interfaces`, or remove `{key}`")),
+            );
+            return;
+        }
+        let hint_pattern = "write dot-separated tokens starting with a literal, e.g. `orders.*` or \
+                            `audit.>` (`*` is one token, `>` the rest)";
+        match key {
+            "subscriptions" | "publish" => {
+                let items: Vec<&str> = split_list(value).collect();
+                if items.is_empty() {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        "lists no subject",
+                        Some(format!(
+                            "list subject patterns separated by commas, e.g. `orders.*, audit.>`, \
+                             or remove `{key}`"
+                        )),
+                    );
+                }
+                for (i, item) in items.iter().enumerate() {
+                    if let Err(e) = weft_policy::messaging::Pattern::parse(item) {
+                        self.sink.push(
+                            &index(kp, i),
+                            Some(item),
+                            ErrorKind::InvalidValue,
+                            format!("not a valid subject pattern: {e}"),
+                            Some(hint_pattern.into()),
+                        );
+                    }
+                }
+            }
+            "deadLetter" => {
+                if let Err(e) = check_grant_subject(value) {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        format!("not a valid subject: {e}"),
+                        Some(
+                            "name one subject without wildcards, e.g. `orders.failed`".into(),
+                        ),
+                    );
+                }
+            }
+            "queueGroup" => {
+                if let Err(e) = check_queue_group(value) {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        format!("not a valid queue group: {e}"),
+                        Some(
+                            "use a plain name such as `orders-enricher`, or remove it for the \
+                             default NAMESPACE.NAME"
+                                .into(),
+                        ),
+                    );
+                }
+            }
+            "maxInFlight" => {
+                if parse_bounded(value, 1, MAX_MESSAGING_MAX_IN_FLIGHT).is_none() {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::OutOfRange,
+                        format!("must be a whole number from 1 to {MAX_MESSAGING_MAX_IN_FLIGHT}"),
+                        Some("quote it: \"16\" (the default)".into()),
+                    );
+                }
+            }
+            "maxMessageBytes" => {
+                if parse_bounded(value, 1, MAX_MAX_MESSAGE_BYTES).is_none() {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::OutOfRange,
+                        format!("must be a whole number of bytes from 1 to {MAX_MAX_MESSAGE_BYTES}"),
+                        Some("quote it: \"1048576\" (1 MiB, the default)".into()),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks across a `wasmcloud:messaging` grant's fields.
+    fn messaging_grant(&mut self, p: &str, hi: &HostInterface) {
+        if hi.grants("handler") && !hi.config.contains_key("subscriptions") {
+            self.sink.push(
+                &field(&field(p, "config"), "subscriptions"),
+                None,
+                ErrorKind::MissingField,
+                "the `handler` interface is granted, but no subscriptions are",
+                Some(
+                    "add `config: { subscriptions: \"orders.*\" }` with the subjects to deliver"
+                        .into(),
+                ),
+            );
         }
     }
 }

@@ -225,6 +225,26 @@ fn host_interfaces() -> impl Strategy<Value = Vec<HostInterface>> {
                             config.insert("path".to_string(), p);
                         }
                     }
+                    "messaging" if k.namespace == "wasmcloud" => {
+                        // Subjects from the generated words: `WORD.*`, `WORD.>`, `WORD`.
+                        let word = bucket.clone().unwrap_or_else(|| "orders".into());
+                        if ifaces.contains(&"handler") {
+                            config.insert("subscriptions".to_string(), format!("{word}.*, in.>"));
+                            if let Some(b) = backend {
+                                config.insert("deadLetter".to_string(), format!("{word}.{b}"));
+                            }
+                            if host.is_some() {
+                                config.insert("queueGroup".to_string(), word.clone());
+                                config.insert("maxInFlight".to_string(), "4".to_string());
+                            }
+                        }
+                        if ifaces.contains(&"consumer") {
+                            config.insert("publish".to_string(), format!("{word}, out.>"));
+                        }
+                        if path.is_some() {
+                            config.insert("maxMessageBytes".to_string(), "65536".to_string());
+                        }
+                    }
                     _ => {}
                 }
                 Some(HostInterface {

@@ -7,9 +7,11 @@
 //! - [`router`]: which workload an ingress request goes to (Host header + path prefix);
 //! - [`allow`]: which `scheme://host:port` a guest may send outgoing HTTP requests to;
 //! - [`sockets`]: which `wasi:sockets` connect/bind/lookup a guest may do, and where a
-//!   redirect rule sends it.
+//!   redirect rule sends it;
+//! - [`messaging`]: NATS subjects and patterns, the wildcard matcher, and which subjects a
+//!   guest may publish to.
 
 pub mod allow;
-pub mod ingress;
+pub mod ingress; messaging;
 pub mod router;
 pub mod sockets;
