@@ -298,6 +298,7 @@ fn component_fields(a: &Component, b: &Component) -> Vec<String> {
     check("maxInvocations", a.max_invocations != b.max_invocations);
     check("maxConcurrency", a.max_concurrency != b.max_concurrency);
     check("links", a.links != b.links);
+    check("build", a.build != b.build);
     let (x, y) = (&a.local_resources, &b.local_resources);
     check(
         "localResources.memoryLimitMb",

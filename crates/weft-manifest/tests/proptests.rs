@@ -371,6 +371,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         max_invocations: u.max_invocations,
                         max_concurrency: u.max_concurrency,
                         local_resources: build_resources(u.resources, &volumes),
+                        build: None,
                     })
                     .collect();
                 let service = service.map(|(u, max_restarts)| {
@@ -386,6 +387,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         local_resources: build_resources(u.resources, &volumes),
                         max_restarts,
                         serve_http: false,
+                        build: None,
                     }
                 });
                 if components.is_empty() && service.is_none() {

@@ -9,9 +9,13 @@
 //! - [`sockets`]: which `wasi:sockets` connect/bind/lookup a guest may do, and where a
 //!   redirect rule sends it;
 //! - [`messaging`]: NATS subjects and patterns, the wildcard matcher, and which subjects a
-//!   guest may publish to.
+//!   guest may publish to;
+//! - [`oci`]: the `oci://` image reference grammar, and whether a registry's image manifest is
+//!   a Wasm artifact Weft runs (only Wasm bytes, never precompiled code).
 
 pub mod allow;
-pub mod ingress; messaging;
+pub mod ingress;
+pub mod messaging;
+pub mod oci;
 pub mod router;
 pub mod sockets;
