@@ -53,9 +53,20 @@ fn histogram(
     labels: &Labels<'_>,
     h: &HistogramSnapshot,
 ) -> std::fmt::Result {
+    // prometheus-client takes per-bucket counts and accumulates them itself.
+    let mut below = 0;
+    let buckets: Vec<(f64, u64)> = h
+        .buckets
+        .iter()
+        .map(|&(bound, cumulative)| {
+            let n = cumulative - below;
+            below = cumulative;
+            (bound, n)
+        })
+        .collect();
     encoder
         .encode_family(&labels)?
-        .encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)
+        .encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &buckets, None)
 }
 
 impl prometheus_client::collector::Collector for HostCollector {

@@ -55,6 +55,10 @@ function start() {
   logTimer = setInterval(pollLogs, 2000);
 }
 
+function clock(unixSeconds) {
+  return new Date(unixSeconds * 1000).toLocaleTimeString("en-GB", { hour12: false });
+}
+
 function fmtDuration(s) {
   s = Math.floor(s);
   const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
@@ -115,7 +119,9 @@ function spark(parent, values) {
   const W = 140, H = 28;
   const svg = el("svg", { class: "spark", viewBox: `0 0 ${W} ${H}`, "aria-hidden": "true" }, parent);
   const max = Math.max(1, ...values);
-  const pts = values.map((v, i) => `${(W * i / (SPARK_POINTS - 1)).toFixed(1)},${(H - 2 - (H - 4) * v / max).toFixed(1)}`);
+  // Newest point at the right edge; the line grows leftwards over the first minute.
+  const step = W / (SPARK_POINTS - 1), offset = W - step * (values.length - 1);
+  const pts = values.map((v, i) => `${(offset + step * i).toFixed(1)},${(H - 2 - (H - 4) * v / max).toFixed(1)}`);
   el("line", { x1: 0, x2: W, y1: H - 1, y2: H - 1, stroke: "#d1d9e0" }, svg);
   if (pts.length > 1) el("polyline", { points: pts.join(" "), fill: "none", stroke: "#1f6feb", "stroke-width": 1.5 }, svg);
 }
@@ -174,7 +180,7 @@ function renderDeploys(deploys) {
   $("no-deploys").hidden = deploys.length > 0;
   for (const d of deploys.slice(0, 12)) {
     const li = el("li", { class: d.ok ? "ok" : "refused" }, ul);
-    const when = new Date(d.time * 1000).toLocaleTimeString();
+    const when = clock(d.time);
     const file = d.path.split("/").pop();
     el("div", { class: "what" }, li, d.ok ? `deployed ${d.workloads.join(", ")}` : `refused: ${file}`);
     el("div", { class: "muted" }, li, `${when} · ${d.path}`);
@@ -189,7 +195,7 @@ async function poll() {
     renderHosts(data.hosts);
     renderWorkloads(data);
     renderDeploys(data.deploys);
-    $("updated").textContent = new Date().toLocaleTimeString();
+    $("updated").textContent = clock(Date.now() / 1000);
   } catch (e) {
     $("updated").textContent = `failed (${e.message})`;
   }
@@ -205,7 +211,7 @@ async function pollLogs() {
     pre.replaceChildren();
     for (const l of data.lines) {
       const line = el("div", { class: l.stream }, pre);
-      el("span", { class: "t" }, line, new Date(l.time * 1000).toLocaleTimeString() + " ");
+      el("span", { class: "t" }, line, clock(l.time) + " ");
       el("span", { class: "w" }, line, `${l.workload}/${l.component} `);
       line.appendChild(document.createTextNode(`${l.stream}: ${l.message}`));
     }

@@ -649,13 +649,14 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             }
         }
         eprintln!("Serving HTTP on http://{ingress_local}/");
+        if let Some(m) = metrics_local {
+            eprintln!("Metrics on http://{m}/metrics");
+        }
+        // Last: tests and scripts take this line as "ready".
         eprintln!(
             "Admin API on {admin_local} (token in {}); dashboard on http://{admin_local}/ui",
             data_dir.join("admin-token").display()
         );
-        if let Some(m) = metrics_local {
-            eprintln!("Metrics on http://{m}/metrics");
-        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|v| *v).await;
