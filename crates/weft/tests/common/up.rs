@@ -12,8 +12,11 @@ use super::*;
 pub struct Up {
     pub child: Child,
     pub http: std::net::SocketAddr,
+    /// The admin API's address.
+    pub admin: std::net::SocketAddr,
     pub data_dir: PathBuf,
-    _stderr: mpsc::Receiver<String>,
+    // In a Mutex so that `Up` is `Sync` (tests share it between client threads).
+    _stderr: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Up {
@@ -81,14 +84,19 @@ impl Up {
                     if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
                         http = Some(rest.trim_end_matches('/').parse().expect("addr"));
                     }
-                    let admin_ready = line.starts_with("Admin API on");
+                    // `Admin API on ADDR (token in FILE)`
+                    let admin = line
+                        .strip_prefix("Admin API on ")
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(|a| a.parse().expect("admin addr"));
                     seen.push(line);
-                    if let (true, Some(http)) = (admin_ready, http) {
+                    if let (Some(admin), Some(http)) = (admin, http) {
                         return Up {
                             child,
                             http,
+                            admin,
                             data_dir: data_dir.to_path_buf(),
-                            _stderr: rx,
+                            _stderr: std::sync::Mutex::new(rx),
                         };
                     }
                 }
