@@ -15,6 +15,8 @@ pub struct Up {
     /// The admin API's address.
     pub admin: std::net::SocketAddr,
     pub data_dir: PathBuf,
+    /// The lines `weft up` printed up to and including its "Admin API on" line.
+    pub banner: Vec<String>,
     // In a Mutex so that `Up` is `Sync` (tests share it between client threads).
     _stderr: std::sync::Mutex<mpsc::Receiver<String>>,
 }
@@ -96,6 +98,7 @@ impl Up {
                             http,
                             admin,
                             data_dir: data_dir.to_path_buf(),
+                            banner: seen,
                             _stderr: std::sync::Mutex::new(rx),
                         };
                     }
@@ -107,6 +110,20 @@ impl Up {
         let _ = child.kill();
         let _ = child.wait();
         panic!("weft up did not start:\n{}", seen.join("\n"));
+    }
+
+    /// The admin API's address (what `weft up` wrote to the data dir).
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        let text = std::fs::read_to_string(self.data_dir.join("admin-addr")).expect("admin-addr");
+        text.trim().parse().expect("admin-addr holds an address")
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("admin-token")
+            .trim()
+            .to_string()
     }
 
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
