@@ -208,7 +208,16 @@ impl Postgres {
             .arg("-h")
             .arg(self.dir.path())
             .args(["-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-At", "-c"])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+            ])
             .arg(sql)
             .output()
             .expect("run psql");

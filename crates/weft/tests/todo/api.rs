@@ -56,11 +56,21 @@ fn add_filter_mark_done_delete_and_survive_a_weft_restart() {
     );
 
     // Filters: by list (todos join lists), by tag (join todo_tags, tags), by text, combined.
-    assert_eq!(app.titles("list=home"), ["Call the plumber", "Buy oat milk"]);
+    assert_eq!(
+        app.titles("list=home"),
+        ["Call the plumber", "Buy oat milk"]
+    );
     assert_eq!(app.titles("tag=urgent"), ["Ship the demo", "Buy oat milk"]);
     assert_eq!(app.titles("tag=URGENT"), ["Ship the demo", "Buy oat milk"]);
     assert_eq!(app.titles("list=home&tag=urgent"), ["Buy oat milk"]);
-    assert_eq!(app.titles("q=THE"), ["Read the WASI 0.3 notes", "Call the plumber", "Ship the demo"]);
+    assert_eq!(
+        app.titles("q=THE"),
+        [
+            "Read the WASI 0.3 notes",
+            "Call the plumber",
+            "Ship the demo"
+        ]
+    );
     assert_eq!(app.titles("q=the+demo"), ["Ship the demo"]);
     assert_eq!(app.titles("list=nowhere"), Vec::<String>::new());
 
@@ -76,7 +86,11 @@ fn add_filter_mark_done_delete_and_survive_a_weft_restart() {
     assert_eq!(app.titles("status=done"), ["Ship the demo"]);
     assert_eq!(
         app.titles("status=open"),
-        ["Read the WASI 0.3 notes", "Call the plumber", "Buy oat milk"]
+        [
+            "Read the WASI 0.3 notes",
+            "Call the plumber",
+            "Buy oat milk"
+        ]
     );
     assert_eq!(app.titles("status=open&tag=urgent"), ["Buy oat milk"]);
     let lists = app.json("GET", "/api/lists", None, 200);
@@ -114,14 +128,15 @@ fn add_filter_mark_done_delete_and_survive_a_weft_restart() {
         200,
     );
     assert_eq!(undone["done"], false);
-    app.json("DELETE", &format!("/api/todos/{}", plumber["id"]), None, 204);
+    app.json(
+        "DELETE",
+        &format!("/api/todos/{}", plumber["id"]),
+        None,
+        204,
+    );
     let gone = app.call("DELETE", &format!("/api/todos/{}", plumber["id"]), None);
     assert_eq!(gone.status, 404, "{}", gone.text());
-    let gone = app.call(
-        "PATCH",
-        "/api/todos/999999",
-        Some(&json!({ "done": true })),
-    );
+    let gone = app.call("PATCH", "/api/todos/999999", Some(&json!({ "done": true })));
     assert_eq!(gone.status, 404, "{}", gone.text());
     assert_eq!(app.titles("list=home"), ["Buy oat milk"]);
     assert_eq!(
@@ -133,7 +148,11 @@ fn add_filter_mark_done_delete_and_survive_a_weft_restart() {
     // The page and its assets, with a strict content security policy.
     let page = app.call("GET", "/", None);
     assert_eq!(page.status, 200);
-    assert!(page.text().contains("<table id=\"todos\">"), "{}", page.text());
+    assert!(
+        page.text().contains("<table id=\"todos\">"),
+        "{}",
+        page.text()
+    );
     assert!(
         page.header("content-security-policy")
             .is_some_and(|c| c.contains("script-src 'self'")),
@@ -157,7 +176,10 @@ fn bad_input_gets_a_clear_4xx_and_sql_is_never_injected() {
         let text = r.text();
         let v: serde_json::Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
-        (r.status, v["error"].as_str().unwrap_or_default().to_string())
+        (
+            r.status,
+            v["error"].as_str().unwrap_or_default().to_string(),
+        )
     };
 
     // Oversized and empty titles; the limit is exactly 200 characters (not bytes).
@@ -174,11 +196,7 @@ fn bad_input_gets_a_clear_4xx_and_sql_is_never_injected() {
     );
     let (status, why) = error("POST", "/api/todos", Some(&json!({ "title": "   " })));
     assert_eq!((status, why.as_str()), (400, "title: must not be empty"));
-    let (status, why) = error(
-        "POST",
-        "/api/todos",
-        Some(&json!({ "title": "a\u{0}b" })),
-    );
+    let (status, why) = error("POST", "/api/todos", Some(&json!({ "title": "a\u{0}b" })));
     assert_eq!(
         (status, why.as_str()),
         (400, "title: must not contain control characters")
@@ -188,7 +206,10 @@ fn bad_input_gets_a_clear_4xx_and_sql_is_never_injected() {
         "/api/todos",
         Some(&json!({ "title": "t", "list": "l".repeat(41) })),
     );
-    assert_eq!((status, why.as_str()), (400, "list: 41 characters; at most 40 allowed"));
+    assert_eq!(
+        (status, why.as_str()),
+        (400, "list: 41 characters; at most 40 allowed")
+    );
     let (status, why) = error(
         "POST",
         "/api/todos",
@@ -203,7 +224,10 @@ fn bad_input_gets_a_clear_4xx_and_sql_is_never_injected() {
         "/api/todos",
         Some(&json!({ "title": "t", "tags": ["1","2","3","4","5","6","7","8","9"] })),
     );
-    assert_eq!((status, why.as_str()), (400, "tags: 9 given; at most 8 allowed"));
+    assert_eq!(
+        (status, why.as_str()),
+        (400, "tags: 9 given; at most 8 allowed")
+    );
     // Malformed and unexpected bodies.
     let (status, why) = error(
         "POST",
@@ -220,7 +244,10 @@ fn bad_input_gets_a_clear_4xx_and_sql_is_never_injected() {
         app.up().http,
         "POST",
         "/api/todos",
-        &[("Host", "bad.localhost"), ("Content-Type", "application/json")],
+        &[
+            ("Host", "bad.localhost"),
+            ("Content-Type", "application/json"),
+        ],
         big.as_bytes(),
     );
     assert_eq!(r.status, 413, "{}", r.text());
@@ -228,12 +255,18 @@ fn bad_input_gets_a_clear_4xx_and_sql_is_never_injected() {
         app.up().http,
         "POST",
         "/api/todos",
-        &[("Host", "bad.localhost"), ("Content-Type", "application/x-www-form-urlencoded")],
+        &[
+            ("Host", "bad.localhost"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
         b"title=x",
     );
     assert_eq!(r.status, 415, "{}", r.text());
     let (status, why) = error("PUT", "/api/todos", None);
-    assert_eq!((status, why.as_str()), (405, "use GET or POST on /api/todos"));
+    assert_eq!(
+        (status, why.as_str()),
+        (405, "use GET or POST on /api/todos")
+    );
     let (status, _) = error("GET", "/api/todos/abc", None);
     assert_eq!(status, 404);
 
@@ -242,7 +275,11 @@ fn bad_input_gets_a_clear_4xx_and_sql_is_never_injected() {
     let (status, why) = error("GET", "/api/todos?status=open'%20OR%20'1'='1", None);
     assert_eq!(status, 400);
     assert!(why.starts_with("status \"open' OR '1'='1\""), "{why}");
-    let (status, why) = error("GET", "/api/todos?tag=x'%3B%20DROP%20TABLE%20todos%3B--", None);
+    let (status, why) = error(
+        "GET",
+        "/api/todos?tag=x'%3B%20DROP%20TABLE%20todos%3B--",
+        None,
+    );
     assert_eq!(status, 400);
     assert!(why.contains("must be 1 to 24 of a-z, 0-9 and -"), "{why}");
     let (status, why) = error("GET", "/api/todos?sort=id;DROP", None);
@@ -272,7 +309,12 @@ fn bad_input_gets_a_clear_4xx_and_sql_is_never_injected() {
         "every row is still there"
     );
     // None of that was a database problem.
-    assert_eq!(app.stats()["lastError"], serde_json::Value::Null, "{}", app.stats());
+    assert_eq!(
+        app.stats()["lastError"],
+        serde_json::Value::Null,
+        "{}",
+        app.stats()
+    );
 }
 
 #[test]
@@ -317,7 +359,9 @@ fn the_pool_stays_bounded_under_50_concurrent_requests() {
                         app.call(
                             "POST",
                             "/api/todos",
-                            Some(&json!({ "title": format!("client {c} item {k}"), "list": "load" })),
+                            Some(
+                                &json!({ "title": format!("client {c} item {k}"), "list": "load" }),
+                            ),
                         )
                     } else {
                         app.call("GET", "/api/todos?list=load&status=open", None)
@@ -347,16 +391,28 @@ fn the_pool_stays_bounded_under_50_concurrent_requests() {
         samples.load(Ordering::Relaxed)
     );
     assert!(samples.load(Ordering::Relaxed) >= 3, "too few samples");
-    assert!(peak <= POOL, "{peak} server sessions, more than the pool's {POOL}");
-    assert!(peak >= 2, "the load never needed a second connection (peak {peak})");
-    assert!(stats["max"] == POOL && stats["open"].as_u64().unwrap() <= u64::from(POOL), "{stats}");
+    assert!(
+        peak <= POOL,
+        "{peak} server sessions, more than the pool's {POOL}"
+    );
+    assert!(
+        peak >= 2,
+        "the load never needed a second connection (peak {peak})"
+    );
+    assert!(
+        stats["max"] == POOL && stats["open"].as_u64().unwrap() <= u64::from(POOL),
+        "{stats}"
+    );
     // Connections were reused, not reopened.
     assert!(
         stats["openedTotal"].as_u64().unwrap() <= u64::from(POOL),
         "{stats}"
     );
     assert_eq!(
-        app.pg.psql_in("todo", "SELECT count(*) FROM todos WHERE title LIKE 'client %'"),
+        app.pg.psql_in(
+            "todo",
+            "SELECT count(*) FROM todos WHERE title LIKE 'client %'"
+        ),
         (CLIENTS * EACH / 4).to_string()
     );
 }
@@ -376,7 +432,8 @@ fn the_service_reconnects_after_postgres_restarts() {
     let r = app.call("GET", "/api/todos", None);
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(
-        r.text().contains("database unavailable: connect 127.0.0.1:5432: connection-refused"),
+        r.text()
+            .contains("database unavailable: connect 127.0.0.1:5432: connection-refused"),
         "{}",
         r.text()
     );
@@ -395,7 +452,10 @@ fn the_service_reconnects_after_postgres_restarts() {
     let before = app.stats()["discardedTotal"].as_u64().unwrap();
     assert_eq!(app.titles(""), ["Survive a restart"]);
     let stats = app.stats();
-    assert!(stats["discardedTotal"].as_u64().unwrap() > before, "{stats}");
+    assert!(
+        stats["discardedTotal"].as_u64().unwrap() > before,
+        "{stats}"
+    );
     assert!(
         stats["lastError"]
             .as_str()
@@ -432,8 +492,9 @@ fn the_guest_reaches_the_redirected_port_and_nothing_else() {
         let r = app.call_on(name, "GET", "/api/todos", None);
         assert_eq!(r.status, 503, "{name}: {}", r.text());
         assert!(
-            r.text()
-                .contains(&format!("database unavailable: connect {addr}: access-denied")),
+            r.text().contains(&format!(
+                "database unavailable: connect {addr}: access-denied"
+            )),
             "{name}: {}",
             r.text()
         );

@@ -3,75 +3,13 @@
 //! mark done, filter, delete, the live refresh, a title that looks like HTML, and a
 //! screenshot.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use futures::FutureExt;
-use std::panic::AssertUnwindSafe;
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
-use crate::common::request;
+use crate::chromium::Browser;
 use crate::{App, Variant};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// A running chromedriver on a free loopback port, killed on drop.
-struct Driver {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Driver {
-    #[allow(clippy::zombie_processes)] // waited for in Drop
-    fn start() -> Driver {
-        for tool in [CHROMIUM, CHROMEDRIVER] {
-            assert!(
-                Path::new(tool).is_file(),
-                "{tool} is missing: install Debian's chromium and chromium-driver \
-                 (scripts/test.sh does this)"
-            );
-        }
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .unwrap();
-            let mut child = Command::new(CHROMEDRIVER)
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn chromedriver");
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile: try another
-                }
-                if std::net::TcpStream::connect(addr).is_ok()
-                    && request(addr, "GET", "/status", &[], b"").status == 200
-                {
-                    return Driver { child, addr };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("chromedriver did not start in 5 tries");
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Polls `check` (a JavaScript expression) until it is true, up to `secs` seconds.
 async fn wait_js(c: &Client, what: &str, check: &str, secs: u64) {
@@ -145,32 +83,58 @@ async fn add(c: &Client, title: &str, list: &str, tags: &str) {
     .await;
 }
 
+/// Picks `value` in the list filter's dropdown. The page rebuilds the options when the lists
+/// change (a live refresh can land between finding an option and clicking it): retry then.
+async fn select_list(c: &Client, value: &str) {
+    let mut last = None;
+    for _ in 0..5 {
+        let select = c.find(Locator::Id("filter-list")).await.unwrap();
+        match select.select_by_value(value).await {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not pick {value:?} in the list filter: {last:?}");
+}
+
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn click_in_row(c: &Client, title: &str, css: &str) {
     let done = c
         .execute(
-            &format!("const r = {}; if (!r) return false; r.querySelector({}).click(); return true;", row_js(title), json!(css)),
+            &format!(
+                "const r = {}; if (!r) return false; r.querySelector({}).click(); return true;",
+                row_js(title),
+                json!(css)
+            ),
             vec![],
         )
         .await
         .unwrap();
-    assert_eq!(done, Value::Bool(true), "no row {title:?} to click {css} in");
-}
-
-fn screenshot_paths() -> Vec<PathBuf> {
-    let mut paths = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("todo.png")];
-    if let Some(p) = std::env::var_os("WEFT_TODO_SCREENSHOT") {
-        paths.push(PathBuf::from(p));
-    }
-    paths
+    assert_eq!(
+        done,
+        Value::Bool(true),
+        "no row {title:?} to click {css} in"
+    );
 }
 
 async fn click_through(app: &App, c: &Client, base: &str) {
     c.goto(base).await.unwrap();
-    wait_js(c, "the page loaded", "document.getElementById('updated').textContent.includes('shown')", 20).await;
+    wait_js(
+        c,
+        "the page loaded",
+        "document.getElementById('updated').textContent.includes('shown')",
+        20,
+    )
+    .await;
     assert_eq!(c.title().await.unwrap(), "Todo · Weft");
     assert_eq!(titles(c).await, Vec::<String>::new());
 
@@ -184,15 +148,24 @@ async fn click_through(app: &App, c: &Client, base: &str) {
     add(c, html, "inbox", "").await;
     // A title that looks like HTML is shown as text: no element, no script ran.
     assert_eq!(
-        c.execute("return document.querySelectorAll('#todos tbody img').length;", vec![])
-            .await
-            .unwrap(),
+        c.execute(
+            "return document.querySelectorAll('#todos tbody img').length;",
+            vec![]
+        )
+        .await
+        .unwrap(),
         json!(0)
     );
     assert_eq!(c.title().await.unwrap(), "Todo · Weft");
     // Delete it, with its row's button.
     click_in_row(c, html, "button.delete").await;
-    wait_js(c, "the deleted row is gone", &format!("!{}", row_js(html)), 10).await;
+    wait_js(
+        c,
+        "the deleted row is gone",
+        &format!("!{}", row_js(html)),
+        10,
+    )
+    .await;
     assert_eq!(
         titles(c).await,
         [
@@ -209,7 +182,10 @@ async fn click_through(app: &App, c: &Client, base: &str) {
     wait_js(
         c,
         "the row shows done",
-        &format!("{}?.classList.contains('is-done')", row_js("Ship the Weft demo")),
+        &format!(
+            "{}?.classList.contains('is-done')",
+            row_js("Ship the Weft demo")
+        ),
         10,
     )
     .await;
@@ -217,44 +193,68 @@ async fn click_through(app: &App, c: &Client, base: &str) {
     wait_js(
         c,
         "the second row shows done",
-        &format!("{}?.classList.contains('is-done')", row_js("Call the plumber")),
+        &format!(
+            "{}?.classList.contains('is-done')",
+            row_js("Call the plumber")
+        ),
         10,
     )
     .await;
-    assert_eq!(app.titles("status=done"), ["Ship the Weft demo", "Call the plumber"]);
+    assert_eq!(
+        app.titles("status=done"),
+        ["Ship the Weft demo", "Call the plumber"]
+    );
 
     // Filters: status, list, tag (a chip click), search.
     click(c, ".status button[data-status=open]").await;
     wait_js(
         c,
         "only open todos",
-        &shown_js(&["Read the WASI 0.3 notes", "Review the pool benchmark", "Buy oat milk"]),
+        &shown_js(&[
+            "Read the WASI 0.3 notes",
+            "Review the pool benchmark",
+            "Buy oat milk",
+        ]),
         10,
     )
     .await;
     click(c, ".status button[data-status=done]").await;
-    wait_js(c, "only done todos", &shown_js(&["Ship the Weft demo", "Call the plumber"]), 10).await;
+    wait_js(
+        c,
+        "only done todos",
+        &shown_js(&["Ship the Weft demo", "Call the plumber"]),
+        10,
+    )
+    .await;
     click(c, ".status button[data-status=all]").await;
-    wait_js(c, "the list filter offers `home`", "[...document.querySelectorAll('#filter-list option')].some(o => o.value === 'home')", 10).await;
-    c.find(Locator::Id("filter-list"))
-        .await
-        .unwrap()
-        .select_by_value("home")
-        .await
-        .unwrap();
-    wait_js(c, "only the home list", &shown_js(&["Buy oat milk", "Call the plumber"]), 10).await;
-    c.find(Locator::Id("filter-list"))
-        .await
-        .unwrap()
-        .select_by_value("")
-        .await
-        .unwrap();
+    wait_js(
+        c,
+        "the list filter offers `home`",
+        "[...document.querySelectorAll('#filter-list option')].some(o => o.value === 'home')",
+        10,
+    )
+    .await;
+    select_list(c, "home").await;
+    wait_js(
+        c,
+        "only the home list",
+        &shown_js(&["Buy oat milk", "Call the plumber"]),
+        10,
+    )
+    .await;
+    select_list(c, "").await;
     click_in_row(c, "Buy oat milk", "button.tag").await; // its first tag: #shop
     wait_js(c, "only #shop", &shown_js(&["Buy oat milk"]), 10).await;
     let tag = c.find(Locator::Id("filter-tag")).await.unwrap();
     tag.clear().await.unwrap();
     tag.send_keys("urgent").await.unwrap();
-    wait_js(c, "only #urgent", &shown_js(&["Buy oat milk", "Ship the Weft demo"]), 10).await;
+    wait_js(
+        c,
+        "only #urgent",
+        &shown_js(&["Buy oat milk", "Ship the Weft demo"]),
+        10,
+    )
+    .await;
     tag.clear().await.unwrap();
     // `clear` sends no input event: type and delete a character to refresh.
     tag.send_keys(" ").await.unwrap();
@@ -267,20 +267,46 @@ async fn click_through(app: &App, c: &Client, base: &str) {
     wait_js(
         c,
         "titles with `the`",
-        &shown_js(&["Read the WASI 0.3 notes", "Review the pool benchmark", "Ship the Weft demo", "Call the plumber"]),
+        &shown_js(&[
+            "Read the WASI 0.3 notes",
+            "Review the pool benchmark",
+            "Ship the Weft demo",
+            "Call the plumber",
+        ]),
         10,
     )
     .await;
-    let search = c.find(Locator::Id("filter-search")).await.unwrap();
-    search.clear().await.unwrap();
-    search.send_keys(" ").await.unwrap();
-    wait_js(c, "every todo again", "document.querySelectorAll('#todos tbody tr').length === 5", 10).await;
+    // Empty both text filters the way a user's select-all-and-delete would (`clear` sends no
+    // input event), so the placeholders show again.
+    c.execute(
+        "for (const id of ['filter-tag', 'filter-search']) { const e = document.getElementById(id); \
+         e.value = ''; e.dispatchEvent(new Event('input', { bubbles: true })); }",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_js(
+        c,
+        "every todo again",
+        "document.querySelectorAll('#todos tbody tr').length === 5",
+        10,
+    )
+    .await;
 
     // The table refreshes by itself: a todo added elsewhere shows up within a refresh.
     app.add("Added from another tab", "inbox", &["live"]);
     let t0 = Instant::now();
-    wait_js(c, "the live refresh shows the new todo", &row_js("Added from another tab"), 8).await;
-    println!("the live table picked up a todo added elsewhere after {:.1?}", t0.elapsed());
+    wait_js(
+        c,
+        "the live refresh shows the new todo",
+        &row_js("Added from another tab"),
+        8,
+    )
+    .await;
+    println!(
+        "the live table picked up a todo added elsewhere after {:.1?}",
+        t0.elapsed()
+    );
 
     // The footer shows the pool.
     wait_js(
@@ -298,67 +324,24 @@ fn chromium_adds_marks_done_filters_and_takes_a_screenshot() {
         name: "todo",
         ..Variant::default()
     });
-    let driver = Driver::start();
-    let profile = tempfile::tempdir().unwrap();
     let base = format!("http://todo.localhost:{}/", app.up().http.port());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    format!("--user-data-dir={}", profile.path().display()),
-                    "--window-size=1100,720",
-                    "--hide-scrollbars",
-                    // *.localhost is loopback in Chromium anyway; say so explicitly.
-                    "--host-resolver-rules=MAP *.localhost 127.0.0.1",
-                ]
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = tokio::time::timeout(
-            Duration::from_secs(60),
-            ClientBuilder::new(connector)
-                .capabilities(caps)
-                .connect(&format!("http://{}", driver.addr)),
+        // Dropping the browser (also on a panic) ends chromedriver and Chromium.
+        let browser = Browser::start().await;
+        tokio::time::timeout(
+            Duration::from_secs(180),
+            click_through(&app, &browser.client, &base),
         )
         .await
-        .expect("chromedriver session within 60 s")
-        .expect("chromedriver session");
-        // Close the session (and so Chromium) whatever happens, then report.
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(180),
-            AssertUnwindSafe(click_through(&app, &client, &base)).catch_unwind(),
-        )
-        .await;
-        let shot = match &outcome {
-            Ok(Ok(())) => Some(client.screenshot().await),
-            _ => None,
-        };
-        let _ = client.close().await;
-        match outcome {
-            Err(_) => panic!("the browser test did not finish within 180 s"),
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Ok(Ok(())) => {}
-        }
-        let png = shot.unwrap().expect("screenshot");
-        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-        assert!(png.len() > 20_000, "suspiciously small screenshot: {} bytes", png.len());
-        for path in screenshot_paths() {
-            std::fs::write(&path, &png).unwrap();
-            println!("screenshot: {} ({} bytes)", path.display(), png.len());
-        }
+        .expect("the browser test finishes within 180 s");
+        let path = browser.screenshot("todo.png").await;
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size > 20_000, "suspiciously small screenshot: {size} bytes");
+        println!("screenshot: {} ({size} bytes)", path.display());
+        browser.close().await;
     });
 }

@@ -6,11 +6,14 @@
 //! filled in), and, in `browser.rs`, headless Chromium.
 //!
 //! `cargo test -p weft --test todo` (`-- --nocapture` prints what each test saw). The
-//! browser test writes its screenshot to `$CARGO_TARGET_TMPDIR/todo.png`, and also to
-//! `$WEFT_TODO_SCREENSHOT` when set (how `docs/todo.png` is made).
+//! browser test writes its screenshot to `$CARGO_TARGET_TMPDIR/screenshots/todo.png`, and also
+//! into `$WEFT_SCREENSHOT_DIR` when set (how `docs/todo.png` is made).
 // Test code: a failed unwrap is a test failure with a location (docs/lints.md).
 #![allow(clippy::unwrap_used)]
 
+#[allow(dead_code)] // the dashboard test uses the rest
+#[path = "../common/chromium.rs"]
+mod chromium;
 #[path = "../common/mod.rs"]
 mod common;
 
