@@ -7,7 +7,7 @@
 //!
 //! `cargo test -p weft --test todo` (`-- --nocapture` prints what each test saw). The
 //! browser test writes its screenshot to `$CARGO_TARGET_TMPDIR/screenshots/todo.png`, and also
-//! into `$WEFT_SCREENSHOT_DIR` when set (how `docs/todo.png` is made).
+//! into `$WEFT_SCREENSHOT_DIR` when set (how `docs/screenshots/todo.png` is made).
 // Test code: a failed unwrap is a test failure with a location (docs/lints.md).
 #![allow(clippy::unwrap_used)]
 
