@@ -741,17 +741,15 @@ impl Validator<'_> {
                         Some(hint),
                     );
                 }
-                ("http", "host" | "path" | "internal") if !hi.grants("incoming-handler") => {
-                    self.sink.push(
-                        &kp,
-                        Some(value),
-                        ErrorKind::InvalidValue,
-                        format!(
-                            "`{key}` routes incoming requests, but incoming-handler is not granted"
-                        ),
-                        Some("add `incoming-handler` to `interfaces`, or remove it".into()),
-                    )
-                }
+                ("http", "host" | "path" | "internal") if !hi.grants("incoming-handler") => self.sink.push(
+                    &kp,
+                    Some(value),
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "`{key}` routes incoming requests, but incoming-handler is not granted"
+                    ),
+                    Some("add `incoming-handler` to `interfaces`, or remove it".into()),
+                ),
                 ("messaging", _) if known.namespace == "wasmcloud" => {
                     self.messaging_key(&kp, hi, key, value);
                 }
@@ -776,8 +774,9 @@ impl Validator<'_> {
     /// One `wasmcloud:messaging` config value (docs/messaging.md).
     fn messaging_key(&mut self, kp: &str, hi: &HostInterface, key: &str, value: &str) {
         use weft_policy::messaging::{check_grant_subject, check_queue_group, split_list};
-        let needs =
-            |iface: &str| -> Option<String> { (!hi.grants(iface)).then(|| iface.to_string()) };
+        let needs = |iface: &str| -> Option<String> {
+            (!hi.grants(iface)).then(|| iface.to_string())
+        };
         let missing = match key {
             "subscriptions" | "queueGroup" | "deadLetter" | "maxInFlight" => needs("handler"),
             "publish" => needs("consumer"),
@@ -830,7 +829,9 @@ impl Validator<'_> {
                         Some(value),
                         ErrorKind::InvalidValue,
                         format!("not a valid subject: {e}"),
-                        Some("name one subject without wildcards, e.g. `orders.failed`".into()),
+                        Some(
+                            "name one subject without wildcards, e.g. `orders.failed`".into(),
+                        ),
                     );
                 }
             }
@@ -866,9 +867,7 @@ impl Validator<'_> {
                         kp,
                         Some(value),
                         ErrorKind::OutOfRange,
-                        format!(
-                            "must be a whole number of bytes from 1 to {MAX_MAX_MESSAGE_BYTES}"
-                        ),
+                        format!("must be a whole number of bytes from 1 to {MAX_MAX_MESSAGE_BYTES}"),
                         Some("quote it: \"1048576\" (1 MiB, the default)".into()),
                     );
                 }
