@@ -28,7 +28,7 @@ if ! command -v cargo-deny >/dev/null; then
     cargo install --locked cargo-deny
 fi
 
-step "PostgreSQL for the escape tests (Debian's postgresql, only when missing)"
+step "PostgreSQL for the escape and todo tests (Debian's postgresql, only when missing)"
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
   SUDO=()
   [ "$(id -u)" = 0 ] || SUDO=(sudo)
@@ -37,6 +37,16 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
 fi
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
   { echo "PostgreSQL's initdb is missing after installing postgresql" >&2; exit 1; }
+
+step "Chromium and chromedriver for the page tests (Debian's chromium and chromium-driver, only when missing)"
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] ||
+  { echo "chromium or chromedriver is missing after installing chromium chromium-driver" >&2; exit 1; }
 
 step "iproute2 for the network-namespace tests (Debian's iproute2, only when missing)"
 if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then

@@ -2,6 +2,7 @@
 //! tiny blocking HTTP/1.1 client over loopback.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod up;
 #[allow(unused_imports)]
 pub use up::Up;

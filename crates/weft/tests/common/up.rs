@@ -12,10 +12,13 @@ use super::*;
 pub struct Up {
     pub child: Child,
     pub http: std::net::SocketAddr,
+    /// The admin API's address.
+    pub admin: std::net::SocketAddr,
     pub data_dir: PathBuf,
     /// The lines `weft up` printed up to and including its "Admin API on" line.
     pub banner: Vec<String>,
-    _stderr: mpsc::Receiver<String>,
+    // In a Mutex so that `Up` is `Sync` (tests share it between client threads).
+    _stderr: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Up {
@@ -83,15 +86,20 @@ impl Up {
                     if let Some(rest) = line.strip_prefix("Serving HTTP on http://") {
                         http = Some(rest.trim_end_matches('/').parse().expect("addr"));
                     }
-                    let admin_ready = line.starts_with("Admin API on");
+                    // `Admin API on ADDR (token in FILE)`
+                    let admin = line
+                        .strip_prefix("Admin API on ")
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(|a| a.parse().expect("admin addr"));
                     seen.push(line);
-                    if let (true, Some(http)) = (admin_ready, http) {
+                    if let (Some(admin), Some(http)) = (admin, http) {
                         return Up {
                             child,
                             http,
+                            admin,
                             data_dir: data_dir.to_path_buf(),
                             banner: seen,
-                            _stderr: rx,
+                            _stderr: std::sync::Mutex::new(rx),
                         };
                     }
                 }

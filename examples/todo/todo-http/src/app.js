@@ -93,6 +93,10 @@ async function refreshLists() {
   const lists = await api("GET", "/api/lists");
   const select = $("filter-list");
   const keep = select.value;
+  // Rebuild the options only when they change: a rebuild closes a dropdown the user has open.
+  const sig = JSON.stringify([keep, lists]);
+  if (select.dataset.sig === sig) return;
+  select.dataset.sig = sig;
   select.replaceChildren(el("option", { value: "", textContent: "All lists" }));
   const known = $("known-lists");
   known.replaceChildren();
