@@ -76,11 +76,21 @@ if ! have_wasmtime; then
   fi
 fi
 
+# The full run measures release builds. The short run (CI) uses the dev-profile binaries that
+# `cargo test` has already built (weft's own crates unoptimised, dependencies at opt-level 1),
+# so it adds no build: its ratios are a smoke report, not the published figures.
+profile="${AWFY_PROFILE:-release}"
+[ "$short" = 1 ] && profile="${AWFY_PROFILE:-debug}"
 if [ -z "${WEFT:-}" ] || [ -z "${NATIVE:-}" ]; then
-  cargo build --release --locked -p weft -p native-hello >&2
+  if [ "$profile" = release ]; then
+    cargo build --release --locked -p weft -p native-hello >&2
+  else
+    cargo build --locked -p weft -p native-hello >&2
+  fi
 fi
-weft="${WEFT:-$CARGO_TARGET_DIR/release/weft}"
-native="${NATIVE:-$CARGO_TARGET_DIR/release/native-hello}"
+weft="${WEFT:-$CARGO_TARGET_DIR/$profile/weft}"
+native="${NATIVE:-$CARGO_TARGET_DIR/$profile/native-hello}"
+[ "$profile" = release ] || loud "weft and native-hello are $profile builds: the ratios below are a smoke report, not the published figures (bash benches/awfy.sh measures release builds)"
 
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
@@ -202,7 +212,7 @@ PY
 hello="$guests/http-hello.wasm"
 for i in $(seq 1 "$COLD_RUNS"); do
   rm -rf "$tmp/cold-cache"
-  echo "cold weft_empty_cache $i $(WEFT_CACHE_DIR="$tmp/cold-cache" python3 "$tmp/first.py" "$tmp/cold.log" "$weft" serve --addr 127.0.0.1:0 "$hello")" | tee -a "$results" >&2
+  echo "cold weft $i $(WEFT_CACHE_DIR="$tmp/cold-cache" python3 "$tmp/first.py" "$tmp/cold.log" "$weft" serve --addr 127.0.0.1:0 "$hello")" | tee -a "$results" >&2
   echo "cold weft_cached $i $(WEFT_CACHE_DIR="$tmp/cold-cache" python3 "$tmp/first.py" "$tmp/cold.log" "$weft" serve --addr 127.0.0.1:0 "$hello")" | tee -a "$results" >&2
   if [ -n "$wasmtime" ]; then
     echo "cold wasmtime $i $(python3 "$tmp/first.py" "$tmp/cold.log" "$wasmtime" serve --addr 127.0.0.1:0 "$hello")" | tee -a "$results" >&2
@@ -228,5 +238,5 @@ wasmtime_version=""
 python3 benches/awfy_record.py \
   --results "$results" --history "$history" --record "$record" --short "$short" \
   --rounds "$ROUNDS" --duration "$DURATION" --connections "$CONNECTIONS" --threads "$THREADS" \
-  --cold-runs "$COLD_RUNS" --wasmtime-version "$wasmtime_version" \
+  --cold-runs "$COLD_RUNS" --wasmtime-version "$wasmtime_version" --profile "$profile" \
   --loadavg-start "$loadavg_start" --loadavg-end "$loadavg_end" --note "${AWFY_NOTE:-}"
