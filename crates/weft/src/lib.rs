@@ -501,7 +501,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
         };
         let manifest = inspect::load_one(&file)?;
         let rt = runtime()?;
-        let result = rt.block_on(weft_runtime::link::invoke_workload(
+        let result = rt.block_on(weft_runtime::invoke::invoke_workload(
             &engine,
             cache.as_ref(),
             &manifest,
