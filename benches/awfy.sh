@@ -12,7 +12,7 @@
 #
 # Figures (docs/observability.md, "Are we fast yet", has the record format):
 #   - P2 hello (`http-hello.wasm`) and P3 hello with instance reuse (`p3-service.wasm`):
-#     req/s and p99 of `weft serve`, `wasmtime serve` 48.0.8 and a native hyper hello
+#     req/s and p99 of `weft serve`, `wasmtime serve` 48.0.10 and a native hyper hello
 #     (benches/native-hello), wrk on 127.0.0.1, servers alternating round by round;
 #   - RSS (VmHWM) of each server after the P2 load;
 #   - cold start: process start until the first 200 response, for weft with an empty compile
@@ -28,7 +28,8 @@ repo=$(pwd)
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/weft"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache_root/target}"
 guests="${WEFT_GUESTS_DIR:-$cache_root/guests}"
-wasmtime_root="$cache_root/wasmtime-cli"
+wasmtime_version="${WASMTIME_VERSION:-48.0.10}"
+wasmtime_root="${WASMTIME_ROOT:-$cache_root/wasmtime}"
 short="${AWFY_SHORT:-0}"
 if [ "$short" = 1 ]; then
   ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-3}" WARMUP="${WARMUP:-1}" COLD_RUNS="${COLD_RUNS:-3}"
@@ -55,10 +56,10 @@ if ! bash tests/fixtures/build-guests.sh "$guests" >&2; then
   fi
 fi
 
-# wasmtime-cli 48.0.8, installed once into $wasmtime_root (shared with benches/load.sh). Another
-# process may be installing it right now: wait for that rather than race it.
+# wasmtime-cli $wasmtime_version (the wasmtime release weft itself is built on), installed once
+# into $wasmtime_root. Another process may be installing it right now: wait rather than race it.
 wasmtime="$wasmtime_root/bin/wasmtime"
-have_wasmtime() { "$wasmtime" --version 2>/dev/null | grep -q "48.0.8"; }
+have_wasmtime() { "$wasmtime" --version 2>/dev/null | grep -qF "$wasmtime_version"; }
 if ! have_wasmtime; then
   for _ in $(seq 1 120); do
     pgrep -f "cargo install wasmtime-cli.*--root $wasmtime_root" >/dev/null || break
@@ -68,11 +69,11 @@ if ! have_wasmtime; then
 fi
 if ! have_wasmtime; then
   if [ "$short" = 1 ] && [ "${AWFY_INSTALL_WASMTIME:-0}" != 1 ]; then
-    loud "wasmtime-cli 48.0.8 is not installed in $wasmtime_root: the short run compares weft with native only (the full run, or AWFY_INSTALL_WASMTIME=1, installs it: several minutes)"
+    loud "wasmtime-cli $wasmtime_version is not installed in $wasmtime_root: the short run compares weft with native only (the full run, or AWFY_INSTALL_WASMTIME=1, installs it: several minutes)"
     wasmtime=""
   else
-    say "installing wasmtime-cli 48.0.8 into $wasmtime_root (one-off, several minutes)"
-    cargo install wasmtime-cli --version 48.0.8 --locked --root "$wasmtime_root" >&2
+    say "installing wasmtime-cli $wasmtime_version into $wasmtime_root (one-off, several minutes)"
+    cargo install wasmtime-cli --version "$wasmtime_version" --locked --root "$wasmtime_root" >&2
   fi
 fi
 

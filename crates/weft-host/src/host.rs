@@ -469,7 +469,7 @@ impl Host {
                 );
                 request
                     .extensions_mut()
-                    .insert(crate::trace::RequestTrace(cx.clone()));
+                    .insert(crate::trace::HandleTracer::for_request(&cx));
                 cx
             });
             (ingress, handle)

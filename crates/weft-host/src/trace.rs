@@ -90,10 +90,71 @@ impl Tracing {
     }
 }
 
-/// The trace context of the span a request is handled under, put into the request's
-/// extensions for the layers below (outgoing HTTP, keyvalue).
-#[derive(Clone, Debug)]
-pub struct RequestTrace(pub Context);
+/// The spans of the outgoing requests a guest makes while handling one ingress request: children
+/// of that request's `workload.handle` span. The runtime gets it through the request's
+/// extensions ([`weft_runtime::outbound::RequestTracer`]).
+pub struct HandleTracer(pub Context);
+
+impl HandleTracer {
+    /// The extension to put into the ingress request handed to the workload.
+    pub fn for_request(cx: &Context) -> weft_runtime::outbound::RequestTracer {
+        weft_runtime::outbound::RequestTracer(std::sync::Arc::new(HandleTracer(cx.clone())))
+    }
+}
+
+impl weft_runtime::outbound::OutgoingTracer for HandleTracer {
+    fn start(
+        &self,
+        request: &mut http::Request<weft_runtime::WasiBody>,
+    ) -> Box<dyn weft_runtime::outbound::OutgoingSpan> {
+        let tracer = global::tracer(TRACER);
+        let uri = request.uri();
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", request.method().as_str().to_string()),
+            KeyValue::new("server.address", uri.host().unwrap_or("").to_string()),
+            // Scheme, authority and path; the query is left out (it may carry secrets).
+            KeyValue::new(
+                "url.full",
+                format!(
+                    "{}://{}{}",
+                    uri.scheme_str().unwrap_or("https"),
+                    uri.authority().map(|a| a.as_str()).unwrap_or(""),
+                    uri.path()
+                ),
+            ),
+        ];
+        if let Some(port) = uri.port_u16() {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+        let span = tracer
+            .span_builder("http.client")
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(&tracer, &self.0);
+        let cx = self.0.with_span(span);
+        // The guest's own trace headers are replaced: the next hop's parent is this span.
+        request.headers_mut().remove("traceparent");
+        request.headers_mut().remove("tracestate");
+        inject(&cx, request.headers_mut());
+        Box::new(ClientSpan(cx))
+    }
+}
+
+struct ClientSpan(Context);
+
+impl weft_runtime::outbound::OutgoingSpan for ClientSpan {
+    fn end(self: Box<Self>, outcome: Result<u16, String>) {
+        match outcome {
+            Ok(status) => end_with_status(&self.0, status),
+            Err(code) => {
+                let span = self.0.span();
+                span.set_attribute(KeyValue::new("error.type", code.clone()));
+                span.set_status(Status::error(code));
+                span.end();
+            }
+        }
+    }
+}
 
 /// The `ingress` server span of one request: its parent comes from the request's
 /// `traceparent`/`tracestate` headers, if any.

@@ -31,9 +31,10 @@ struct Receiver {
     errors: Arc<Mutex<Vec<String>>>,
 }
 
-fn read_request(
-    stream: &mut TcpStream,
-) -> Result<(String, Vec<(String, String)>, Vec<u8>), String> {
+/// A request line, its headers (names lowercased) and its body.
+type RawRequest = (String, Vec<(String, String)>, Vec<u8>);
+
+fn read_request(stream: &mut TcpStream) -> Result<RawRequest, String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -171,6 +172,43 @@ fn attr(span: &Span, key: &str) -> Option<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An upstream on loopback that records each request's `traceparent` header (or "" when absent)
+/// and answers 200; serves up to `n` connections.
+fn recording_upstream(n: usize) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for _ in 0..n {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).into_owned();
+            let traceparent = head
+                .split("\r\n")
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("traceparent"))
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_default();
+            s.lock().unwrap().push(traceparent);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\nconnection: close\r\n\r\nupstream says hi\n",
+            );
+        }
+    });
+    (addr, seen)
 }
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -314,4 +352,95 @@ fn a_bad_otlp_endpoint_is_refused_naming_the_flag() {
         assert!(err.contains("--otlp-endpoint"), "{err}");
         assert!(err.contains("http://"), "{err}");
     }
+}
+
+#[test]
+fn outgoing_requests_get_a_client_span_and_carry_its_traceparent() {
+    let receiver = Receiver::start();
+    let (upstream, seen) = recording_upstream(2);
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(
+        &dir.path().join("data"),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+        &["--otlp-endpoint", &format!("http://{}", receiver.addr)],
+    );
+    let manifest = write(
+        dir.path(),
+        "fetcher",
+        &format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: fetcher\nspec:\n  components:\n    - name: app\n      image: {}\n      localResources:\n        allowedHosts: [ \"http://{upstream}\" ]\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: fetcher.localhost, path: / }} }}\n",
+            guest("http-hello.wasm").display()
+        ),
+    );
+    up.deploy_ok(&manifest);
+
+    // With the caller's traceparent: ingress -> workload.handle -> http.client, one trace, and
+    // the upstream gets a traceparent naming the client span.
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let path = format!("/fetch?url=http://{upstream}/data?secret=1");
+    let r = request(
+        up.http,
+        "GET",
+        &path,
+        &[("Host", "fetcher.localhost"), ("traceparent", &traceparent)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("upstream says hi"), "{}", r.text());
+    let spans = receiver.wait_for("an http.client span", |s| {
+        s.iter().any(|r| r.span.name == "http.client")
+            && s.iter().any(|r| r.span.name == "workload.handle")
+            && s.iter().any(|r| r.span.name == "ingress")
+    });
+    let ingress = spans
+        .iter()
+        .map(|r| &r.span)
+        .find(|s| s.name == "ingress" && hex(&s.trace_id) == TRACE_ID)
+        .expect("the ingress span in the caller's trace");
+    assert_eq!(hex(&ingress.parent_span_id), CALLER_SPAN);
+    let handle = spans
+        .iter()
+        .map(|r| &r.span)
+        .find(|s| s.name == "workload.handle" && s.parent_span_id == ingress.span_id)
+        .expect("workload.handle under ingress");
+    let client = spans
+        .iter()
+        .map(|r| &r.span)
+        .find(|s| s.name == "http.client")
+        .unwrap();
+    assert_eq!(
+        hex(&client.trace_id),
+        TRACE_ID,
+        "the client span is in the caller's trace"
+    );
+    assert_eq!(
+        client.parent_span_id, handle.span_id,
+        "the client span's parent is workload.handle"
+    );
+    assert_eq!(client.kind, 3, "SPAN_KIND_CLIENT");
+    assert_eq!(attr(client, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(
+        attr(client, "url.full"),
+        Some(format!("http://{upstream}/data")),
+        "scheme, authority and path, no query"
+    );
+    assert_eq!(
+        attr(client, "server.port"),
+        Some(upstream.port().to_string())
+    );
+    assert_eq!(
+        attr(client, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert!(client.start_time_unix_nano >= handle.start_time_unix_nano);
+    assert!(client.end_time_unix_nano <= handle.end_time_unix_nano);
+
+    // What the upstream received: the caller's trace, the client span as parent, sampled.
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![format!("00-{TRACE_ID}-{}-01", hex(&client.span_id))],
+        "the upstream's traceparent"
+    );
+    up.stop();
 }
