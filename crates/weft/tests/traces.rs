@@ -358,6 +358,11 @@ fn a_bad_otlp_endpoint_is_refused_naming_the_flag() {
 fn outgoing_requests_get_a_client_span_and_carry_its_traceparent() {
     let receiver = Receiver::start();
     let (upstream, seen) = recording_upstream(2);
+    // An allowed address nothing listens on (bound, then closed): the connection is refused.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start_with(
         &dir.path().join("data"),
@@ -368,7 +373,7 @@ fn outgoing_requests_get_a_client_span_and_carry_its_traceparent() {
         dir.path(),
         "fetcher",
         &format!(
-            "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: fetcher\nspec:\n  components:\n    - name: app\n      image: {}\n      localResources:\n        allowedHosts: [ \"http://{upstream}\" ]\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: fetcher.localhost, path: / }} }}\n",
+            "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: fetcher\nspec:\n  components:\n    - name: app\n      image: {}\n      localResources:\n        allowedHosts: [ \"http://{upstream}\", \"http://{closed}\" ]\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: fetcher.localhost, path: / }} }}\n",
             guest("http-hello.wasm").display()
         ),
     );
@@ -387,8 +392,10 @@ fn outgoing_requests_get_a_client_span_and_carry_its_traceparent() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("upstream says hi"), "{}", r.text());
-    let spans = receiver.wait_for("an http.client span", |s| {
-        s.iter().any(|r| r.span.name == "http.client")
+    let r = up.get("fetcher.localhost", &format!("/fetch?url=http://{closed}/"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    let spans = receiver.wait_for("two http.client spans", |s| {
+        s.iter().filter(|r| r.span.name == "http.client").count() >= 2
             && s.iter().any(|r| r.span.name == "workload.handle")
             && s.iter().any(|r| r.span.name == "ingress")
     });
@@ -406,8 +413,8 @@ fn outgoing_requests_get_a_client_span_and_carry_its_traceparent() {
     let client = spans
         .iter()
         .map(|r| &r.span)
-        .find(|s| s.name == "http.client")
-        .unwrap();
+        .find(|s| s.name == "http.client" && hex(&s.trace_id) == TRACE_ID)
+        .expect("the client span in the caller's trace");
     assert_eq!(
         hex(&client.trace_id),
         TRACE_ID,
@@ -434,6 +441,29 @@ fn outgoing_requests_get_a_client_span_and_carry_its_traceparent() {
     );
     assert!(client.start_time_unix_nano >= handle.start_time_unix_nano);
     assert!(client.end_time_unix_nano <= handle.end_time_unix_nano);
+
+    // The refused connection: an error span naming the wasi:http error code, no status code.
+    let refused = spans
+        .iter()
+        .map(|r| &r.span)
+        .find(|s| s.name == "http.client" && hex(&s.trace_id) != TRACE_ID)
+        .expect("the refused request's client span");
+    assert_eq!(
+        attr(refused, "error.type").as_deref(),
+        Some("ConnectionRefused")
+    );
+    assert_eq!(attr(refused, "http.response.status_code"), None);
+    assert_eq!(
+        refused.status.as_ref().map(|s| s.code),
+        Some(2),
+        "STATUS_CODE_ERROR"
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|r| r.span.name == "workload.handle" && r.span.span_id == refused.parent_span_id),
+        "the refused request's client span hangs under its workload.handle span"
+    );
 
     // What the upstream received: the caller's trace, the client span as parent, sampled.
     let got = seen.lock().unwrap().clone();
