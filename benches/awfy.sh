@@ -12,7 +12,7 @@
 #
 # Figures (docs/observability.md, "Are we fast yet", has the record format):
 #   - P2 hello (`http-hello.wasm`) and P3 hello with instance reuse (`p3-service.wasm`):
-#     req/s and p99 of `weft serve`, `wasmtime serve` 48.0.8 and a native hyper hello
+#     req/s and p99 of `weft serve`, `wasmtime serve` 48.0.10 and a native hyper hello
 #     (benches/native-hello), wrk on 127.0.0.1, servers alternating round by round;
 #   - RSS (VmHWM) of each server after the P2 load;
 #   - cold start: process start until the first 200 response, for weft with an empty compile
@@ -28,7 +28,8 @@ repo=$(pwd)
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/weft"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache_root/target}"
 guests="${WEFT_GUESTS_DIR:-$cache_root/guests}"
-wasmtime_root="$cache_root/wasmtime-cli"
+wasmtime_version="${WASMTIME_VERSION:-48.0.10}"
+wasmtime_root="${WASMTIME_ROOT:-$cache_root/wasmtime}"
 short="${AWFY_SHORT:-0}"
 if [ "$short" = 1 ]; then
   ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-3}" WARMUP="${WARMUP:-1}" COLD_RUNS="${COLD_RUNS:-3}"
@@ -55,10 +56,10 @@ if ! bash tests/fixtures/build-guests.sh "$guests" >&2; then
   fi
 fi
 
-# wasmtime-cli 48.0.8, installed once into $wasmtime_root (shared with benches/load.sh). Another
-# process may be installing it right now: wait for that rather than race it.
+# wasmtime-cli $wasmtime_version (the wasmtime release weft itself is built on), installed once
+# into $wasmtime_root. Another process may be installing it right now: wait rather than race it.
 wasmtime="$wasmtime_root/bin/wasmtime"
-have_wasmtime() { "$wasmtime" --version 2>/dev/null | grep -q "48.0.8"; }
+have_wasmtime() { "$wasmtime" --version 2>/dev/null | grep -qF "$wasmtime_version"; }
 if ! have_wasmtime; then
   for _ in $(seq 1 120); do
     pgrep -f "cargo install wasmtime-cli.*--root $wasmtime_root" >/dev/null || break
@@ -68,19 +69,29 @@ if ! have_wasmtime; then
 fi
 if ! have_wasmtime; then
   if [ "$short" = 1 ] && [ "${AWFY_INSTALL_WASMTIME:-0}" != 1 ]; then
-    loud "wasmtime-cli 48.0.8 is not installed in $wasmtime_root: the short run compares weft with native only (the full run, or AWFY_INSTALL_WASMTIME=1, installs it: several minutes)"
+    loud "wasmtime-cli $wasmtime_version is not installed in $wasmtime_root: the short run compares weft with native only (the full run, or AWFY_INSTALL_WASMTIME=1, installs it: several minutes)"
     wasmtime=""
   else
-    say "installing wasmtime-cli 48.0.8 into $wasmtime_root (one-off, several minutes)"
-    cargo install wasmtime-cli --version 48.0.8 --locked --root "$wasmtime_root" >&2
+    say "installing wasmtime-cli $wasmtime_version into $wasmtime_root (one-off, several minutes)"
+    cargo install wasmtime-cli --version "$wasmtime_version" --locked --root "$wasmtime_root" >&2
   fi
 fi
 
+# The full run measures release builds. The short run (CI) uses the dev-profile binaries that
+# `cargo test` has already built (weft's own crates unoptimised, dependencies at opt-level 1),
+# so it adds no build: its ratios are a smoke report, not the published figures.
+profile="${AWFY_PROFILE:-release}"
+[ "$short" = 1 ] && profile="${AWFY_PROFILE:-debug}"
 if [ -z "${WEFT:-}" ] || [ -z "${NATIVE:-}" ]; then
-  cargo build --release --locked -p weft -p native-hello >&2
+  if [ "$profile" = release ]; then
+    cargo build --release --locked -p weft -p native-hello >&2
+  else
+    cargo build --locked -p weft -p native-hello >&2
+  fi
 fi
-weft="${WEFT:-$CARGO_TARGET_DIR/release/weft}"
-native="${NATIVE:-$CARGO_TARGET_DIR/release/native-hello}"
+weft="${WEFT:-$CARGO_TARGET_DIR/$profile/weft}"
+native="${NATIVE:-$CARGO_TARGET_DIR/$profile/native-hello}"
+[ "$profile" = release ] || loud "weft and native-hello are $profile builds: the ratios below are a smoke report, not the published figures (bash benches/awfy.sh measures release builds)"
 
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
@@ -202,7 +213,7 @@ PY
 hello="$guests/http-hello.wasm"
 for i in $(seq 1 "$COLD_RUNS"); do
   rm -rf "$tmp/cold-cache"
-  echo "cold weft_empty_cache $i $(WEFT_CACHE_DIR="$tmp/cold-cache" python3 "$tmp/first.py" "$tmp/cold.log" "$weft" serve --addr 127.0.0.1:0 "$hello")" | tee -a "$results" >&2
+  echo "cold weft $i $(WEFT_CACHE_DIR="$tmp/cold-cache" python3 "$tmp/first.py" "$tmp/cold.log" "$weft" serve --addr 127.0.0.1:0 "$hello")" | tee -a "$results" >&2
   echo "cold weft_cached $i $(WEFT_CACHE_DIR="$tmp/cold-cache" python3 "$tmp/first.py" "$tmp/cold.log" "$weft" serve --addr 127.0.0.1:0 "$hello")" | tee -a "$results" >&2
   if [ -n "$wasmtime" ]; then
     echo "cold wasmtime $i $(python3 "$tmp/first.py" "$tmp/cold.log" "$wasmtime" serve --addr 127.0.0.1:0 "$hello")" | tee -a "$results" >&2
@@ -228,5 +239,5 @@ wasmtime_version=""
 python3 benches/awfy_record.py \
   --results "$results" --history "$history" --record "$record" --short "$short" \
   --rounds "$ROUNDS" --duration "$DURATION" --connections "$CONNECTIONS" --threads "$THREADS" \
-  --cold-runs "$COLD_RUNS" --wasmtime-version "$wasmtime_version" \
+  --cold-runs "$COLD_RUNS" --wasmtime-version "$wasmtime_version" --profile "$profile" \
   --loadavg-start "$loadavg_start" --loadavg-end "$loadavg_end" --note "${AWFY_NOTE:-}"

@@ -112,7 +112,8 @@ def build(args):
     figures["rss_mib"] = figure("Peak RSS after the P2 load", "MiB", "lower",
                                 {s: med("p2", s, 4) for s in systems})
     figures["cold_start_ms"] = figure(
-        "Cold start: process start to first 200 (P2 hello)", "ms", "lower",
+        "Cold start: process start to first 200 (P2 hello; weft: empty compile cache, "
+        "weft cached: warm; wasmtime compiles at every start)", "ms", "lower",
         {k: statistics.median(v) for k, v in cold.items()})
     if call:
         figures["call_ns"] = figure("One call across components (criterion, callee add)", "ns",
@@ -120,8 +121,8 @@ def build(args):
     figures = {k: f for k, f in figures.items() if f["values"]}
 
     pairs = {
-        "cold_start_ms": [("weft_empty_cache", "wasmtime"), ("weft_cached", "wasmtime"),
-                          ("weft_cached", "weft_empty_cache")],
+        "cold_start_ms": [("weft", "wasmtime"), ("weft_cached", "wasmtime"),
+                          ("weft_cached", "weft")],
         "call_ns": [("composed", "linked"), ("composed", "single")],
     }
     ratios = {}
@@ -139,7 +140,7 @@ def build(args):
         "dirty": dirty,
         "short": args.short == "1",
         "machine": machine(args.loadavg_start, args.loadavg_end),
-        "settings": {"rounds": int(args.rounds), "duration_s": float(args.duration),
+        "settings": {"profile": args.profile, "rounds": int(args.rounds), "duration_s": float(args.duration),
                      "connections": int(args.connections), "wrk_threads": int(args.threads),
                      "cold_runs": int(args.cold_runs)},
         "peers": {"wasmtime": args.wasmtime_version or None, "native": "hyper 1 (benches/native-hello)"},
@@ -155,8 +156,9 @@ def print_report(rec):
     print(f"\nAre we fast yet: commit {rec['commit']}{' (dirty)' if rec['dirty'] else ''}, "
           f"{rec['date']}, {m['cores']} cores, load {m['loadavg_start']} -> {m['loadavg_end']}"
           f"{', shared machine' if m['shared'] else ''}"
-          f"{', SHORT run (1 round; a smoke report, not a measurement)' if rec['short'] else ''}\n")
-    print("| figure | unit | " + " | ".join(["value"] * 1) + " |")
+          f"{', SHORT run (1 round; a smoke report, not a measurement)' if rec['short'] else ''}"
+          f", {rec['settings']['profile']} build\n")
+    print("| figure | unit | values |")
     print("|---|---|---|")
     for f in rec["figures"].values():
         vals = ", ".join(f"{k} {v:g}" for k, v in f["values"].items())
@@ -182,7 +184,7 @@ def regenerate_js(history):
         f.write("// A script, not JSON, so that index.html works from a file:// URL.\n")
         f.write("window.AWFY_HISTORY = [\n")
         for r in records:
-            f.write(json.dumps(r, sort_keys=True) + ",\n")
+            f.write(json.dumps(r) + ",\n")
         f.write("];\n")
     os.replace(out + ".tmp", out)
     return out
@@ -203,6 +205,7 @@ def main():
     p.add_argument("--loadavg-start", default="")
     p.add_argument("--loadavg-end", default="")
     p.add_argument("--note", default="")
+    p.add_argument("--profile", default="release")
     p.add_argument("--regenerate-js", action="store_true")
     args = p.parse_args()
     if args.regenerate_js:
@@ -210,11 +213,22 @@ def main():
         return
     rec = build(args)
     print_report(rec)
+    if rec["short"] and os.path.exists(args.history):
+        full = [json.loads(l) for l in open(args.history) if l.strip()]
+        full = [r for r in full if not r.get("short")]
+        if full:
+            last = full[-1]
+            print(f"The latest recorded run ({args.history}: {last['date']}, commit {last['commit']}, "
+                  f"{last['settings'].get('rounds')} rounds of {last['settings'].get('duration_s')} s):\n")
+            print("| ratio (above 1: the first is ahead) | |\n|---|---:|")
+            for k, v in last["ratios"].items():
+                print(f"| {k} | {v:.2f}x |")
+            print()
     if args.record == "1":
-        if rec["short"]:
-            sys.exit("awfy: a short run is not recorded (its single rounds are a smoke report)")
+        if rec["short"] or args.profile != "release":
+            sys.exit("awfy: only full runs of release builds are recorded (a short run is a smoke report)")
         with open(args.history, "a") as f:
-            f.write(json.dumps(rec, sort_keys=True) + "\n")
+            f.write(json.dumps(rec) + "\n")
         print(f"appended to {args.history}; regenerated {regenerate_js(args.history)}")
 
 

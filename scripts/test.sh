@@ -5,7 +5,8 @@
 # Steps, cheapest first so a formatting or license slip fails in seconds:
 #   fmt --check (workspace and fuzz/), cargo deny (licenses, bans, sources; advisories only when
 #   an advisory DB is available), clippy with warnings and workspace lints denied, rustdoc with
-#   warnings denied, cargo test, and a fuzz smoke run of every fuzz target (scripts/fuzz.sh).
+#   warnings denied, cargo test, a short "are we fast yet" report (benches/awfy.sh), and a fuzz
+#   smoke run of every fuzz target (scripts/fuzz.sh).
 #
 # Knobs: WEFT_FUZZ_SECONDS (per fuzz target, default 20; 0 skips the smoke run and says so),
 # WEFT_CHECK_ADVISORIES=1 (fetch the RustSec DB and check advisories; needs network).
@@ -56,6 +57,17 @@ if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux
 fi
 
+# Self-contained and idempotent (other page tests rely on the same two packages).
+step "Chromium and chromedriver for the page tests (Debian's chromium, chromium-driver; only when missing)"
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] ||
+  { echo "chromium or chromedriver is missing after installing them" >&2; exit 1; }
+
 step "guest fixtures (Rust guests via Debian's rustc-web; cached by source hash)"
 bash tests/fixtures/build-guests.sh "$WEFT_GUESTS_DIR"
 
@@ -80,6 +92,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast
+
+step "are we fast yet, short (benches/awfy.sh: one short round each, ratios printed; a report, nothing asserted or recorded)"
+AWFY_SHORT=1 bash benches/awfy.sh
 
 fuzz_seconds="${WEFT_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" = 0 ]; then

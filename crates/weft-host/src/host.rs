@@ -452,9 +452,35 @@ impl Host {
                 .and_then(|e| Some((e.current.clone()?, e.stats.clone())));
             (workload, state.routes.clone())
         };
+        // Spans only when an OTLP endpoint is configured (docs/observability.md).
+        let mut request = request;
+        let trace = crate::trace::enabled().then(|| {
+            let ingress = crate::trace::ingress_span(&request, host.as_deref());
+            let handle = workload.as_ref().map(|(w, _)| {
+                use opentelemetry::trace::TraceContextExt;
+                ingress.span().set_attribute(opentelemetry::KeyValue::new(
+                    "weft.workload",
+                    w.name().to_string(),
+                ));
+                let cx = crate::trace::child_span(
+                    &ingress,
+                    "workload.handle",
+                    opentelemetry::trace::SpanKind::Internal,
+                );
+                request
+                    .extensions_mut()
+                    .insert(crate::trace::HandleTracer::for_request(&cx));
+                cx
+            });
+            (ingress, handle)
+        });
         let Some((workload, stats)) = workload else {
             self.stats.unrouted.inc();
-            return not_found(host.as_deref(), &path, &routes);
+            let response = not_found(host.as_deref(), &path, &routes);
+            if let Some((ingress, _)) = trace {
+                crate::trace::end_with_status(&ingress, response.status().as_u16());
+            }
+            return response;
         };
         let response = {
             let _in_flight = stats.in_flight.track();
@@ -466,8 +492,15 @@ impl Host {
                 }
             }
         };
-        stats.requests.inc(response.status().as_u16());
+        let status = response.status().as_u16();
+        stats.requests.inc(status);
         stats.latency.observe(start.elapsed());
+        if let Some((ingress, handle)) = trace {
+            if let Some(handle) = handle {
+                crate::trace::end_with_status(&handle, status);
+            }
+            crate::trace::end_with_status(&ingress, status);
+        }
         response
     }
 }

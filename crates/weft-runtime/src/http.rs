@@ -260,9 +260,14 @@ impl HttpService {
         let request = limit_request(request, state.options.max_request_body)?;
         let max_response = state.options.max_response_body;
         let pace = state.options.response_pace.clone();
+        let mut request = request;
+        let tracer = request
+            .extensions_mut()
+            .remove::<crate::outbound::RequestTracer>()
+            .map(|t| t.0);
         let result = self
             .handler
-            .handle((), request)
+            .handle(tracer, request)
             .await
             .map(|response| limit_response(response, max_response, pace));
         drop(permit);
@@ -394,7 +399,8 @@ pub struct Worker {
 
 impl WorkerState for Worker {
     type StoreData = HostState;
-    type RequestData = ();
+    /// The ingress request's tracer, for the spans of its outgoing requests.
+    type RequestData = Option<Arc<dyn crate::outbound::OutgoingTracer>>;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         if total >= self.reuse {
@@ -408,10 +414,11 @@ impl WorkerState for Worker {
 
     fn on_request_start(
         &self,
-        _store: StoreContextMut<'_, HostState>,
-        _data: (),
+        mut store: StoreContextMut<'_, HostState>,
+        tracer: Self::RequestData,
         _task: GuestTaskId,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        store.data_mut().hooks.tracer = tracer;
         tracing::trace!(instance = self.instance_id, "request accepted");
         if self.request_timeout == Duration::MAX {
             Box::pin(std::future::pending())

@@ -288,15 +288,38 @@ impl Connector {
 #[derive(Clone)]
 pub struct OutgoingHttp {
     pub outbound: Arc<Outbound>,
+    /// The tracer of the request this store handles now (set when the request starts; with
+    /// concurrent reuse, the most recently started one), if traces are exported.
+    pub tracer: Option<Arc<dyn OutgoingTracer>>,
 }
 
 impl OutgoingHttp {
     pub fn new(allowed: AllowedHosts) -> Self {
         OutgoingHttp {
             outbound: Arc::new(Outbound::new(Arc::new(allowed))),
+            tracer: None,
         }
     }
 }
+
+/// Traces the outgoing requests made while handling one ingress request: the host implements it
+/// (weft-host's `trace`, over OpenTelemetry), so this crate stays free of any tracing backend.
+pub trait OutgoingTracer: Send + Sync {
+    /// Starts the client span of `request` and writes its trace-context headers
+    /// (`traceparent`) into it, replacing any the guest set.
+    fn start(&self, request: &mut http::Request<WasiBody>) -> Box<dyn OutgoingSpan>;
+}
+
+/// One outgoing request's span, ended with the response status or the wasi:http error code
+/// the guest gets (its name, e.g. `ConnectionRefused`).
+pub trait OutgoingSpan: Send {
+    fn end(self: Box<Self>, outcome: Result<u16, String>);
+}
+
+/// Carries an ingress request's [`OutgoingTracer`] in the request's extensions to the store
+/// that handles it (`http::HttpService::handle` takes it out).
+#[derive(Clone)]
+pub struct RequestTracer(pub Arc<dyn OutgoingTracer>);
 
 impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
     fn send_request(
@@ -324,9 +347,18 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let mut request = request;
+        let span = self.tracer.as_ref().map(|t| t.start(&mut request));
         let outbound = Arc::clone(&self.outbound);
         Box::new(async move {
-            let response = outbound.send(request, options).await?;
+            let result = outbound.send(request, options).await;
+            if let Some(span) = span {
+                span.end(match &result {
+                    Ok(r) => Ok(r.status().as_u16()),
+                    Err(e) => Err(format!("{e:?}")),
+                });
+            }
+            let response = result?;
             Ok((
                 response,
                 Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,

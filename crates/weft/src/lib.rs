@@ -116,6 +116,13 @@ struct UpArgs {
     /// scrape network). Off by default.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector, e.g. http://127.0.0.1:4318
+    /// (spans go to URL/v1/traces). Off by default.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// The `service.name` of exported spans.
+    #[arg(long, default_value = "weft", value_name = "NAME")]
+    otlp_service_name: String,
     /// Wall clock per invocation for workloads that set no `timeoutMs`.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     default_timeout: Duration,
@@ -605,6 +612,14 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
     let data_dir = args.data.resolve()?;
     let (engine, cache) = build_engine(&args.engine, None)?;
     let rt = runtime()?;
+    let tracing_export = match &args.otlp_endpoint {
+        Some(endpoint) => Some(weft_host::trace::Tracing::start(
+            endpoint,
+            &args.otlp_service_name,
+            rt.handle().clone(),
+        )?),
+        None => None,
+    };
     rt.block_on(async {
         let defaults = weft_runtime::workload::WorkloadDefaults {
             timeout: args.default_timeout,
@@ -671,7 +686,7 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             ingress: Some(ingress_local),
             admin: Some(admin_local),
             metrics: metrics_local,
-            otlp_endpoint: None,
+            otlp_endpoint: args.otlp_endpoint.clone(),
         };
         let admin_task = tokio::spawn(weft_host::server::serve(
             admin,
@@ -696,6 +711,10 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
         }
         anyhow::Ok(())
     })?;
+    // Flush the last spans while the runtime (which sends them) still runs.
+    if let Some(t) = tracing_export {
+        t.shutdown();
+    }
     Ok(0)
 }
 
