@@ -37,7 +37,7 @@ enum Command {
     /// Serve a wasi:http component (wasi:http/proxy 0.2 or wasi:http/service 0.3).
     Serve(ServeArgs),
     /// Run a workload host on this machine: HTTP ingress, admin API, desired state.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Deploy (or update) the workloads in manifest files on a running host.
     Deploy(DeployArgs),
     /// Show workloads on a running host.
@@ -1108,7 +1108,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Run(args) => cmd_run(args),
         Command::Serve(args) => cmd_serve(args),
-        Command::Up(args) => cmd_up(args),
+        Command::Up(args) => cmd_up(*args),
         Command::Deploy(args) => cmd_deploy(args),
         Command::Get(args) => cmd_get(args),
         Command::Delete(args) => cmd_delete(args),
