@@ -1,4 +1,4 @@
-//! What the CLI does against a lattice, talking to NATS directly (docs/lattice.md, "CLI").
+//! What the CLI does against a lattice, talking to NATS directly (docs/lattice.md, "Status").
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
