@@ -11,6 +11,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+/// The lattice tests run one at a time: each starts several processes (too many at once for a
+/// 2-core machine), and a test that restarts nats-server must get its port back, not find it
+/// taken by another test's server.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Test timings (docs/lattice.md, "Timings").
 const MEMBER_FLAGS: &[&str] = &[
     "--heartbeat-interval",
@@ -180,6 +189,7 @@ fn wait_for(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) -> Dura
 
 #[test]
 fn lattice_places_by_selector_moves_replicas_of_a_killed_host_and_replaces_a_killed_leader() {
+    let _serial = serial();
     let nats = Nats::start(true);
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
@@ -321,6 +331,7 @@ fn lattice_places_by_selector_moves_replicas_of_a_killed_host_and_replaces_a_kil
 
 #[test]
 fn lattice_join_fails_clearly_without_jetstream_or_server() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let plain = Nats::start(false);
     let out = weft()
@@ -367,6 +378,7 @@ fn lattice_join_fails_clearly_without_jetstream_or_server() {
 
 #[test]
 fn lattice_keeps_serving_through_a_nats_restart_and_declares_nobody_lost() {
+    let _serial = serial();
     let mut nats = Nats::start(true);
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
