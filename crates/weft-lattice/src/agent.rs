@@ -334,7 +334,7 @@ async fn state_loop(
             }
         }
         liveness.retain(&ready);
-        lease_clock.observe(view.lease.as_ref().map(|(_, rev)| *rev), now);
+        lease_clock.observe(view.lease_revision, now);
 
         // The lease.
         let holder_is_me = view
@@ -343,10 +343,7 @@ async fn state_loop(
             .is_some_and(|(l, _)| l.holder == me && l.id == lease_id);
         if let Some(l) = &leading
             && !holder_is_me
-            && view
-                .lease
-                .as_ref()
-                .is_some_and(|(_, rev)| *rev > l.revision)
+            && view.lease_revision.is_some_and(|rev| rev > l.revision)
         {
             tracing::warn!(host = %me, "lost the lease to another host");
             leading = None;

@@ -17,6 +17,9 @@ pub struct View {
     pub reports: BTreeMap<String, (Report, ReportRecord)>,
     pub placements: BTreeMap<(String, String), (Placement, u64)>,
     pub lease: Option<(LeaseRecord, u64)>,
+    /// The revision of the lease key even when its value does not decode, so a malformed
+    /// lease is taken over like an expired one instead of blocking leadership forever.
+    pub lease_revision: Option<u64>,
 }
 
 /// Remembers which malformed values were already logged, so a bad value is logged once per
@@ -83,6 +86,9 @@ impl View {
             }
         }
         for (key, v) in snapshot(&lattice.lease).await? {
+            if key == LEASE_KEY {
+                view.lease_revision = Some(v.revision);
+            }
             match records::decode_lease(&key, &v.bytes) {
                 Ok(l) if key == LEASE_KEY => view.lease = Some((l, v.revision)),
                 Ok(_) => {}

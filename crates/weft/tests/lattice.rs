@@ -452,3 +452,230 @@ fn wait_for_hosts(nats: &Nats) -> Vec<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Publishes raw messages as a rogue NATS client would (plain protocol, no JetStream API):
+/// into the lattice's KV subjects they land as values of the named keys.
+fn rogue_publish(nats: &Nats, messages: &[(&str, &[u8])]) {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = TcpStream::connect(("127.0.0.1", nats.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    let mut w = stream;
+    w.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+        .unwrap();
+    for (subject, payload) in messages {
+        w.write_all(format!("PUB {subject} {}\r\n", payload.len()).as_bytes())
+            .unwrap();
+        w.write_all(payload).unwrap();
+        w.write_all(b"\r\n").unwrap();
+    }
+    w.write_all(b"PING\r\n").unwrap();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(!line.starts_with("-ERR"), "{line}");
+        if line.starts_with("PONG") {
+            break;
+        }
+    }
+}
+
+fn serving_hosts(hosts: &[(String, Up)], vhost: &str) -> Vec<String> {
+    hosts
+        .iter()
+        .filter(|(_, up)| serves(up.http, vhost))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+#[test]
+fn lattice_ignores_malformed_values_from_a_rogue_client() {
+    let _serial = serial();
+    let nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let mut hosts: Vec<(String, Up)> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|n| (n.to_string(), member(dir.path(), &nats, n, &["tier=web"])))
+        .collect();
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 2, "tier: web", "web.localhost"),
+    );
+    let out = lattice_cli(&nats, &["deploy", web.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    wait_for("web on two hosts", Duration::from_secs(60), || {
+        serving_hosts(&hosts, "web.localhost").len() == 2
+    });
+    let before = serving_hosts(&hosts, "web.localhost");
+
+    // Garbage in every bucket, including the lease, and on a subject nobody uses.
+    let huge = vec![b'{'; 100_000];
+    rogue_publish(
+        &nats,
+        &[
+            ("$KV.weft-default-desired.bad", b"not json".as_slice()),
+            (
+                "$KV.weft-default-desired.web2",
+                b"{\"manifest\":{},\"version\":\"x\"}",
+            ),
+            (
+                "$KV.weft-default-hosts.rogue",
+                b"{\"name\":\"other\",\"id\":\"!\"}",
+            ),
+            ("$KV.weft-default-status.r9", huge.as_slice()),
+            ("$KV.weft-default-placements.junk", b"[]"),
+            (
+                "$KV.weft-default-placements.web.nohost",
+                b"{\"workload\":\"web\"}",
+            ),
+            ("$KV.weft-default-lease.leader", b"\xff\xfe garbage"),
+            ("weft.default.http.r1", b"\x00\x01"),
+        ],
+    );
+    // Nobody crashes, nothing moves, and a leader takes the malformed lease over.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        for (n, up) in &mut hosts {
+            assert!(
+                matches!(up.child.try_wait(), Ok(None)),
+                "host {n} exited after malformed values"
+            );
+        }
+        assert_eq!(serving_hosts(&hosts, "web.localhost"), before);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_for(
+        "a leader after the malformed lease",
+        Duration::from_secs(10),
+        || hosts_json(&nats).iter().any(|h| h["leader"] == true),
+    );
+    // The loop still works: a new deployment is placed and served.
+    let web3 = write(
+        dir.path(),
+        "web3.yaml",
+        &deployment("web3", 1, "tier: web", "web3.localhost"),
+    );
+    let out = lattice_cli(&nats, &["deploy", web3.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    wait_for("web3 on one host", Duration::from_secs(30), || {
+        serving_hosts(&hosts, "web3.localhost").len() == 1
+    });
+    let listed = hosts_json(&nats);
+    assert_eq!(
+        listed.len(),
+        3,
+        "the rogue host record is left out: {listed:?}"
+    );
+}
+
+#[test]
+fn lattice_a_paused_host_moves_only_past_the_timeout_and_its_stale_copy_stops() {
+    let _serial = serial();
+    let nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let hosts: Vec<(String, Up)> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|n| (n.to_string(), member(dir.path(), &nats, n, &["tier=web"])))
+        .collect();
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 2, "tier: web", "web.localhost"),
+    );
+    let out = lattice_cli(&nats, &["deploy", web.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    wait_for("web on two hosts", Duration::from_secs(60), || {
+        serving_hosts(&hosts, "web.localhost").len() == 2
+    });
+    let before = serving_hosts(&hosts, "web.localhost");
+    let leader = hosts_json(&nats)
+        .into_iter()
+        .find(|h| h["leader"] == true)
+        .map(|h| h["name"].as_str().unwrap().to_string())
+        .expect("a leader");
+    let victim = before
+        .iter()
+        .find(|n| **n != leader)
+        .cloned()
+        .unwrap_or_else(|| before[0].clone());
+    let pid = hosts
+        .iter()
+        .find(|(n, _)| *n == victim)
+        .unwrap()
+        .1
+        .child
+        .id();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    };
+
+    // Half the host timeout (1.5 s): nothing moves.
+    signal("STOP");
+    std::thread::sleep(Duration::from_millis(750));
+    signal("CONT");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            serving_hosts(&hosts, "web.localhost"),
+            before,
+            "a short pause moves nothing"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(hosts_json(&nats).iter().all(|h| h["status"] == "ready"));
+
+    // Longer than the timeout: the replica moves to the spare; after SIGCONT the paused host is
+    // fenced and its stale copy stops.
+    signal("STOP");
+    let spare = hosts
+        .iter()
+        .map(|(n, _)| n.clone())
+        .find(|n| !before.contains(n))
+        .unwrap();
+    let spare_up = &hosts.iter().find(|(n, _)| *n == spare).unwrap().1;
+    let moved = wait_for(
+        "the paused host's replica on the spare",
+        Duration::from_secs(15),
+        || serves(spare_up.http, "web.localhost"),
+    );
+    eprintln!(
+        "LATTICE paused host: replica serving on {spare} after {:.2} s",
+        moved.as_secs_f64()
+    );
+    signal("CONT");
+    let victim_up = &hosts.iter().find(|(n, _)| *n == victim).unwrap().1;
+    let stopped = wait_for(
+        "the fenced host to stop its stale copy",
+        Duration::from_secs(10),
+        || !serves(victim_up.http, "web.localhost"),
+    );
+    eprintln!(
+        "LATTICE paused host: stale copy stopped {:.2} s after SIGCONT",
+        stopped.as_secs_f64()
+    );
+    // It registered again and runs nothing; two replicas serve.
+    wait_for(
+        "the resumed host ready again",
+        Duration::from_secs(10),
+        || {
+            hosts_json(&nats)
+                .iter()
+                .any(|h| h["name"] == victim.as_str() && h["status"] == "ready")
+        },
+    );
+    assert_eq!(serving_hosts(&hosts, "web.localhost").len(), 2);
+}
