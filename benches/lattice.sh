@@ -32,6 +32,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 nport="$(free_port)"
 "$WEFT_NATS_SERVER" -js -sd "$work/js" -a 127.0.0.1 -p "$nport" >"$work/nats.log" 2>&1 &
 pids+=($!)
+disown "$!"
 url="nats://127.0.0.1:$nport"
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && break; sleep 0.1; done
 
@@ -43,6 +44,7 @@ start_host() { # NAME
     --lattice "$url" --host-name "$n" --label tier=web >"$work/$n.log" 2>&1 &
   pid[$n]=$!
   pids+=($!)
+  disown "$!"
   for _ in $(seq 600); do grep -q "^Admin API on" "$work/$n.log" && return 0; sleep 0.1; done
   echo "host $n did not start: $(cat "$work/$n.log")" >&2; exit 1
 }
@@ -92,3 +94,16 @@ for r in $(seq "$ROUNDS"); do
 done
 median="$(printf '%s\n' "${times[@]}" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(f"{v[len(v)//2]:.2f}")')"
 echo "failover (kill -9 of a host -> replica serving elsewhere), default timings: median $median s of ${#times[@]} (${times[*]})"
+
+# A quiet minute after the last recovery: no placement written, no host marked lost.
+QUIET="${QUIET_SECONDS:-60}"
+commands() { cat "$work"/h?.log | grep -cE "weft_lattice::agent: (place|update|remove) |host lost" || true; }
+c0="$(commands)"; h0="$(hosts_json | python3 -c 'import json,sys; print(sorted((h["name"],h["status"],sorted(h["replicas"])) for h in json.load(sys.stdin)))')"
+sleep "$QUIET"
+c1="$(commands)"; h1="$(hosts_json | python3 -c 'import json,sys; print(sorted((h["name"],h["status"],sorted(h["replicas"])) for h in json.load(sys.stdin)))')"
+if [ "$c0" = "$c1" ] && [ "$h0" = "$h1" ]; then
+  echo "quiet ${QUIET} s after recovery: no placement changed, no host marked lost (no flapping)"
+else
+  echo "quiet ${QUIET} s after recovery: $((c1 - c0)) scheduler actions; hosts before $h0 after $h1" >&2
+  exit 1
+fi
