@@ -2,7 +2,7 @@
 //! with JetStream. No wasmtime: the agent drives the local workload host through
 //! [`agent::LocalHost`].
 //!
-//! - [`connect`]: options (auth, TLS), the server version and JetStream checks, the buckets and
+//! - [`mod@connect`]: options (auth, TLS), the server version and JetStream checks, the buckets and
 //!   the object store of one lattice ([`connect::Lattice`]), and bucket snapshots.
 //! - [`images`]: component bytes in the object store, keyed and verified by sha256.
 //! - [`ops`]: what the CLI does against a lattice (deploy, delete, list hosts and workloads).
