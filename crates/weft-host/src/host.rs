@@ -383,6 +383,48 @@ impl Host {
         Ok(info)
     }
 
+    /// Deploys one already-parsed manifest without recording it in this host's desired state:
+    /// the lattice agent's replicas (docs/lattice.md), whose desired state lives in NATS.
+    /// Refuses a name held by a workload deployed on this host directly.
+    pub async fn deploy_replica(&self, manifest: Manifest) -> Result<Value, HostError> {
+        let name = manifest.metadata.name.clone();
+        if self
+            .store
+            .get(&name)
+            .map_err(|e| HostError::Store(e.to_string()))?
+            .is_some()
+        {
+            return Err(HostError::Invalid(format!(
+                "metadata.name: `{name}` is a workload deployed on this host directly \
+                 (hint: delete it, or rename the lattice deployment)"
+            )));
+        }
+        let _serial = self.deploys.lock().await;
+        self.deploy_one(manifest, false).await
+    }
+
+    /// Stops a lattice replica deployed with [`Host::deploy_replica`] (routes first; in-flight
+    /// requests finish). Leaves workloads deployed on this host directly alone.
+    pub fn remove_replica(&self, name: &str) -> Result<(), HostError> {
+        if self
+            .store
+            .get(name)
+            .map_err(|e| HostError::Store(e.to_string()))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let mut state = self.write();
+        if state.workloads.remove(name).is_some() {
+            let routes: Vec<Route> = routes_except(&state.routes, name);
+            if let Ok(table) = RouteTable::new(routes) {
+                state.routes = Arc::new(table);
+            }
+            tracing::info!(workload = %name, "replica stopped");
+        }
+        Ok(())
+    }
+
     /// Removes a workload: routes first, so new requests stop; in-flight ones finish.
     pub fn delete(&self, name: &str) -> Result<Value, HostError> {
         let entry = {

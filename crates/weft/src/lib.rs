@@ -37,7 +37,7 @@ enum Command {
     /// Serve a wasi:http component (wasi:http/proxy 0.2 or wasi:http/service 0.3).
     Serve(ServeArgs),
     /// Run a workload host on this machine: HTTP ingress, admin API, desired state.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Deploy (or update) the workloads in manifest files on a running host.
     Deploy(DeployArgs),
     /// Show workloads on a running host.
@@ -100,10 +100,86 @@ impl ClientArgs {
     }
 }
 
+/// Where a lattice is: its NATS server, name and credentials (docs/lattice.md).
+#[derive(Args, Debug, Clone)]
+struct LatticeConnArgs {
+    /// Work against the lattice on this NATS server (`nats://HOST:PORT`, a nats-server 2.10+
+    /// with JetStream) instead of one host's admin API.
+    #[arg(long, value_name = "NATS_URL")]
+    lattice: Option<String>,
+    /// The lattice's name; several lattices can share one NATS.
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    lattice_name: String,
+    /// NATS credentials file (`.creds`).
+    #[arg(long, value_name = "FILE")]
+    nats_creds: Option<PathBuf>,
+    /// NATS token.
+    #[arg(
+        long,
+        env = "WEFT_NATS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    nats_token: Option<String>,
+    /// CA certificates (PEM) for the NATS server's TLS certificate.
+    #[arg(long, value_name = "FILE")]
+    nats_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for NATS TLS.
+    #[arg(long, value_name = "FILE")]
+    nats_tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for NATS TLS.
+    #[arg(long, value_name = "FILE")]
+    nats_tls_key: Option<PathBuf>,
+    /// Refuse a NATS connection without TLS.
+    #[arg(long)]
+    nats_require_tls: bool,
+}
+
+impl LatticeConnArgs {
+    async fn connect(&self, url: &str) -> anyhow::Result<weft_lattice::Lattice> {
+        let auth = weft_lattice::NatsAuth {
+            creds: self.nats_creds.clone(),
+            token: self.nats_token.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_cert: self.nats_tls_cert.clone(),
+            tls_key: self.nats_tls_key.clone(),
+            require_tls: self.nats_require_tls,
+        };
+        Ok(weft_lattice::connect(url, &self.lattice_name, &auth).await?)
+    }
+}
+
+/// How a host behaves as a lattice member.
+#[derive(Args, Debug, Clone)]
+struct MemberArgs {
+    /// This host's name in the lattice (default: the machine name and four hex digits).
+    #[arg(long, value_name = "NAME")]
+    host_name: Option<String>,
+    /// A label of this host, for `hostSelector` and `spreadBy` (repeatable).
+    #[arg(long = "label", value_name = "K=V")]
+    labels: Vec<String>,
+    /// Host record write period.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    heartbeat_interval: Duration,
+    /// A host silent this long (on the observer's own clock) is lost and its replicas move.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    host_timeout: Duration,
+    /// The leader lease's time to live (renewed every third of it).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    lease_ttl: Duration,
+    /// How often the lattice state is re-listed.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    lattice_tick: Duration,
+}
+
 #[derive(Args, Debug)]
 struct UpArgs {
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    lattice: LatticeConnArgs,
+    #[command(flatten)]
+    member: MemberArgs,
     #[command(flatten)]
     data: DataDirArgs,
     /// HTTP ingress address.
@@ -156,6 +232,8 @@ struct UpArgs {
 struct DeployArgs {
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    lattice: LatticeConnArgs,
     /// Output format of the result.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -167,6 +245,8 @@ struct DeployArgs {
 struct GetArgs {
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    lattice: LatticeConnArgs,
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
     /// `workloads`, or `workload NAME`.
@@ -179,6 +259,8 @@ struct GetArgs {
 struct DeleteArgs {
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    lattice: LatticeConnArgs,
     /// `workload`
     #[arg(value_name = "KIND")]
     kind: String,
@@ -663,6 +745,10 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
                 Err(e) => eprintln!("Error: {e:#}"),
             }
         }
+        let _agent = match &args.lattice.lattice {
+            Some(url) => Some(join_lattice(&args, url, &host, ingress_local, &data_dir).await?),
+            None => None,
+        };
         eprintln!("Serving HTTP on http://{ingress_local}/");
         if let Some(m) = metrics_local {
             eprintln!("Metrics on http://{m}/metrics");
@@ -718,6 +804,166 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `weft up --lattice`: the agent drives this host's replicas through `weft-host`.
+struct LatticeHost(std::sync::Arc<weft_host::host::Host>);
+
+impl weft_lattice::agent::LocalHost for LatticeHost {
+    async fn deploy(&self, manifest: weft_manifest::Manifest) -> Result<(), String> {
+        self.0
+            .deploy_replica(manifest)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn remove(&self, name: &str) -> Result<(), String> {
+        self.0.remove_replica(name).map_err(|e| e.to_string())
+    }
+}
+
+fn parse_labels(labels: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in labels {
+        let Some((k, v)) = l.split_once('=') else {
+            bail!("--label `{l}`: expected K=V");
+        };
+        weft_manifest::rules::check_label_key(k)
+            .map_err(|r| anyhow::anyhow!("--label `{l}`: key {}", r.reason))?;
+        weft_manifest::rules::check_label_value(v)
+            .map_err(|r| anyhow::anyhow!("--label `{l}`: value {}", r.reason))?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+async fn join_lattice(
+    args: &UpArgs,
+    url: &str,
+    host: &std::sync::Arc<weft_host::host::Host>,
+    ingress: SocketAddr,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<weft_lattice::agent::Agent> {
+    let m = &args.member;
+    let host_name = m
+        .host_name
+        .clone()
+        .unwrap_or_else(weft_lattice::agent::default_host_name);
+    weft_manifest::rules::check_dns_label(&host_name)
+        .map_err(|r| anyhow::anyhow!("--host-name `{host_name}`: {}", r.reason))?;
+    let labels = parse_labels(&m.labels)?;
+    if m.host_timeout < m.heartbeat_interval * 2 {
+        bail!(
+            "--host-timeout {:?} must be at least twice --heartbeat-interval {:?}",
+            m.host_timeout,
+            m.heartbeat_interval
+        );
+    }
+    let lattice = args.lattice.connect(url).await?;
+    let config = weft_lattice::agent::AgentConfig {
+        host_name: host_name.clone(),
+        labels,
+        http_addr: Some(ingress.to_string()),
+        heartbeat: m.heartbeat_interval,
+        host_timeout: m.host_timeout,
+        lease_ttl: m.lease_ttl,
+        tick: m.lattice_tick,
+        cache_dir: data_dir.join("lattice").join("images"),
+    };
+    let agent = weft_lattice::agent::start(
+        lattice,
+        config,
+        std::sync::Arc::new(LatticeHost(host.clone())),
+    );
+    eprintln!(
+        "Joined lattice `{}` at {url} as host `{host_name}`",
+        args.lattice.lattice_name
+    );
+    Ok(agent)
+}
+
+fn cmd_deploy_lattice(args: &DeployArgs, url: &str) -> anyhow::Result<i32> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let lattice = args.lattice.connect(url).await?;
+        let mut failed = false;
+        let mut out = Vec::new();
+        for file in &args.files {
+            let manifests = match weft_manifest::load_file(file) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("{e}");
+                    failed = true;
+                    continue;
+                }
+            };
+            for m in manifests {
+                match weft_lattice::ops::deploy(&lattice, m).await {
+                    Ok(d) => {
+                        if matches!(args.output, Format::Json) {
+                            out.push(serde_json::json!({
+                                "name": d.name, "version": d.version,
+                                "replicas": d.replicas, "uploaded": d.images,
+                            }));
+                        } else {
+                            println!(
+                                "deployed {} version {} ({} replica{}) to lattice `{}`{}",
+                                d.name,
+                                d.version,
+                                d.replicas,
+                                if d.replicas == 1 { "" } else { "s" },
+                                lattice.name,
+                                if d.images.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("; uploaded {}", d.images.join(", "))
+                                }
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("Error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+        }
+        if matches!(args.output, Format::Json) {
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        anyhow::Ok(if failed { 1 } else { 0 })
+    })
+}
+
+fn cmd_get_lattice(args: &GetArgs, url: &str) -> anyhow::Result<i32> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let lattice = args.lattice.connect(url).await?;
+        let list = match args.kind.as_str() {
+            "hosts" | "host" => weft_lattice::ops::hosts(&lattice).await?,
+            "workloads" | "workload" | "wl" => weft_lattice::ops::workloads(&lattice).await?,
+            other => bail!(
+                "unknown kind `{other}`: use `weft get hosts --lattice URL` or `weft get workloads --lattice URL`"
+            ),
+        };
+        match args.output {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+            Format::Yaml => print!("{}", serde_norway::to_string(&list)?),
+            Format::Table | Format::Wide => {
+                for item in list.as_array().into_iter().flatten() {
+                    let fields: Vec<String> = item
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    println!("{}", fields.join("  "));
+                }
+            }
+        }
+        anyhow::Ok(0)
+    })
+}
+
 fn read_manifest(file: &std::path::Path) -> anyhow::Result<(PathBuf, String)> {
     let path = std::path::absolute(file)
         .with_context(|| format!("{}: cannot resolve the path", file.display()))?;
@@ -727,6 +973,9 @@ fn read_manifest(file: &std::path::Path) -> anyhow::Result<(PathBuf, String)> {
 }
 
 fn cmd_deploy(args: DeployArgs) -> anyhow::Result<i32> {
+    if let Some(url) = &args.lattice.lattice {
+        return cmd_deploy_lattice(&args, url);
+    }
     let client = args.client.client()?;
     let mut failed = false;
     for file in &args.files {
@@ -752,6 +1001,9 @@ fn cmd_deploy(args: DeployArgs) -> anyhow::Result<i32> {
 }
 
 fn cmd_get(args: GetArgs) -> anyhow::Result<i32> {
+    if let Some(url) = &args.lattice.lattice {
+        return cmd_get_lattice(&args, url);
+    }
     let client = args.client.client()?;
     match (args.kind.as_str(), &args.name) {
         ("workloads" | "workload" | "wl", None) => {
@@ -779,6 +1031,25 @@ fn cmd_delete(args: DeleteArgs) -> anyhow::Result<i32> {
             "unknown kind `{}`: use `weft delete workload NAME`",
             args.kind
         );
+    }
+    if let Some(url) = &args.lattice.lattice {
+        let rt = runtime()?;
+        return rt.block_on(async {
+            let lattice = args.lattice.connect(url).await?;
+            if weft_lattice::ops::delete(&lattice, &args.name).await? {
+                println!(
+                    "workload {} deleted from lattice `{}`",
+                    args.name, lattice.name
+                );
+                anyhow::Ok(0)
+            } else {
+                bail!(
+                    "no workload named `{}` in lattice `{}`",
+                    args.name,
+                    lattice.name
+                )
+            }
+        });
     }
     let client = args.client.client()?;
     client.delete(&args.name)?;
@@ -856,7 +1127,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Run(args) => cmd_run(args),
         Command::Serve(args) => cmd_serve(args),
-        Command::Up(args) => cmd_up(args),
+        Command::Up(args) => cmd_up(*args),
         Command::Deploy(args) => cmd_deploy(args),
         Command::Get(args) => cmd_get(args),
         Command::Delete(args) => cmd_delete(args),

