@@ -114,6 +114,32 @@ def main():
             write("router", f"route {m.group(1)} {m.group(2)} w\nroute - / other\n"
                   f"req {m.group(1)} {m.group(2)}\nreq {m.group(1)} {m.group(2)}/x\n")
 
+    # Ingress: raw request heads, well-formed and hostile (the shapes of the hostile corpus in
+    # crates/weft/tests/hostile.rs).
+    for head in [
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        "GET /admin/x HTTP/1.1\r\nHost: Counter.Localhost.:80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\nHost: counter.localhost\r\n\r\n",
+        "GET http://counter.localhost/ HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        "GET http://counter.localhost/admin HTTP/1.1\r\nHost: counter.localhost\r\n\r\n",
+        "GET HTTPS://a.test:8080/x?y HTTP/1.1\r\nHost: a.test:08080\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET /public/x HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: user@hello.localhost\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\n x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hel\x00lo\r\n\r\n",
+        "GET /x/../admin HTTP/1.1\r\nHost: counter.localhost\r\n\r\n",
+        "CONNECT hello.localhost:443 HTTP/1.1\r\nHost: hello.localhost:443\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: hello.localhost\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 5\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\n" + "X-A: b\r\n" * 120 + "\r\n",
+    ]:
+        write("ingress", head)
+
     # Allow-list: the rules from weft-policy's tests and from manifests.
     write("allow", "rule api.example.com:443\nrule http://127.0.0.1:8081\nrule *.svc.local\n"
           "req https api.example.com 443\nreq http API.Example.com 443\nreq https evil.com 443\n"
@@ -162,6 +188,28 @@ def main():
     for p in sorted((ROOT / "tests/fixtures/wat").glob("*.wat")):
         write("component_world", p.read_bytes())
         write("component_smith", p.read_bytes())
+
+    # Lattice records: one valid value per bucket (byte 0: desired, 1: hosts, 2: status,
+    # 3: placements, 4: lease; then KEY, newline, VALUE). The desired seed's version is the
+    # manifest's template digest, so it was written by weft-scheduler's encoder and is kept in
+    # fuzz/regressions/lattice_decode/ (crates/weft-scheduler/tests/decode.rs checks it still
+    # decodes); copy it from there.
+    for f in sorted((ROOT / "fuzz/regressions/lattice_decode").glob("*")):
+        write("lattice_decode", f.read_bytes())
+    host = {"name": "h1", "id": "a1b2", "labels": {"zone": "a"}, "status": "ready", "seq": 3,
+            "httpAddr": "127.0.0.1:8080", "startedAtMs": 1, "weftVersion": "0.1.0"}
+    write("lattice_decode", b"\x01h1\n" + json.dumps(host).encode())
+    report = {"name": "h1", "id": "a1b2",
+              "replicas": {"web": {"version": "0123456789ab", "ready": True}},
+              "failures": {"api": {"version": "ba9876543210", "error": "trap"}}}
+    write("lattice_decode", b"\x02h1\n" + json.dumps(report).encode())
+    placement = {"workload": "web", "host": "h1", "version": "0123456789ab", "leaderEpoch": 4}
+    write("lattice_decode", b"\x03web.h1\n" + json.dumps(placement).encode())
+    lease = {"holder": "h1", "id": "a1b2", "acquiredAtMs": 9}
+    write("lattice_decode", b"\x04leader\n" + json.dumps(lease).encode())
+    # Reconcile: arbitrary bytes become a state; a few fixed byte strings give it a start.
+    for seed in [bytes(range(64)), bytes([1, 3, 7, 15, 31, 63, 127, 255] * 8), b"\xff" * 48]:
+        write("lattice_reconcile", seed)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 //! - `route HOST PATH TARGET` adds a route (`HOST` `-` for none, `~` for the empty string);
 //! - `req HOST PATH` is a request (`HOST` `-` for no `Host` header, `~` for an empty one).
 //!
+//! Ports compare as numbers (`:0080` is `:80`).
+//!
 //! Invariants: `RouteTable::new` reports a conflict exactly when two routes have the same
 //! normalized host and path and different targets; otherwise every request goes where the
 //! reference (every route checked, best rank wins, written from the documented rules) sends it.
@@ -39,6 +41,15 @@ fn host_key(raw: &str) -> Option<(String, String)> {
     if name.ends_with('.') {
         name.pop();
     }
+    // Ports compare as numbers: leading zeros of an all-digit port do not count.
+    let port = if port.len() > 1 && port.bytes().all(|b| b.is_ascii_digit()) {
+        match port.trim_start_matches('0') {
+            "" => "0".to_string(),
+            digits => digits.to_string(),
+        }
+    } else {
+        port
+    };
     if name.is_empty() {
         None
     } else {

@@ -59,8 +59,9 @@ pub use hostif::{
     known_host_interface, parse_bounded,
 };
 pub use model::{
-    API_VERSION, ApiVersion, Component, Compose, HostInterface, HostPath, Kind, LocalResources,
-    Manifest, Metadata, Origin, Protocol, Service, Socket, Spec, Volume, VolumeMount,
+    API_VERSION, ApiVersion, Build, Component, Compose, HostInterface, HostPath, Kind,
+    LocalResources, Manifest, Metadata, Origin, Protocol, Service, Socket, Spec, Volume,
+    VolumeMount,
 };
 pub use parse::{load_file, looks_like_json, parse_str, parse_with_base};
 pub use print::{to_json, to_json_value, to_yaml, to_yaml_all};

@@ -242,6 +242,40 @@ fn deployment_adds_replicas_and_host_selector() {
     );
 }
 
+#[test]
+fn deployment_spread_by_is_a_label_key() {
+    let text = with_spec("replicas: 4\nspreadBy: zone")
+        .replace("kind: Workload", "kind: WorkloadDeployment");
+    let m = &parse(&text).unwrap()[0];
+    assert_eq!(m.spec.spread_by.as_deref(), Some("zone"));
+    let printed = crate::to_yaml(m).unwrap();
+    assert!(printed.contains("spreadBy: zone"), "{printed}");
+
+    let bad =
+        with_spec("spreadBy: 'no spaces'").replace("kind: Workload", "kind: WorkloadDeployment");
+    expect(
+        &errors(&bad),
+        "spec.spreadBy",
+        ErrorKind::InvalidValue,
+        "letters, digits",
+    );
+    expect(
+        &errors(&with_spec("spreadBy: zone")),
+        "spec.spreadBy",
+        ErrorKind::InvalidValue,
+        "kind: WorkloadDeployment",
+    );
+    let mut moved = m.clone();
+    moved.spec.spread_by = Some("rack".into());
+    assert_eq!(
+        crate::diff(m, &moved)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec!["~ spreadBy: zone -> rack".to_string()]
+    );
+}
+
 // ---- one test per error kind ----
 
 #[test]
@@ -1010,15 +1044,122 @@ fn messaging_grants_are_checked() {
 }
 
 #[test]
-fn oci_is_unsupported() {
-    let errs = errors(&with_component("").replace("./api.wasm", "oci://ghcr.io/acme/api:1.0"));
+fn oci_images_parse_and_bad_ones_name_the_field() {
+    let m = parse(&with_component("").replace("./api.wasm", "oci://ghcr.io/acme/api:1.0"))
+        .expect("an oci image with a tag is valid");
+    assert_eq!(m[0].spec.components[0].image, "oci://ghcr.io/acme/api:1.0");
+    let errs = errors(&with_component("").replace("./api.wasm", "oci://ghcr.io/acme/api"));
     let e = expect(
+        &errs,
+        "spec.components[0].image",
+        ErrorKind::InvalidValue,
+        "add a tag",
+    );
+    assert!(e.message.contains("has no tag or digest"), "{e}");
+    let errs = errors(&with_component("").replace("./api.wasm", "oci://ghcr.io"));
+    let e = expect(
+        &errs,
+        "spec.components[0].image",
+        ErrorKind::InvalidValue,
+        "name the repository",
+    );
+    assert!(e.message.contains("no repository"), "{e}");
+    let errs = errors(&with_component("").replace("./api.wasm", "oci://acme/api:1"));
+    expect(
+        &errs,
+        "spec.components[0].image",
+        ErrorKind::InvalidValue,
+        "name the registry host",
+    );
+    let errs = errors(&with_component("").replace("./api.wasm", "https://x/api.wasm"));
+    expect(
         &errs,
         "spec.components[0].image",
         ErrorKind::Unsupported,
         "reference the .wasm file",
     );
-    assert_eq!(e.message, "oci:// images are not supported yet");
+}
+
+#[test]
+fn oci_images_need_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.yaml");
+    let text = with_component("").replace("./api.wasm", "oci://127.0.0.1:5000/api:1");
+    std::fs::write(&path, &text).unwrap();
+    crate::load_file(&path).expect("no filesystem check for an oci image");
+}
+
+#[test]
+fn build_sections() {
+    let m = parse(&with_component(
+        "build:\n  command: cargo build --release\n  workdir: .\n  watch: [\"src/**/*.rs\", Cargo.toml]",
+    ))
+    .expect("valid build section");
+    let b = m[0].spec.components[0].build.clone().expect("build");
+    assert_eq!(b.command, "cargo build --release");
+    assert_eq!(b.workdir.as_deref(), Some("."));
+    assert_eq!(b.watch, ["src/**/*.rs", "Cargo.toml"]);
+    // Printing and parsing again gives the same manifest.
+    let again = parse(&crate::to_yaml(&m[0]).unwrap()).expect("printed");
+    assert_eq!(again[0].spec.components[0].build, Some(b));
+
+    let errs = errors(&with_component("build: { workdir: . }"));
+    expect(
+        &errs,
+        "spec.components[0].build.command",
+        ErrorKind::MissingField,
+        "cargo build",
+    );
+    let errs = errors(&with_component(
+        "build: { command: \"  \", watch: [\"/abs/**\", \"../x\", \"src/[\"], comand: x }",
+    ));
+    expect(
+        &errs,
+        "spec.components[0].build.command",
+        ErrorKind::InvalidValue,
+        "cargo build",
+    );
+    expect(
+        &errs,
+        "spec.components[0].build.watch[0]",
+        ErrorKind::InvalidValue,
+        "abs/**",
+    );
+    expect(
+        &errs,
+        "spec.components[0].build.watch[1]",
+        ErrorKind::InvalidValue,
+        "workdir",
+    );
+    expect(
+        &errs,
+        "spec.components[0].build.watch[2]",
+        ErrorKind::InvalidValue,
+        "src/**/*.rs",
+    );
+    expect(
+        &errs,
+        "spec.components[0].build.comand",
+        ErrorKind::UnknownField,
+        "did you mean `command`",
+    );
+
+    // With a base directory, the workdir must exist.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("api.wasm"), b"\0asm").unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(
+        &path,
+        with_component("build: { command: make, workdir: ./nope }"),
+    )
+    .unwrap();
+    let errs = crate::load_file(&path).expect_err("missing workdir");
+    expect(
+        &errs,
+        "spec.components[0].build.workdir",
+        ErrorKind::NotFound,
+        "relative to the manifest",
+    );
 }
 
 #[test]

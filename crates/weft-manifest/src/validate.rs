@@ -89,6 +89,20 @@ impl Validator<'_> {
                     Some("use `kind: WorkloadDeployment`, or remove `hostSelector`".into()),
                 );
             }
+            if spec.spread_by.is_some() {
+                self.sink.push(
+                    "spec.spreadBy",
+                    spec.spread_by.as_deref(),
+                    ErrorKind::InvalidValue,
+                    "spreadBy only applies to kind WorkloadDeployment",
+                    Some("use `kind: WorkloadDeployment`, or remove `spreadBy`".into()),
+                );
+            }
+        }
+        if let Some(key) = &spec.spread_by
+            && let Err(r) = rules::check_label_key(key)
+        {
+            self.reject("spec.spreadBy", key, ErrorKind::InvalidValue, r);
         }
         if let Some(sel) = &spec.host_selector {
             self.labels("spec.hostSelector", sel);
@@ -167,6 +181,7 @@ impl Validator<'_> {
                     max_concurrency: c.max_concurrency,
                     links: &c.links,
                     local_resources: &c.local_resources,
+                    build: c.build.as_ref(),
                 },
                 &link_targets,
                 &volume_names,
@@ -183,6 +198,7 @@ impl Validator<'_> {
                     max_concurrency: s.max_concurrency,
                     links: &s.links,
                     local_resources: &s.local_resources,
+                    build: s.build.as_ref(),
                 },
                 &component_names,
                 &volume_names,
@@ -269,6 +285,9 @@ impl Validator<'_> {
 
     fn unit(&mut self, p: &str, u: UnitRef<'_>, components: &[&str], volumes: &[&str]) {
         self.name(&field(p, "name"), u.name);
+        if let Some(b) = u.build {
+            self.build(&field(p, "build"), b);
+        }
         self.image(
             &field(p, "image"),
             u.image,
@@ -332,14 +351,56 @@ impl Validator<'_> {
         self.local_resources(&field(p, "localResources"), u.local_resources, volumes);
     }
 
+    fn build(&mut self, p: &str, b: &Build) {
+        if b.command.trim().is_empty() {
+            self.sink.push(
+                &field(p, "command"),
+                Some(&b.command),
+                ErrorKind::InvalidValue,
+                "the build command is empty",
+                Some("e.g. `command: cargo build --release --target wasm32-wasip2`".into()),
+            );
+        }
+        if let Some(w) = &b.workdir {
+            let wp = field(p, "workdir");
+            if w.trim().is_empty() {
+                self.sink.push(
+                    &wp,
+                    Some(w),
+                    ErrorKind::InvalidValue,
+                    "the working directory is empty",
+                    Some("remove it to build in the manifest's directory, or name one, e.g. `workdir: ./api`".into()),
+                );
+            } else if let Some(base) = self.base_dir {
+                let full = rules::join_clean(base, Path::new(w));
+                if !full.is_dir() {
+                    self.sink.push(
+                        &wp,
+                        Some(w),
+                        ErrorKind::NotFound,
+                        format!("no such directory ({})", full.display()),
+                        Some("paths are relative to the manifest's directory".into()),
+                    );
+                }
+            }
+        }
+        let wp = field(p, "watch");
+        for (i, g) in b.watch.iter().enumerate() {
+            if let Err(r) = rules::check_watch_glob(g) {
+                self.reject(&index(&wp, i), g, ErrorKind::InvalidValue, r);
+            }
+        }
+    }
+
     fn image(&mut self, path: &str, image: &str, digest: Option<&str>) {
         let base = self.base_dir;
-        let resolved = match base {
-            Some(b) => rules::resolve_image(image, b),
-            None => rules::parse_image(image).map(|rules::ImageRef::File(p)| p),
-        };
-        let file = match resolved {
-            Ok(f) => f,
+        let file = match rules::parse_image(image) {
+            // Pulled and verified by the host at deploy (docs/distribution.md).
+            Ok(rules::ImageRef::Oci(_)) => return,
+            Ok(rules::ImageRef::File(p)) => match base {
+                Some(b) => rules::join_clean(b, &p),
+                None => return,
+            },
             Err(e) => {
                 let kind = match e {
                     ImageRefError::Unsupported { .. } => ErrorKind::Unsupported,
@@ -351,9 +412,6 @@ impl Validator<'_> {
                 return;
             }
         };
-        if base.is_none() {
-            return;
-        }
         match std::fs::metadata(&file) {
             Ok(md) if md.is_file() => {}
             Ok(_) => {
@@ -844,4 +902,5 @@ struct UnitRef<'a> {
     max_concurrency: u32,
     links: &'a BTreeMap<String, String>,
     local_resources: &'a LocalResources,
+    build: Option<&'a Build>,
 }

@@ -326,7 +326,11 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
         proptest::option::of((raw_unit(), any::<u32>())),
         host_interfaces(),
         vec("\\./[a-z]{1,8}|/[a-z]{1,8}/[a-z]{1,8}", 0..3),
-        (any::<u32>(), label_map()),
+        (
+            any::<u32>(),
+            label_map(),
+            proptest::option::of(prop_oneof![Just("zone"), Just("example.com/rack")]),
+        ),
     )
         .prop_map(
             |(
@@ -339,7 +343,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                 service,
                 host_interfaces,
                 vols,
-                (replicas, selector),
+                (replicas, selector, spread),
             )| {
                 let volumes: Vec<Volume> = vols
                     .into_iter()
@@ -367,6 +371,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         max_invocations: u.max_invocations,
                         max_concurrency: u.max_concurrency,
                         local_resources: build_resources(u.resources, &volumes),
+                        build: None,
                     })
                     .collect();
                 let service = service.map(|(u, max_restarts)| {
@@ -382,6 +387,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         local_resources: build_resources(u.resources, &volumes),
                         max_restarts,
                         serve_http: false,
+                        build: None,
                     }
                 });
                 if components.is_empty() && service.is_none() {
@@ -413,6 +419,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         volumes,
                         replicas: deploy.then_some(replicas),
                         host_selector: deploy.then_some(selector),
+                        spread_by: spread.filter(|_| deploy).map(str::to_string),
                     },
                     origin: Origin {
                         path: SOURCE.into(),

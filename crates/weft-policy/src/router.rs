@@ -5,7 +5,8 @@
 //!   is `example.com`);
 //! - a route host with a port (`example.com:8080`) matches only that host and port; a route host
 //!   without one matches the host with any port or none; a route without a host matches any
-//!   request, including one without a `Host` header;
+//!   request, including one without a `Host` header; ports compare as numbers (`:0080` is
+//!   `:80`), a request without a port has none (no default port is assumed);
 //! - a matching route with a host beats every route without one; among the matching routes of
 //!   the same kind the longest path prefix wins, and on an equal path a route host with a port
 //!   beats the same host without one;
@@ -157,10 +158,11 @@ impl RouteTable {
     pub fn route(&self, host_header: Option<&str>, path: &str) -> Option<&str> {
         if let Some((name, port)) = host_header.and_then(split_host) {
             let name = lowercase(name);
+            let port = port.map(canonical_port);
             if let Some(entries) = self.by_host.get(name.as_ref()) {
                 let hit = entries.iter().find(|e| {
                     prefix_matches(&e.prefix, path)
-                        && e.port.as_deref().is_none_or(|p| Some(p) == port)
+                        && e.port.as_deref().is_none_or(|p| Some(p) == port.as_deref())
                 });
                 if let Some(e) = hit {
                     return Some(&self.routes[e.index].target);
@@ -217,6 +219,16 @@ fn split_host(host: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
+/// A numeric port in decimal without leading zeros (`0080` is `80`); anything else as it is.
+fn canonical_port(port: &str) -> Cow<'_, str> {
+    if port.len() > 1 && port.starts_with('0') && port.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = port.trim_start_matches('0');
+        Cow::Owned(if digits.is_empty() { "0" } else { digits }.to_string())
+    } else {
+        Cow::Borrowed(port)
+    }
+}
+
 fn lowercase(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(s.to_ascii_lowercase())
@@ -229,7 +241,7 @@ fn lowercase(s: &str) -> Cow<'_, str> {
 fn normalize_route_host(host: &str) -> Option<HostKey> {
     split_host(host).map(|(name, port)| HostKey {
         name: name.to_ascii_lowercase(),
-        port: port.map(str::to_string),
+        port: port.map(|p| canonical_port(p).into_owned()),
     })
 }
 
@@ -295,6 +307,15 @@ mod tests {
         let name = match name.strip_suffix('.') {
             Some(n) => n.to_string(),
             None => name,
+        };
+        // Ports compare as numbers: leading zeros of an all-digit port do not count.
+        let port = if port.len() > 1 && port.bytes().all(|b| b.is_ascii_digit()) {
+            match port.trim_start_matches('0') {
+                "" => "0".to_string(),
+                digits => digits.to_string(),
+            }
+        } else {
+            port
         };
         (name, port)
     }
@@ -426,6 +447,11 @@ mod tests {
         assert_eq!(t.route(Some("a.test:8081"), "/"), None);
         assert_eq!(t.route(Some("a.test"), "/"), None);
         assert_eq!(t.route(Some("a.test:"), "/"), None, "empty port is no port");
+        assert_eq!(
+            t.route(Some("a.test:08080"), "/"),
+            Some("a8080"),
+            "ports are numbers"
+        );
     }
 
     #[test]
@@ -552,7 +578,7 @@ mod tests {
             Just(None),
             (
                 prop::sample::select(vec!["a.test", "A.Test", "b.test", "[::1]", "::1", ""]),
-                prop::sample::select(vec!["", ".", ":80", ":8080", ".:80", ":"]),
+                prop::sample::select(vec!["", ".", ":80", ":8080", ".:80", ":", ":080", ":00"]),
             )
                 .prop_map(|(n, s)| Some(format!("{n}{s}"))),
         ]

@@ -109,9 +109,13 @@ struct UpArgs {
     /// HTTP ingress address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
-    /// Admin API address.
+    /// Admin API address (also serves the dashboard at /ui).
     #[arg(long, default_value = "127.0.0.1:7870")]
     admin_addr: SocketAddr,
+    /// Serve Prometheus metrics at http://ADDR/metrics (no auth: keep it on loopback or a
+    /// scrape network). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// Wall clock per invocation for workloads that set no `timeoutMs`.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     default_timeout: Duration,
@@ -490,7 +494,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
         };
         let manifest = inspect::load_one(&file)?;
         let rt = runtime()?;
-        let result = rt.block_on(weft_runtime::link::invoke_workload(
+        let result = rt.block_on(weft_runtime::invoke::invoke_workload(
             &engine,
             cache.as_ref(),
             &manifest,
@@ -619,6 +623,15 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
         let admin = weft_host::server::bind(args.admin_addr)
             .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
         let admin_local = admin.local_addr()?;
+        let metrics = match args.metrics_addr {
+            Some(addr) => Some(
+                weft_host::server::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (--metrics-addr)"))?,
+            ),
+            None => None,
+        };
+        let metrics_local = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
+        let ingress_local = ingress.local_addr()?;
         std::fs::write(data_dir.join("admin-addr"), format!("{admin_local}\n"))
             .with_context(|| format!("cannot write {}", data_dir.join("admin-addr").display()))?;
         host.restore().await;
@@ -635,9 +648,13 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
                 Err(e) => eprintln!("Error: {e:#}"),
             }
         }
-        eprintln!("Serving HTTP on http://{}/", ingress.local_addr()?);
+        eprintln!("Serving HTTP on http://{ingress_local}/");
+        if let Some(m) = metrics_local {
+            eprintln!("Metrics on http://{m}/metrics");
+        }
+        // Last: tests and scripts take this line as "ready".
         eprintln!(
-            "Admin API on {admin_local} (token in {})",
+            "Admin API on {admin_local} (token in {}); dashboard on http://{admin_local}/ui",
             data_dir.join("admin-token").display()
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -650,16 +667,33 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             weft_host::server::DEFAULT_MAX_CONNECTIONS,
             wait(stop_rx.clone()),
         ));
+        let addrs = weft_host::ui::HostAddrs {
+            ingress: Some(ingress_local),
+            admin: Some(admin_local),
+            metrics: metrics_local,
+            otlp_endpoint: None,
+        };
         let admin_task = tokio::spawn(weft_host::server::serve(
             admin,
-            weft_host::admin::AdminApi::new(host.clone(), token),
+            weft_host::admin::AdminApi::with_addrs(host.clone(), token, addrs),
             64,
-            wait(stop_rx),
+            wait(stop_rx.clone()),
         ));
+        let metrics_task = metrics.map(|listener| {
+            tokio::spawn(weft_host::server::serve(
+                listener,
+                weft_host::metrics::MetricsEndpoint(host.clone()),
+                64,
+                wait(stop_rx),
+            ))
+        });
         weft_host::server::shutdown_signal().await;
         let _ = stop_tx.send(true);
         let _ = ingress_task.await;
         let _ = admin_task.await;
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
         anyhow::Ok(())
     })?;
     Ok(0)
