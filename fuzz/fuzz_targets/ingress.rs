@@ -98,7 +98,11 @@ fuzz_target!(|data: &[u8]| {
                 Version::Http11,
                 &[canonical.as_deref().unwrap_or("").as_bytes()],
             );
-            assert_eq!(origin, Ok(Some(workload.as_str())), "absolute form {target}");
+            assert_eq!(
+                origin,
+                Ok(Some(workload.as_str())),
+                "absolute form {target}"
+            );
         } else {
             assert!(hosts.len() == 1 || (hosts.is_empty() && minor == 0));
         }

@@ -74,7 +74,9 @@ fn serde_json_string(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -112,7 +114,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(manifest_accepts("publish", l), valid, "publish {l:?}");
         } else if let Some(q) = line.strip_prefix("queue ") {
             let ok = check_queue_group(q).is_ok();
-            assert_eq!(ok, printable(q) && q.len() <= 255 && !q.contains(['*', '>']), "{q:?}");
+            assert_eq!(
+                ok,
+                printable(q) && q.len() <= 255 && !q.contains(['*', '>']),
+                "{q:?}"
+            );
             assert_eq!(manifest_accepts("queueGroup", q), ok, "queueGroup {q:?}");
         }
     }
@@ -135,7 +141,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(is_reserved(s), reserved(s));
         let stoks: Vec<&str> = s.split('.').collect();
         for p in &patterns {
-            let expected = shape_ok(p) && valid && reference(&p.split('.').collect::<Vec<_>>(), &stoks);
+            let expected =
+                shape_ok(p) && valid && reference(&p.split('.').collect::<Vec<_>>(), &stoks);
             assert_eq!(pattern_matches(p, s), expected, "{p:?} vs {s:?}");
         }
         let by_reference = valid
@@ -143,9 +150,16 @@ fuzz_target!(|data: &[u8]| {
             && granted
                 .iter()
                 .any(|p| reference(&p.as_str().split('.').collect::<Vec<_>>(), &stoks));
-        assert_eq!(grants.allows(s), by_reference, "grants {grants} subject {s:?}");
+        assert_eq!(
+            grants.allows(s),
+            by_reference,
+            "grants {grants} subject {s:?}"
+        );
         for p in &granted {
-            assert_eq!(p.matches(s), valid && reference(&p.as_str().split('.').collect::<Vec<_>>(), &stoks));
+            assert_eq!(
+                p.matches(s),
+                valid && reference(&p.as_str().split('.').collect::<Vec<_>>(), &stoks)
+            );
         }
     }
 });

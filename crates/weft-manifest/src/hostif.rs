@@ -288,7 +288,11 @@ impl HostInterface {
         let list = |key: &str| -> Vec<Pattern> {
             self.config
                 .get(key)
-                .map(|v| split_list(v).filter_map(|p| Pattern::parse(p).ok()).collect())
+                .map(|v| {
+                    split_list(v)
+                        .filter_map(|p| Pattern::parse(p).ok())
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Some(MessagingConfig {
@@ -369,10 +373,18 @@ mod tests {
 
     #[test]
     fn messaging_config_fills_defaults() {
-        assert_eq!(hi("wasi", "http", &["incoming-handler"], &[]).messaging_config(), None);
-        let m = hi("wasmcloud", "messaging", &["consumer"], &[("publish", "a.*, b")])
-            .messaging_config()
-            .unwrap();
+        assert_eq!(
+            hi("wasi", "http", &["incoming-handler"], &[]).messaging_config(),
+            None
+        );
+        let m = hi(
+            "wasmcloud",
+            "messaging",
+            &["consumer"],
+            &[("publish", "a.*, b")],
+        )
+        .messaging_config()
+        .unwrap();
         assert!(!m.handler && m.consumer);
         assert!(m.subscriptions.is_empty());
         assert_eq!(m.publish.to_string(), "a.*, b");
@@ -402,7 +414,12 @@ mod tests {
         assert_eq!(parse_bounded("11", 1, 10), None);
         assert_eq!(parse_bounded("99999999999", 1, 10), None);
         assert_eq!(parse_bounded("010", 1, 10), Some(10));
-        let http = hi("wasi", "http", &["incoming-handler"], &[("internal", "only")]);
+        let http = hi(
+            "wasi",
+            "http",
+            &["incoming-handler"],
+            &[("internal", "only")],
+        );
         let cfg = http.http_incoming_config().unwrap();
         assert_eq!(cfg.internal, InternalCalls::Only);
         assert!(cfg.internal.accepts() && !cfg.internal.routed());

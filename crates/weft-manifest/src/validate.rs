@@ -741,15 +741,17 @@ impl Validator<'_> {
                         Some(hint),
                     );
                 }
-                ("http", "host" | "path" | "internal") if !hi.grants("incoming-handler") => self.sink.push(
-                    &kp,
-                    Some(value),
-                    ErrorKind::InvalidValue,
-                    format!(
-                        "`{key}` routes incoming requests, but incoming-handler is not granted"
-                    ),
-                    Some("add `incoming-handler` to `interfaces`, or remove it".into()),
-                ),
+                ("http", "host" | "path" | "internal") if !hi.grants("incoming-handler") => {
+                    self.sink.push(
+                        &kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "`{key}` routes incoming requests, but incoming-handler is not granted"
+                        ),
+                        Some("add `incoming-handler` to `interfaces`, or remove it".into()),
+                    )
+                }
                 ("messaging", _) if known.namespace == "wasmcloud" => {
                     self.messaging_key(&kp, hi, key, value);
                 }
@@ -774,9 +776,8 @@ impl Validator<'_> {
     /// One `wasmcloud:messaging` config value (docs/messaging.md).
     fn messaging_key(&mut self, kp: &str, hi: &HostInterface, key: &str, value: &str) {
         use weft_policy::messaging::{check_grant_subject, check_queue_group, split_list};
-        let needs = |iface: &str| -> Option<String> {
-            (!hi.grants(iface)).then(|| iface.to_string())
-        };
+        let needs =
+            |iface: &str| -> Option<String> { (!hi.grants(iface)).then(|| iface.to_string()) };
         let missing = match key {
             "subscriptions" | "queueGroup" | "deadLetter" | "maxInFlight" => needs("handler"),
             "publish" => needs("consumer"),
@@ -829,9 +830,7 @@ impl Validator<'_> {
                         Some(value),
                         ErrorKind::InvalidValue,
                         format!("not a valid subject: {e}"),
-                        Some(
-                            "name one subject without wildcards, e.g. `orders.failed`".into(),
-                        ),
+                        Some("name one subject without wildcards, e.g. `orders.failed`".into()),
                     );
                 }
             }
@@ -850,27 +849,23 @@ impl Validator<'_> {
                     );
                 }
             }
-            "maxInFlight" => {
-                if parse_bounded(value, 1, MAX_MESSAGING_MAX_IN_FLIGHT).is_none() {
-                    self.sink.push(
-                        kp,
-                        Some(value),
-                        ErrorKind::OutOfRange,
-                        format!("must be a whole number from 1 to {MAX_MESSAGING_MAX_IN_FLIGHT}"),
-                        Some("quote it: \"16\" (the default)".into()),
-                    );
-                }
+            "maxInFlight" if parse_bounded(value, 1, MAX_MESSAGING_MAX_IN_FLIGHT).is_none() => {
+                self.sink.push(
+                    kp,
+                    Some(value),
+                    ErrorKind::OutOfRange,
+                    format!("must be a whole number from 1 to {MAX_MESSAGING_MAX_IN_FLIGHT}"),
+                    Some("quote it: \"16\" (the default)".into()),
+                );
             }
-            "maxMessageBytes" => {
-                if parse_bounded(value, 1, MAX_MAX_MESSAGE_BYTES).is_none() {
-                    self.sink.push(
-                        kp,
-                        Some(value),
-                        ErrorKind::OutOfRange,
-                        format!("must be a whole number of bytes from 1 to {MAX_MAX_MESSAGE_BYTES}"),
-                        Some("quote it: \"1048576\" (1 MiB, the default)".into()),
-                    );
-                }
+            "maxMessageBytes" if parse_bounded(value, 1, MAX_MAX_MESSAGE_BYTES).is_none() => {
+                self.sink.push(
+                    kp,
+                    Some(value),
+                    ErrorKind::OutOfRange,
+                    format!("must be a whole number of bytes from 1 to {MAX_MAX_MESSAGE_BYTES}"),
+                    Some("quote it: \"1048576\" (1 MiB, the default)".into()),
+                );
             }
             _ => {}
         }

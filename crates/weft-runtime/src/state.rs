@@ -14,8 +14,8 @@ use crate::allow::AllowedHosts;
 use crate::limit::Limiter;
 use crate::link_slots::{LinkSlots, LinkView};
 use crate::net::{NetStore, NetView};
-use crate::p3client::HasOutgoing;
 pub use crate::outbound::OutgoingHttp;
+use crate::p3client::HasOutgoing;
 use crate::plugins::{PluginCtx, PluginInstances, PluginView};
 use crate::wasi::WasiGrants;
 

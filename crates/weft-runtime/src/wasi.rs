@@ -16,9 +16,7 @@ use crate::p3client::HasOutgoing;
 /// Adds what HTTP handlers and workload components may import to `linker`: WASI 0.2 and 0.3
 /// (with the `wasi:sockets` overrides that enforce the socket rules) and `wasi:http` 0.2 and
 /// 0.3 (outgoing requests go through the store's `WasiHttpView` hooks, see `outbound.rs`).
-pub fn add_to_linker<T: NetView + HasOutgoing>(
-    linker: &mut Linker<T>,
-) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: NetView + HasOutgoing>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     crate::net::add_p2_overrides(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
