@@ -144,3 +144,65 @@ pub(crate) fn check_subject(subject: &str) -> Result<(), BusError> {
         reason: e.to_string(),
     })
 }
+
+/// Per-workload-version counters of the messaging host interface (docs/messaging.md,
+/// "Counters"): plain atomics, read with [`Stats::snapshot`].
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub received: std::sync::atomic::AtomicU64,
+    pub handled: std::sync::atomic::AtomicU64,
+    pub failed_trap: std::sync::atomic::AtomicU64,
+    pub failed_timeout: std::sync::atomic::AtomicU64,
+    pub failed_error: std::sync::atomic::AtomicU64,
+    pub failed_too_large: std::sync::atomic::AtomicU64,
+    pub dead_lettered: std::sync::atomic::AtomicU64,
+    pub dead_letter_failed: std::sync::atomic::AtomicU64,
+    pub published: std::sync::atomic::AtomicU64,
+    pub publish_denied: std::sync::atomic::AtomicU64,
+    pub requests: std::sync::atomic::AtomicU64,
+    pub in_flight: std::sync::atomic::AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub received: u64,
+    pub handled: u64,
+    pub failed_trap: u64,
+    pub failed_timeout: u64,
+    pub failed_error: u64,
+    pub failed_too_large: u64,
+    pub dead_lettered: u64,
+    pub dead_letter_failed: u64,
+    pub published: u64,
+    pub publish_denied: u64,
+    pub requests: u64,
+    pub in_flight: u64,
+}
+
+impl StatsSnapshot {
+    /// Messages that failed, for any reason.
+    pub fn failed(&self) -> u64 {
+        self.failed_trap + self.failed_timeout + self.failed_error + self.failed_too_large
+    }
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        StatsSnapshot {
+            received: self.received.load(Relaxed),
+            handled: self.handled.load(Relaxed),
+            failed_trap: self.failed_trap.load(Relaxed),
+            failed_timeout: self.failed_timeout.load(Relaxed),
+            failed_error: self.failed_error.load(Relaxed),
+            failed_too_large: self.failed_too_large.load(Relaxed),
+            dead_lettered: self.dead_lettered.load(Relaxed),
+            dead_letter_failed: self.dead_letter_failed.load(Relaxed),
+            published: self.published.load(Relaxed),
+            publish_denied: self.publish_denied.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
+        }
+    }
+}
