@@ -26,7 +26,7 @@ use weft_messaging::{Bus, Message, Stats};
 use crate::logs::LogSink;
 use crate::plugins::BoundPlugins;
 use crate::plugins::messaging::BrokerMessage;
-use crate::plugins::messaging::bindings::MessagingHandlerPre;
+use crate::plugins::messaging::bindings::{MessagingHandler, MessagingHandlerPre};
 use crate::state::{HostState, OutgoingHttp};
 use crate::stdio::{Output, SinkStream};
 use crate::wasi::WasiGrants;
@@ -49,6 +49,9 @@ pub struct TriggerSpec {
     pub max_message_bytes: usize,
     /// Each message's deadline.
     pub timeout: Duration,
+    /// Messages one instance handles before it is replaced (the component's
+    /// `maxInvocations`; at least 1). A trap or timeout always replaces it.
+    pub max_invocations: usize,
     pub grants: WasiGrants,
     pub hooks: OutgoingHttp,
     pub max_resources: usize,
@@ -183,10 +186,11 @@ impl Runner {
     }
 
     async fn lane(self: Arc<Self>, mut rx: mpsc::Receiver<Message>) {
+        let mut cached = None;
         while let Some(msg) = rx.recv().await {
             self.stats.received.fetch_add(1, Relaxed);
             self.stats.in_flight.fetch_add(1, Relaxed);
-            let outcome = self.handle(&msg).await;
+            let outcome = self.handle(&msg, &mut cached).await;
             self.stats.in_flight.fetch_sub(1, Relaxed);
             match outcome {
                 Ok(()) => {
@@ -197,7 +201,14 @@ impl Runner {
         }
     }
 
-    async fn handle(&self, msg: &Message) -> Result<(), (&'static str, String)> {
+    /// Handles one message on the lane's instance (`cached`: the instance and the messages
+    /// it has handled), creating one when there is none; keeps it for the next message
+    /// unless it trapped, timed out or reached `max_invocations`.
+    async fn handle(
+        &self,
+        msg: &Message,
+        cached: &mut Option<(Store<HostState>, MessagingHandler, usize)>,
+    ) -> Result<(), (&'static str, String)> {
         let max = self.spec.max_message_bytes;
         if msg.body.len() > max {
             return Err((
@@ -208,20 +219,32 @@ impl Runner {
                 ),
             ));
         }
-        let mut store = self
-            .new_store(msg.reply_to.clone())
-            .map_err(|e| ("trap", format!("cannot create the instance's store: {e:#}")))?;
         let broker = BrokerMessage {
             subject: msg.subject.clone(),
             body: msg.body.to_vec(),
             reply_to: msg.reply_to.clone(),
         };
+        let reply_to = msg.reply_to.clone();
+        let taken = cached.take();
         let call = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instance
+            let (mut store, instance, uses) = match taken {
+                Some((mut store, instance, uses)) => {
+                    if let Some(m) = store.data_mut().plugins.messaging.as_mut() {
+                        m.allow_reply(reply_to);
+                    }
+                    (store, instance, uses)
+                }
+                None => {
+                    let mut store = self.new_store(reply_to)?;
+                    let instance = self.pre.instantiate_async(&mut store).await?;
+                    (store, instance, 0)
+                }
+            };
+            let result = instance
                 .wasmcloud_messaging_handler()
                 .call_handle_message(&mut store, &broker)
-                .await
+                .await?;
+            Ok::<_, wasmtime::Error>((result, (store, instance, uses + 1)))
         };
         match tokio::time::timeout(self.spec.timeout, call).await {
             Err(_) => Err((
@@ -232,8 +255,12 @@ impl Runner {
                 ),
             )),
             Ok(Err(trap)) => Err(("trap", format!("{trap:#}"))),
-            Ok(Ok(Err(e))) => Err(("error", e)),
-            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok((result, kept))) => {
+                if kept.2 < self.spec.max_invocations.max(1) {
+                    *cached = Some(kept);
+                }
+                result.map_err(|e| ("error", e))
+            }
         }
     }
 

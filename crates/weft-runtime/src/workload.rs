@@ -526,6 +526,7 @@ fn start_trigger(
         max_in_flight: config.max_in_flight as usize,
         max_message_bytes: config.max_message_bytes as usize,
         timeout: options.grants.timeout.unwrap_or(ctx.defaults.timeout),
+        max_invocations: c.max_invocations.max(1) as usize,
         hooks: OutgoingHttp::new(options.allowed_hosts.clone()),
         max_resources: options.max_resources,
         grants: options.grants,

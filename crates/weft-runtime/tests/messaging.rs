@@ -3,7 +3,8 @@
 //! published on the host's bus. Covers the transform (input subject -> handler -> output
 //! subject), replies, refused publishes (ungranted, logged, counted), a trapping handler and
 //! a handler error failing only their message (counted, logged, dead-lettered), the size cap,
-//! request through the guest, and bounded in-flight under a flood.
+//! request through the guest, and bounded in-flight under a flood. Instances are reused for up
+//! to 8 messages (`maxInvocations`), so a trap also shows that a broken instance is replaced.
 // Test code: a failed unwrap is a test failure with a location (docs/lints.md).
 #![allow(clippy::unwrap_used)]
 
@@ -39,7 +40,7 @@ fn guest(name: &str) -> PathBuf {
 
 fn manifest(name: &str, config: &str) -> weft_manifest::Manifest {
     let text = format!(
-        "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: transform\n      image: {}\n  hostInterfaces:\n    - namespace: wasmcloud\n      package: messaging\n      interfaces: [handler, consumer]\n      config:\n{config}",
+        "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: transform\n      image: {}\n      maxInvocations: 8\n  hostInterfaces:\n    - namespace: wasmcloud\n      package: messaging\n      interfaces: [handler, consumer]\n      config:\n{config}",
         guest("msg-transform.wasm").display()
     );
     let dir = std::env::temp_dir();

@@ -33,8 +33,9 @@ fn guest(name: &str) -> PathBuf {
 
 async fn deploy() -> Workload {
     let text = format!(
-        "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: bench\nspec:\n  components:\n    - name: transform\n      image: {}\n      maxInvocations: 1\n  hostInterfaces:\n    - namespace: wasmcloud\n      package: messaging\n      interfaces: [handler, consumer]\n      config:\n        subscriptions: \"orders.*\"\n        publish: \"out.>\"\n        maxInFlight: \"16\"\n",
-        guest("msg-transform.wasm").display()
+        "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: bench\nspec:\n  components:\n    - name: transform\n      image: {}\n      maxInvocations: {}\n  hostInterfaces:\n    - namespace: wasmcloud\n      package: messaging\n      interfaces: [handler, consumer]\n      config:\n        subscriptions: \"orders.*\"\n        publish: \"out.>\"\n        maxInFlight: \"16\"\n",
+        guest("msg-transform.wasm").display(),
+        reuse()
     );
     let m = weft_manifest::parse_str(&text, &std::env::temp_dir().join("bench.yaml"))
         .unwrap()
@@ -56,6 +57,14 @@ async fn deploy() -> Workload {
     .unwrap();
     w.messaging_ready().await.unwrap();
     w
+}
+
+/// Messages per instance (`WEFT_BENCH_REUSE`, default 1: a fresh instance per message).
+fn reuse() -> u32 {
+    std::env::var("WEFT_BENCH_REUSE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 /// The native consumer: the same transform as the guest, as a plain tokio task on the bus.
@@ -142,7 +151,7 @@ async fn messaging_transform_throughput() {
     native(bus.clone(), sub);
     let (n_rate, n_p50, n_p99) = measure(&bus, "native", "nout").await;
     let (g_rate, g_p50, g_p99) = measure(&bus, "orders", "out").await;
-    println!("bus: {}", bus.kind());
+    println!("bus: {}, maxInvocations {}", bus.kind(), reuse());
     println!("native consumer: {n_rate:.0} msg/s, round trip p50 {n_p50:?} p99 {n_p99:?}");
     println!("wasm transform:  {g_rate:.0} msg/s, round trip p50 {g_p50:?} p99 {g_p99:?}");
     println!("ratio (wasm / native): {:.2}", g_rate / n_rate);
