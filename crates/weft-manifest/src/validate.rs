@@ -885,6 +885,27 @@ impl Validator<'_> {
                 ),
             );
         }
+        // A dead letter the workload itself receives would feed every failure back into the
+        // handler, which fails it again: a loop.
+        if let (Some(dead), Some(subs)) =
+            (hi.config.get("deadLetter"), hi.config.get("subscriptions"))
+        {
+            let own = weft_policy::messaging::split_list(subs)
+                .filter_map(|s| weft_policy::messaging::Pattern::parse(s).ok())
+                .find(|pat| pat.matches(dead));
+            if let Some(pat) = own {
+                self.sink.push(
+                    &field(&field(p, "config"), "deadLetter"),
+                    Some(dead),
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "the dead-letter subject matches the workload's own subscription `{pat}`: \
+                         every failed message would be handled (and fail) again"
+                    ),
+                    Some("use a subject outside config.subscriptions, e.g. `orders-failed`".into()),
+                );
+            }
+        }
     }
 }
 

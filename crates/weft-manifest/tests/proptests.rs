@@ -231,7 +231,7 @@ fn host_interfaces() -> impl Strategy<Value = Vec<HostInterface>> {
                         if ifaces.contains(&"handler") {
                             config.insert("subscriptions".to_string(), format!("{word}.*, in.>"));
                             if let Some(b) = backend {
-                                config.insert("deadLetter".to_string(), format!("{word}.{b}"));
+                                config.insert("deadLetter".to_string(), format!("dlq.{word}.{b}"));
                             }
                             if host.is_some() {
                                 config.insert("queueGroup".to_string(), word.clone());

@@ -63,8 +63,9 @@ fn check_chars(s: &str) -> Result<(), SubjectError> {
     Ok(())
 }
 
-/// Checks the shape of a pattern (wildcards allowed), not whether it is reserved.
-fn check_pattern_shape(s: &str) -> Result<(), SubjectError> {
+/// Checks the shape of a pattern (wildcards allowed), not whether it is reserved: what a bus
+/// accepts as a subscription (the host's own reply inboxes are reserved subjects).
+pub fn check_pattern_shape(s: &str) -> Result<(), SubjectError> {
     check_chars(s)?;
     let count = s.split('.').count();
     for (i, token) in s.split('.').enumerate() {

@@ -26,6 +26,7 @@ pub mod service;
 pub mod state;
 pub mod stdio;
 pub mod svccall;
+pub mod trigger;
 pub mod wasi;
 pub mod workload;
 pub mod world;

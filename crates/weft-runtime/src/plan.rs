@@ -136,6 +136,10 @@ pub fn host_prefixes(manifest: &Manifest) -> Vec<String> {
         for iface in &h.interfaces {
             out.push(format!("{}:{}/{}", h.namespace, h.package, iface));
         }
+        if h.namespace == "wasmcloud" && h.package == "messaging" {
+            // The record types of wasmcloud:messaging come with either interface.
+            out.push("wasmcloud:messaging/types".into());
+        }
     }
     out
 }

@@ -123,6 +123,8 @@ pub struct Workload {
     routes: Vec<HttpRoute>,
     components: Vec<ComponentInfo>,
     deployed_at: SystemTime,
+    /// The message trigger, when `wasmcloud:messaging/handler` is granted.
+    trigger: Option<crate::trigger::Trigger>,
 }
 
 impl Workload {
@@ -286,6 +288,7 @@ impl Workload {
                 (None, Vec::new())
             }
         };
+        let trigger = start_trigger(ctx, manifest, &loaded, &plan, &plugins, &meters)?;
         Ok(Workload {
             manifest: manifest.clone(),
             logs: ctx.logs.clone(),
@@ -295,6 +298,7 @@ impl Workload {
             routes,
             components,
             deployed_at: SystemTime::now(),
+            trigger,
         })
     }
 
@@ -345,8 +349,24 @@ impl Workload {
         }
     }
 
+    /// The messaging counters of this version (all zero without a messaging grant).
+    pub fn messaging_stats(&self) -> weft_messaging::StatsSnapshot {
+        self.plugins.messaging_stats().snapshot()
+    }
+
+    /// Waits until the message trigger's subscriptions are open; `Ok` without a trigger.
+    pub async fn messaging_ready(&self) -> Result<(), String> {
+        match &self.trigger {
+            Some(t) => t.ready().await,
+            None => Ok(()),
+        }
+    }
+
     /// Stops taking new requests (in-flight ones finish) and releases plugin backends.
     pub fn retire(&self) {
+        if let Some(trigger) = &self.trigger {
+            trigger.stop();
+        }
         if let Some(Front::Components(service)) = &self.http {
             service.close();
         }
@@ -410,6 +430,117 @@ fn serve_linked(
         spec.components[root].name,
         names.join(", ")
     )))
+}
+
+/// Starts the message trigger when the workload grants `wasmcloud:messaging/handler`: the
+/// one component exporting `handler` is invoked per message (docs/messaging.md).
+fn start_trigger(
+    ctx: &DeployContext<'_>,
+    manifest: &Manifest,
+    loaded: &LoadedComponents,
+    plan: &weft_inspect::LinkPlan,
+    plugins: &BoundPlugins<HostState>,
+    meters: &WorkloadMeters,
+) -> Result<Option<crate::trigger::Trigger>, DeployError> {
+    let Some((index, grant)) = manifest
+        .spec
+        .host_interfaces
+        .iter()
+        .enumerate()
+        .find(|(_, h)| h.namespace == "wasmcloud" && h.package == "messaging")
+    else {
+        return Ok(None);
+    };
+    let Some(config) = grant.messaging_config().filter(|c| c.handler) else {
+        return Ok(None);
+    };
+    let engine = ctx.engine.engine();
+    let roots: Vec<usize> = (0..loaded.compiled.len())
+        .filter(|&i| {
+            world::interfaces(engine, &loaded.compiled[i])
+                .exports
+                .iter()
+                .any(|e| e == crate::trigger::HANDLER_EXPORT)
+        })
+        .collect();
+    let root = match roots.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(DeployError::Invalid(format!(
+                "spec.hostInterfaces[{index}]: wasmcloud:messaging handler is granted, but no \
+                 component exports `{}` (hint: check the images, or grant only `consumer`)",
+                crate::trigger::HANDLER_EXPORT
+            )));
+        }
+        many => {
+            return Err(DeployError::Invalid(format!(
+                "spec.components: {} each export `{}`; a workload has one message handler \
+                 (hint: deploy them as separate workloads)",
+                many.iter()
+                    .map(|&i| format!("`{}`", loaded.infos[i].name))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                crate::trigger::HANDLER_EXPORT
+            )));
+        }
+    };
+    let c = &manifest.spec.components[root];
+    let err = |message: String| DeployError::Component {
+        index: root,
+        component: c.name.clone(),
+        message,
+    };
+    if crate::plan::needed_by(plan, root)
+        .iter()
+        .any(|&i| i != root)
+    {
+        return Err(err(
+            "the message handler imports from other components of the workload; this host runs \
+             a message handler as a single component (hint: compose it before deploying)"
+                .into(),
+        ));
+    }
+    let options = http_options(
+        manifest,
+        c,
+        &manifest.base_dir(),
+        &ctx.logs,
+        HostSide {
+            vnet: None,
+            defaults: &ctx.defaults,
+            meters,
+        },
+    )
+    .map_err(&err)?;
+    let ns = &manifest.metadata.namespace;
+    let name = &manifest.metadata.name;
+    let spec = crate::trigger::TriggerSpec {
+        workload: format!("{ns}/{name}"),
+        component: c.name.clone(),
+        subscriptions: config.subscriptions.iter().map(|p| p.to_string()).collect(),
+        queue_group: config
+            .queue_group
+            .clone()
+            .unwrap_or_else(|| format!("{ns}.{name}")),
+        dead_letter: config.dead_letter.clone(),
+        max_in_flight: config.max_in_flight as usize,
+        max_message_bytes: config.max_message_bytes as usize,
+        timeout: options.grants.timeout.unwrap_or(ctx.defaults.timeout),
+        max_invocations: c.max_invocations.max(1) as usize,
+        hooks: OutgoingHttp::new(options.allowed_hosts.clone()),
+        max_resources: options.max_resources,
+        grants: options.grants,
+    };
+    crate::trigger::Trigger::start(
+        engine,
+        &loaded.compiled[root],
+        spec,
+        plugins.clone(),
+        ctx.logs.clone(),
+        crate::plugins::messaging::host_bus(),
+    )
+    .map(Some)
+    .map_err(err)
 }
 
 /// Refuses imports that neither the base host nor a granted host interface provides.

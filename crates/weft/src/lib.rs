@@ -223,6 +223,11 @@ struct UpArgs {
     /// inside `memory.grow`, so it cannot keep a core busy page-faulting.
     #[arg(long, default_value = "512M", value_parser = parse_size)]
     memory_growth_rate: u64,
+    /// Carry wasmcloud:messaging over this NATS server (core subjects, e.g.
+    /// nats://127.0.0.1:4222) instead of the in-process bus; replicas on other hosts then
+    /// share queue groups (docs/messaging.md).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
     /// Manifests to deploy at start (in addition to the stored desired state).
     #[arg(value_name = "MANIFEST")]
     manifests: Vec<PathBuf>,
@@ -712,6 +717,16 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             memory_growth_rate: (args.memory_growth_rate > 0).then_some(args.memory_growth_rate),
         };
         raise_open_files_limit();
+        if let Some(url) = &args.nats {
+            let client = weft_messaging::connect(url, Duration::from_secs(10))
+                .await
+                .with_context(|| format!("--nats {url}: cannot connect to the NATS server"))?;
+            weft_runtime::plugins::messaging::set_host_bus(std::sync::Arc::new(
+                weft_messaging::NatsBus::new(client),
+            ))
+            .map_err(|e| anyhow::anyhow!("--nats {url}: {e}"))?;
+            eprintln!("Messaging over NATS at {url}");
+        }
         let host = weft_host::host::Host::open_with_defaults(engine, cache, &data_dir, defaults)?;
         let token = weft_host::token::load_or_create_token(&data_dir)
             .with_context(|| format!("cannot create the admin token in {}", data_dir.display()))?;

@@ -21,7 +21,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("weft-inspect", 0),
     ("weft-stats", 0),
     ("weft-manifest", 1),
-    ("weft-scheduler", 2),
+    ("weft-messaging", 1),
     ("weft-engine", 1),
     ("weft-interfaces", 2),
     ("weft-scheduler", 2),

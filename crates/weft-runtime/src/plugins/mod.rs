@@ -22,6 +22,7 @@ use crate::logs::LogSink;
 pub mod config;
 pub mod keyvalue;
 pub mod logging;
+pub mod messaging;
 
 /// A plugin failed to bind: the field path in the manifest, what was wrong, the fix.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,6 +43,8 @@ pub struct BindContext<'a> {
     /// The host's data directory (persistent backends live under it).
     pub data_dir: PathBuf,
     pub logs: LogSink,
+    /// The workload version's messaging counters (shared with the trigger runner).
+    pub messaging_stats: Arc<weft_messaging::Stats>,
 }
 
 /// Per-instance plugin state: one typed field per plugin, filled by its binding.
@@ -50,6 +53,7 @@ pub struct PluginInstances {
     pub config: Option<config::Instance>,
     pub keyvalue: Option<keyvalue::Instance>,
     pub logging: Option<logging::Instance>,
+    pub messaging: Option<messaging::Instance>,
 }
 
 /// What the plugins' host functions need from a store: this instance's plugin state and the
@@ -92,6 +96,7 @@ pub fn registry<T: PluginView + 'static>() -> Vec<Arc<dyn HostPlugin<T>>> {
         Arc::new(config::ConfigPlugin),
         Arc::new(logging::LoggingPlugin),
         Arc::new(keyvalue::KeyValuePlugin),
+        Arc::new(messaging::MessagingPlugin),
     ]
 }
 
@@ -100,6 +105,7 @@ pub struct BoundPlugins<T> {
     bound: Vec<(String, Arc<dyn Binding<T>>)>,
     /// Unversioned interfaces granted (`wasi:keyvalue/store`, ...).
     granted: Vec<String>,
+    messaging_stats: Arc<weft_messaging::Stats>,
 }
 
 impl<T> Clone for BoundPlugins<T> {
@@ -107,6 +113,7 @@ impl<T> Clone for BoundPlugins<T> {
         BoundPlugins {
             bound: self.bound.clone(),
             granted: self.granted.clone(),
+            messaging_stats: self.messaging_stats.clone(),
         }
     }
 }
@@ -116,6 +123,7 @@ impl<T> Default for BoundPlugins<T> {
         BoundPlugins {
             bound: Vec::new(),
             granted: Vec::new(),
+            messaging_stats: Default::default(),
         }
     }
 }
@@ -135,6 +143,10 @@ impl<T: PluginView + 'static> BoundPlugins<T> {
             for iface in &entry.interfaces {
                 out.granted.push(format!("{package}/{iface}"));
             }
+            if package == "wasmcloud:messaging" {
+                // Its record types come with either interface.
+                out.granted.push("wasmcloud:messaging/types".into());
+            }
             let Some(plugin) = plugins.iter().find(|p| p.package() == package) else {
                 // Packages served by the base host (wasi:http, wasi:cli, wasi:filesystem,
                 // wasi:sockets) have no plugin object; the manifest crate rejects unknown ones.
@@ -146,6 +158,7 @@ impl<T: PluginView + 'static> BoundPlugins<T> {
                 entry_index: Some(index),
                 data_dir: data_dir.clone(),
                 logs: logs.clone(),
+                messaging_stats: out.messaging_stats.clone(),
             };
             match plugin.bind(&ctx) {
                 Ok(binding) => out.bound.push((package, binding)),
@@ -157,6 +170,11 @@ impl<T: PluginView + 'static> BoundPlugins<T> {
         } else {
             Err(errors)
         }
+    }
+
+    /// The messaging counters of this workload version.
+    pub fn messaging_stats(&self) -> &Arc<weft_messaging::Stats> {
+        &self.messaging_stats
     }
 
     /// Unversioned interfaces the manifest grants.

@@ -14,8 +14,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The `weft` binary under test: `$WEFT_BIN` when set (a copy taken right after the build,
+/// for a target dir that other worktrees share), else the one cargo built for this test.
 pub fn weft() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
+    let bin = std::env::var_os("WEFT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_weft").into());
+    let mut cmd = Command::new(bin);
     cmd.env_remove("WEFT_LOG");
     cmd
 }

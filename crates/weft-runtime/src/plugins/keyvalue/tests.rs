@@ -429,6 +429,7 @@ fn bind(
         entry_index: Some(1),
         data_dir: data_dir.to_path_buf(),
         logs: LogSink::new(&manifest.metadata.name),
+        messaging_stats: Default::default(),
     })
 }
 
