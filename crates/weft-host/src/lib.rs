@@ -3,6 +3,7 @@
 //! (`store`).
 
 pub mod admin;
+pub mod front;
 pub mod host;
 pub mod ingress;
 pub use weft_policy::router;

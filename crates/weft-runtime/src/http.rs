@@ -81,7 +81,13 @@ pub struct HttpOptions {
     /// Paces response bodies (bytes per second, shared by every response of the workload);
     /// `None`: unpaced.
     pub response_pace: Option<Arc<crate::limit::RateMeter>>,
+    /// Host plugins for `weft serve` (wasmtime's `-Sconfig`, `-Skeyvalue`), bound to the
+    /// component named [`SERVE_COMPONENT`]. Workloads bind theirs through `WorkloadExtras`.
+    pub plugins: Option<crate::plugins::BoundPlugins>,
 }
+
+/// The component name `weft serve`'s plugins are bound to.
+pub const SERVE_COMPONENT: &str = "app";
 
 impl Default for HttpOptions {
     fn default() -> Self {
@@ -98,6 +104,7 @@ impl Default for HttpOptions {
             max_response_body: crate::limit::DEFAULT_MAX_RESPONSE_BODY,
             max_resources: crate::limit::DEFAULT_MAX_RESOURCES,
             response_pace: None,
+            plugins: None,
         }
     }
 }
@@ -222,14 +229,26 @@ impl HttpService {
         if !kind.is_http() {
             return Err(ServeError::WrongWorld { kind });
         }
-        if extras.is_none()
-            && let Some(msg) =
-                crate::run::explain_unsatisfied(&ifaces.imports, SERVE_PROVIDES, "`weft serve`")
-        {
-            return Err(ServeError::Unsatisfied(msg));
+        if extras.is_none() {
+            let granted = options.plugins.as_ref().map(|p| p.granted()).unwrap_or(&[]);
+            let provides: Vec<&str> = SERVE_PROVIDES
+                .iter()
+                .copied()
+                .chain(granted.iter().map(String::as_str))
+                .collect();
+            if let Some(msg) =
+                crate::run::explain_unsatisfied(&ifaces.imports, &provides, "`weft serve`")
+            {
+                return Err(ServeError::Unsatisfied(msg));
+            }
         }
         let mut linker = Linker::new(engine.engine());
         add_to_linker(&mut linker).map_err(|e| ServeError::Link(format!("{e:#}")))?;
+        if let (None, Some(plugins)) = (&extras, &options.plugins) {
+            plugins
+                .add_to_linker(&mut linker)
+                .map_err(|e| ServeError::Link(format!("{e:#}")))?;
+        }
         if let Some(extras) = &extras {
             extras
                 .plugins
@@ -406,7 +425,10 @@ impl ServiceState {
                 } else {
                     builder.inherit_stdout().inherit_stderr();
                 }
-                Default::default()
+                match &self.options.plugins {
+                    Some(plugins) => plugins.instance(SERVE_COMPONENT),
+                    None => Default::default(),
+                }
             }
         };
         HostState::new_store(

@@ -87,6 +87,14 @@ pub struct BoundPlugins {
     granted: Vec<String>,
 }
 
+impl std::fmt::Debug for BoundPlugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundPlugins")
+            .field("granted", &self.granted)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BoundPlugins {
     /// Binds every plugin the workload grants.
     pub fn bind(
