@@ -189,6 +189,28 @@ def main():
         write("component_world", p.read_bytes())
         write("component_smith", p.read_bytes())
 
+    # Lattice records: one valid value per bucket (byte 0: desired, 1: hosts, 2: status,
+    # 3: placements, 4: lease; then KEY, newline, VALUE). The desired seed's version is the
+    # manifest's template digest, so it was written by weft-scheduler's encoder and is kept in
+    # fuzz/regressions/lattice_decode/ (crates/weft-scheduler/tests/decode.rs checks it still
+    # decodes); copy it from there.
+    for f in sorted((ROOT / "fuzz/regressions/lattice_decode").glob("*")):
+        write("lattice_decode", f.read_bytes())
+    host = {"name": "h1", "id": "a1b2", "labels": {"zone": "a"}, "status": "ready", "seq": 3,
+            "httpAddr": "127.0.0.1:8080", "startedAtMs": 1, "weftVersion": "0.1.0"}
+    write("lattice_decode", b"\x01h1\n" + json.dumps(host).encode())
+    report = {"name": "h1", "id": "a1b2",
+              "replicas": {"web": {"version": "0123456789ab", "ready": True}},
+              "failures": {"api": {"version": "ba9876543210", "error": "trap"}}}
+    write("lattice_decode", b"\x02h1\n" + json.dumps(report).encode())
+    placement = {"workload": "web", "host": "h1", "version": "0123456789ab", "leaderEpoch": 4}
+    write("lattice_decode", b"\x03web.h1\n" + json.dumps(placement).encode())
+    lease = {"holder": "h1", "id": "a1b2", "acquiredAtMs": 9}
+    write("lattice_decode", b"\x04leader\n" + json.dumps(lease).encode())
+    # Reconcile: arbitrary bytes become a state; a few fixed byte strings give it a start.
+    for seed in [bytes(range(64)), bytes([1, 3, 7, 15, 31, 63, 127, 255] * 8), b"\xff" * 48]:
+        write("lattice_reconcile", seed)
+
 
 if __name__ == "__main__":
     main()

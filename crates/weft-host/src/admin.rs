@@ -10,6 +10,9 @@
 //! | GET | /v1/workloads/{name}/logs?follow=true | log lines, streamed when following |
 //! | GET | /v1/requests | the last failed ingress requests (404s and errors), with details |
 //! | GET | /v1/requests/{id} | a failed request by its `x-request-id`: status, workload, details |
+//!
+//! Paths under `/ui` are the dashboard (`ui`), which authenticates with its own session
+//! cookie; the `/v1` API accepts only the bearer token.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use weft_runtime::WasiBody;
 
 use crate::host::{Host, HostError};
 use crate::server::{Handler, bytes_response};
+use crate::ui::{Dashboard, HostAddrs};
 
 /// Largest accepted request body (a manifest).
 pub const MAX_BODY: usize = 4 << 20;
@@ -31,13 +35,21 @@ pub const MAX_BODY: usize = 4 << 20;
 pub struct AdminApi {
     host: Arc<Host>,
     token: Arc<str>,
+    dashboard: Arc<Dashboard>,
 }
 
 impl AdminApi {
     pub fn new(host: Arc<Host>, token: String) -> Self {
+        Self::with_addrs(host, token, HostAddrs::default())
+    }
+
+    /// [`AdminApi::new`], telling the dashboard where the host listens.
+    pub fn with_addrs(host: Arc<Host>, token: String, addrs: HostAddrs) -> Self {
+        let token: Arc<str> = token.into();
         Self {
+            dashboard: Arc::new(Dashboard::new(host.clone(), token.clone(), addrs)),
             host,
-            token: token.into(),
+            token,
         }
     }
 }
@@ -58,6 +70,10 @@ fn host_error(e: HostError) -> http::Response<WasiBody> {
 
 impl Handler for AdminApi {
     async fn handle(&self, request: http::Request<WasiBody>) -> http::Response<WasiBody> {
+        let path = request.uri().path();
+        if path == "/ui" || path.starts_with("/ui/") {
+            return self.dashboard.handle(request).await;
+        }
         if !crate::token::bearer_ok(
             request.headers().get(http::header::AUTHORIZATION),
             &self.token,

@@ -96,8 +96,7 @@ impl std::fmt::Display for RequestId {
 
 fn is_sane(v: &[u8]) -> bool {
     (1..=MAX_REQUEST_ID).contains(&v.len())
-        && v
-            .iter()
+        && v.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
@@ -147,7 +146,10 @@ pub fn refusal_response(refusal: &Refusal, id: &RequestId) -> http::Response<Was
     let reason = status.canonical_reason().unwrap_or("Error");
     crate::server::text_response(
         status,
-        format!("{} {reason}: {refusal}\nrequest id: {id}\n", status.as_u16()),
+        format!(
+            "{} {reason}: {refusal}\nrequest id: {id}\n",
+            status.as_u16()
+        ),
     )
 }
 
@@ -225,7 +227,10 @@ mod tests {
 
     #[test]
     fn ids_are_taken_from_the_client_only_when_sane() {
-        assert_eq!(RequestId::for_request(&req(&[b"abc-123:x.y_z"])).as_str(), "abc-123:x.y_z");
+        assert_eq!(
+            RequestId::for_request(&req(&[b"abc-123:x.y_z"])).as_str(),
+            "abc-123:x.y_z"
+        );
         for bad in [&b""[..], b"a b", b"<script>", b"a/b", &[b'a'; 129][..]] {
             let id = RequestId::for_request(&req(&[bad]));
             assert_ne!(id.as_str().as_bytes(), bad);

@@ -3,10 +3,10 @@
 //! version is compiled, linked and pre-instantiated before it replaces the old one in the
 //! route table; requests already inside the old version finish there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::UNIX_EPOCH;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use weft_manifest::Manifest;
@@ -15,6 +15,7 @@ use weft_runtime::cache::CompileCache;
 use weft_runtime::engine::WeftEngine;
 use weft_runtime::logs::LogSink;
 use weft_runtime::workload::{DeployContext, Workload, WorkloadDefaults};
+use weft_stats::{HostStats, WorkloadStats};
 
 use crate::front::{Failures, RequestId};
 use crate::router::{Route, RouteTable};
@@ -48,7 +49,38 @@ struct Entry {
     manifest: Manifest,
     version: u64,
     error: Option<String>,
+    /// The last refused update of a workload whose running version kept serving.
+    last_refused: Option<String>,
     logs: LogSink,
+    /// Counters for this workload name, kept across versions (docs/observability.md).
+    stats: Arc<WorkloadStats>,
+}
+
+/// One workload's counters and what the exporter labels them with.
+#[derive(Debug, Clone)]
+pub struct WorkloadStatsView {
+    pub name: String,
+    /// `Running` or `Failed`.
+    pub status: &'static str,
+    pub version: u64,
+    /// Restarts of the running version's service, if it has one.
+    pub service_restarts: Option<u64>,
+    pub stats: Arc<WorkloadStats>,
+}
+
+/// Deploy attempts kept for the dashboard.
+pub const DEPLOY_EVENTS: usize = 50;
+
+/// One deploy attempt (of one manifest file's text), for the dashboard.
+#[derive(Debug, Clone)]
+pub struct DeployEvent {
+    pub time: SystemTime,
+    /// The manifest file the text came from.
+    pub path: PathBuf,
+    /// Workloads deployed (on success) or the one refused.
+    pub workloads: Vec<String>,
+    /// `None` if it was deployed; the error shown to the user if refused.
+    pub error: Option<String>,
 }
 
 #[derive(Default)]
@@ -67,6 +99,9 @@ pub struct Host {
     state: RwLock<State>,
     deploys: tokio::sync::Mutex<()>,
     failures: Failures,
+    stats: HostStats,
+    events: Mutex<VecDeque<DeployEvent>>,
+    started: SystemTime,
 }
 
 impl Host {
@@ -103,6 +138,9 @@ impl Host {
             state: RwLock::new(State::default()),
             deploys: tokio::sync::Mutex::new(()),
             failures: Failures::default(),
+            stats: HostStats::default(),
+            events: Mutex::new(VecDeque::with_capacity(DEPLOY_EVENTS)),
+            started: SystemTime::now(),
         }))
     }
 
@@ -140,7 +178,72 @@ impl Host {
     /// Validates and deploys every workload in a manifest file's text, then records it as
     /// desired state. Returns the workloads' info.
     pub async fn apply(&self, path: &Path, text: &str) -> Result<Vec<Value>, HostError> {
-        self.apply_text(path, text, true).await
+        let result = self.apply_text(path, text, true).await;
+        let (workloads, error) = match &result {
+            Ok(list) => (
+                list.iter()
+                    .filter_map(|w| w["name"].as_str().map(str::to_string))
+                    .collect(),
+                None,
+            ),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        match &result {
+            Ok(list) => self.stats.deploys_ok.add(list.len() as u64),
+            Err(_) => self.stats.deploys_refused.inc(),
+        }
+        let mut events = match self.events.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if events.len() == DEPLOY_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(DeployEvent {
+            time: SystemTime::now(),
+            path: path.to_path_buf(),
+            workloads,
+            error,
+        });
+        result
+    }
+
+    /// The last [`DEPLOY_EVENTS`] deploy attempts through [`Host::apply`], oldest first.
+    pub fn deploy_events(&self) -> Vec<DeployEvent> {
+        match self.events.lock() {
+            Ok(g) => g.iter().cloned().collect(),
+            Err(p) => p.into_inner().iter().cloned().collect(),
+        }
+    }
+
+    /// Host-wide counters.
+    pub fn stats(&self) -> &HostStats {
+        &self.stats
+    }
+
+    /// When this host started.
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    /// Every workload's counters, for the metrics exporter and the dashboard.
+    pub fn workload_stats(&self) -> Vec<WorkloadStatsView> {
+        let state = self.read();
+        state
+            .workloads
+            .iter()
+            .map(|(name, e)| WorkloadStatsView {
+                name: name.clone(),
+                status: status_of(e),
+                version: e.version,
+                service_restarts: e
+                    .current
+                    .as_ref()
+                    .and_then(|w| w.service())
+                    .map(|s| u64::from(s.status().restarts())),
+                stats: e.stats.clone(),
+            })
+            .collect()
     }
 
     async fn apply_text(
@@ -162,7 +265,7 @@ impl Host {
 
     async fn deploy_one(&self, manifest: Manifest, persist: bool) -> Result<Value, HostError> {
         let name = manifest.metadata.name.clone();
-        let logs = {
+        let (logs, stats) = {
             let state = self.read();
             if let Some(existing) = state.workloads.get(&name)
                 && existing.manifest.metadata.namespace != manifest.metadata.namespace
@@ -173,11 +276,10 @@ impl Host {
                     existing.manifest.metadata.namespace
                 )));
             }
-            state
-                .workloads
-                .get(&name)
-                .map(|e| e.logs.clone())
-                .unwrap_or_else(|| LogSink::new(&name))
+            match state.workloads.get(&name) {
+                Some(e) => (e.logs.clone(), e.stats.clone()),
+                None => (LogSink::new(&name), Arc::default()),
+            }
         };
         let engine = self.engine.clone();
         let cache = self.cache.clone();
@@ -207,6 +309,7 @@ impl Host {
                     // A running version keeps serving; report the failure.
                     Some(entry) if entry.current.is_some() => {
                         tracing::warn!(workload = %name, error = %msg, "update refused; the running version keeps serving");
+                        entry.last_refused = Some(msg.clone());
                     }
                     Some(entry) => entry.error = Some(msg.clone()),
                     None if !persist => {
@@ -218,7 +321,9 @@ impl Host {
                                 manifest,
                                 version: 0,
                                 error: Some(msg.clone()),
+                                last_refused: None,
                                 logs,
+                                stats,
                             },
                         );
                     }
@@ -257,7 +362,9 @@ impl Host {
                     manifest: manifest.clone(),
                     version,
                     error: None,
+                    last_refused: None,
                     logs,
+                    stats,
                 },
             );
             info_json(&name, &state.workloads[&name])
@@ -339,10 +446,12 @@ impl Host {
     /// to the log, the workload's logs and the admin API.
     pub async fn handle(&self, request: http::Request<WasiBody>) -> http::Response<WasiBody> {
         let id = RequestId::of(&request);
+        let start = Instant::now();
         let admitted = match crate::front::admit(&request) {
             Ok(a) => a,
             Err(refusal) => {
                 tracing::info!(request_id = %id, reason = %refusal, "request refused");
+                self.stats.unrouted.inc();
                 return crate::front::refusal_response(&refusal, &id);
             }
         };
@@ -353,34 +462,43 @@ impl Host {
                 .routes
                 .route(host.as_deref(), &admitted.path)
                 .map(str::to_string);
-            let workload = target.as_deref().and_then(|t| state.workloads.get(t)).and_then(
-                |e| e.current.clone().map(|w| (w, e.logs.clone())),
-            );
+            let workload = target
+                .as_deref()
+                .and_then(|t| state.workloads.get(t))
+                .and_then(|e| Some((e.current.clone()?, e.logs.clone(), e.stats.clone())));
             (target, workload, state.routes.clone())
         };
-        let Some((workload, logs)) = workload else {
-            let detail = not_found_detail(host.as_deref(), &admitted.path, target.as_deref(), &routes);
+        let Some((workload, logs, stats)) = workload else {
+            self.stats.unrouted.inc();
+            let detail =
+                not_found_detail(host.as_deref(), &admitted.path, target.as_deref(), &routes);
             tracing::info!(request_id = %id, "{detail}");
             self.failures
                 .record(&id, http::StatusCode::NOT_FOUND, target.as_deref(), &detail);
             return crate::front::generic_error(http::StatusCode::NOT_FOUND, &id);
         };
-        match workload.handle(request).await {
-            Ok(r) => r,
-            Err(err) => {
-                let status = err.status();
-                tracing::warn!(request_id = %id, workload = %workload.name(), status = status.as_u16(), error = %err, "request failed");
-                let detail = format!("{err}");
-                logs.push(
-                    "weft",
-                    "error",
-                    &format!("request {id}: {} {detail}", status.as_u16()),
-                );
-                self.failures
-                    .record(&id, status, Some(workload.name()), &detail);
-                crate::server::error_response(&err, &id)
+        let response = {
+            let _in_flight = stats.in_flight.track();
+            match workload.handle(request).await {
+                Ok(r) => r,
+                Err(err) => {
+                    let status = err.status();
+                    tracing::warn!(request_id = %id, workload = %workload.name(), status = status.as_u16(), error = %err, "request failed");
+                    let detail = format!("{err}");
+                    logs.push(
+                        "weft",
+                        "error",
+                        &format!("request {id}: {} {detail}", status.as_u16()),
+                    );
+                    self.failures
+                        .record(&id, status, Some(workload.name()), &detail);
+                    crate::server::error_response(&err, &id)
+                }
             }
-        }
+        };
+        stats.requests.inc(response.status().as_u16());
+        stats.latency.observe(start.elapsed());
+        response
     }
 }
 
@@ -430,6 +548,25 @@ fn not_found_detail(
         detail.push_str(&list.join(", "));
     }
     detail
+}
+
+/// `Running` or `Failed`, as `info_json` reports it.
+fn status_of(e: &Entry) -> &'static str {
+    let service_failed = e
+        .current
+        .as_ref()
+        .and_then(|w| w.service())
+        .is_some_and(|s| {
+            matches!(
+                s.status(),
+                weft_runtime::service::ServiceStatus::Failed { .. }
+            )
+        });
+    if e.current.is_none() || service_failed {
+        "Failed"
+    } else {
+        "Running"
+    }
 }
 
 fn info_json(name: &str, e: &Entry) -> Value {
@@ -498,5 +635,6 @@ fn info_json(name: &str, e: &Entry) -> Value {
         "error": service_failed.or_else(|| e.error.clone()),
         "service": service,
         "manifestPath": e.manifest.origin.path.display().to_string(),
+        "lastRefusedUpdate": e.last_refused,
     })
 }

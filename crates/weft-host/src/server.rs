@@ -70,9 +70,10 @@ pub fn error_response(err: &HandleError, id: &RequestId) -> http::Response<WasiB
     let mut response = crate::front::generic_error(err.status(), id);
     if err.status() == http::StatusCode::SERVICE_UNAVAILABLE {
         // Overloaded, draining, or the instance was retired: worth retrying soon.
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
     }
     response
 }
@@ -130,7 +131,10 @@ impl ComponentHandler {
 
     /// Replaces (or adds) these request headers on every request, as `wasmtime serve -H`:
     /// the client's values of each name are removed, then every given value appended.
-    pub fn with_request_headers(mut self, headers: Vec<(http::HeaderName, http::HeaderValue)>) -> Self {
+    pub fn with_request_headers(
+        mut self,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> Self {
         self.headers = Arc::new(headers);
         self
     }
@@ -163,9 +167,40 @@ impl Handler for ComponentHandler {
     }
 }
 
-/// Converts a hyper request into the body type wasmtime-wasi-http consumes.
+/// Converts a hyper request into the body type wasmtime-wasi-http consumes, with the scheme
+/// and authority the client addressed (see [`with_origin`]).
 pub fn into_wasi_request(req: http::Request<Incoming>) -> http::Request<WasiBody> {
-    req.map(|body| body.map_err(wasmtime_wasi_http_error).boxed_unsync())
+    let mut req = req.map(|body| body.map_err(wasmtime_wasi_http_error).boxed_unsync());
+    with_origin(&mut req);
+    req
+}
+
+/// Completes an origin-form request target (`/path?query`, what HTTP/1.1 clients send) with
+/// the scheme and authority the client addressed: `http` (this front end speaks plain HTTP)
+/// and the `Host` header. A WASI 0.3 handler reads them from `request.get-scheme` and
+/// `get-authority`, which wasmtime-wasi-http takes from the URI alone (a WASI 0.2 handler gets
+/// them from the `Host` header either way). An absolute-form target keeps what the client
+/// sent; a missing or malformed `Host` leaves the authority unset.
+pub fn with_origin<B>(req: &mut http::Request<B>) {
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        return;
+    }
+    let Some(authority) = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+    else {
+        return;
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
 }
 
 fn wasmtime_wasi_http_error(err: hyper::Error) -> weft_runtime::http::BodyError {
@@ -286,5 +321,71 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request(target: &str, host: Option<&[u8]>) -> http::Request<()> {
+        let mut b = http::Request::builder().uri(target);
+        if let Some(h) = host {
+            b = b.header(http::header::HOST, h);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn origin_form_gets_scheme_and_authority_from_host() {
+        let mut req = request("/whoami?x=1", Some(b"example.com:8080"));
+        with_origin(&mut req);
+        assert_eq!(req.uri().scheme_str(), Some("http"));
+        assert_eq!(
+            req.uri().authority().map(|a| a.as_str()),
+            Some("example.com:8080")
+        );
+        assert_eq!(
+            req.uri().path_and_query().map(|p| p.as_str()),
+            Some("/whoami?x=1")
+        );
+    }
+
+    #[test]
+    fn absolute_form_and_bad_hosts_are_left_alone() {
+        let mut req = request("https://a.example/p", Some(b"b.example"));
+        with_origin(&mut req);
+        assert_eq!(req.uri().to_string(), "https://a.example/p");
+        for host in [None, Some(&b""[..]), Some(&b"a b"[..]), Some(&b"x/y"[..])] {
+            let mut req = request("/p", host);
+            with_origin(&mut req);
+            assert_eq!(req.uri().to_string(), "/p", "host {host:?}");
+        }
+    }
+
+    proptest! {
+        /// Any Host header: never panics; the path and query never change; the authority is
+        /// the Host header exactly when that parses as one.
+        #[test]
+        fn origin_keeps_the_target_and_takes_only_a_valid_host(
+            path in "/[a-zA-Z0-9/._~%-]{0,20}(\\?[a-z0-9=&]{0,10})?",
+            host in prop::collection::vec(any::<u8>(), 0..24),
+        ) {
+            let Ok(value) = http::HeaderValue::from_bytes(&host) else {
+                return Ok(());
+            };
+            let mut req = request(&path, None);
+            req.headers_mut().insert(http::header::HOST, value);
+            with_origin(&mut req);
+            prop_assert_eq!(req.uri().path_and_query().map(|p| p.as_str()), Some(path.as_str()));
+            match http::uri::Authority::try_from(host.as_slice()) {
+                Ok(a) => {
+                    prop_assert_eq!(req.uri().scheme_str(), Some("http"));
+                    prop_assert_eq!(req.uri().authority(), Some(&a));
+                }
+                Err(_) => prop_assert!(req.uri().authority().is_none()),
+            }
+        }
     }
 }

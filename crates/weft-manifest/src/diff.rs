@@ -27,6 +27,11 @@ pub enum Change {
     ReplicasChanged { from: u32, to: u32 },
     /// `spec.hostSelector` differs.
     HostSelectorChanged,
+    /// `spec.spreadBy` differs.
+    SpreadByChanged {
+        from: Option<String>,
+        to: Option<String>,
+    },
     /// A component only in the new manifest.
     ComponentAdded { name: String },
     /// A component only in the old manifest.
@@ -63,6 +68,12 @@ impl fmt::Display for Change {
             }
             Change::ReplicasChanged { from, to } => write!(f, "~ replicas: {from} -> {to}"),
             Change::HostSelectorChanged => write!(f, "~ hostSelector"),
+            Change::SpreadByChanged { from, to } => write!(
+                f,
+                "~ spreadBy: {} -> {}",
+                from.as_deref().unwrap_or("(none)"),
+                to.as_deref().unwrap_or("(none)")
+            ),
             Change::ComponentAdded { name } => write!(f, "+ component {name}"),
             Change::ComponentRemoved { name } => write!(f, "- component {name}"),
             Change::ComponentChanged { name, fields } => {
@@ -131,6 +142,12 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
         != new.spec.host_selector.as_ref().unwrap_or(&empty)
     {
         out.push(Change::HostSelectorChanged);
+    }
+    if old.spec.spread_by != new.spec.spread_by {
+        out.push(Change::SpreadByChanged {
+            from: old.spec.spread_by.clone(),
+            to: new.spec.spread_by.clone(),
+        });
     }
 
     // Components.
@@ -281,6 +298,7 @@ fn component_fields(a: &Component, b: &Component) -> Vec<String> {
     check("maxInvocations", a.max_invocations != b.max_invocations);
     check("maxConcurrency", a.max_concurrency != b.max_concurrency);
     check("links", a.links != b.links);
+    check("build", a.build != b.build);
     let (x, y) = (&a.local_resources, &b.local_resources);
     check(
         "localResources.memoryLimitMb",

@@ -25,7 +25,7 @@ pub const KNOWN_HOST_INTERFACES: &[KnownHostInterface] = &[
         namespace: "wasi",
         package: "http",
         interfaces: &["incoming-handler", "outgoing-handler"],
-        config_keys: &["host", "path"],
+        config_keys: &["host", "path", "internal"],
         summary: "serve HTTP requests (incoming-handler) and send them (outgoing-handler, limited by allowedHosts)",
     },
     KnownHostInterface {
@@ -62,6 +62,20 @@ pub const KNOWN_HOST_INTERFACES: &[KnownHostInterface] = &[
         interfaces: &["consumer", "producer", "handler"],
         config_keys: &[],
         summary: "publish and receive messages",
+    },
+    KnownHostInterface {
+        namespace: "wasmcloud",
+        package: "messaging",
+        interfaces: &["handler", "consumer"],
+        config_keys: &[
+            "subscriptions",
+            "queueGroup",
+            "publish",
+            "deadLetter",
+            "maxInFlight",
+            "maxMessageBytes",
+        ],
+        summary: "be triggered by messages (handler) and publish/request (consumer) on granted NATS subjects",
     },
     KnownHostInterface {
         namespace: "wasi",
@@ -146,6 +160,84 @@ pub struct HttpIncomingConfig {
     pub host: Option<String>,
     /// `config.path`: the path prefix routed to this workload; default `/`.
     pub path: String,
+    /// `config.internal`: whether other workloads on the host may call this one in memory
+    /// (`http://NAME.weft.internal/`), and whether it also has an ingress route.
+    pub internal: InternalCalls,
+}
+
+/// `wasi:http` `config.internal`: in-memory calls from other workloads (docs/messaging.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InternalCalls {
+    /// Only the ingress route (the default).
+    #[default]
+    Deny,
+    /// The ingress route, and in-memory calls to `NAME.weft.internal`.
+    Allow,
+    /// In-memory calls only; no ingress route.
+    Only,
+}
+
+impl InternalCalls {
+    /// The accepted spellings.
+    pub const NAMES: &'static [&'static str] = &["deny", "allow", "only"];
+
+    /// Parses `deny`, `allow` or `only`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "deny" => Some(InternalCalls::Deny),
+            "allow" => Some(InternalCalls::Allow),
+            "only" => Some(InternalCalls::Only),
+            _ => None,
+        }
+    }
+
+    /// Whether in-memory calls are accepted.
+    pub fn accepts(self) -> bool {
+        !matches!(self, InternalCalls::Deny)
+    }
+
+    /// Whether the workload gets an ingress route.
+    pub fn routed(self) -> bool {
+        !matches!(self, InternalCalls::Only)
+    }
+}
+
+/// Default `wasmcloud:messaging` `config.maxInFlight`: messages one replica handles at once.
+pub const DEFAULT_MESSAGING_MAX_IN_FLIGHT: u32 = 16;
+/// Largest `config.maxInFlight`.
+pub const MAX_MESSAGING_MAX_IN_FLIGHT: u32 = 1024;
+/// Default `config.maxMessageBytes` (NATS's default `max_payload`).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1 << 20;
+/// Largest `config.maxMessageBytes`.
+pub const MAX_MAX_MESSAGE_BYTES: u32 = 8 << 20;
+
+/// The typed config of a `wasmcloud:messaging` grant, defaults applied (docs/messaging.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagingConfig {
+    /// `handler` is granted: the workload is triggered by messages.
+    pub handler: bool,
+    /// `consumer` is granted: its components may publish and request.
+    pub consumer: bool,
+    /// `config.subscriptions`.
+    pub subscriptions: Vec<weft_policy::messaging::Pattern>,
+    /// `config.queueGroup`, default `NAMESPACE.NAME` (filled by the caller, which knows them).
+    pub queue_group: Option<String>,
+    /// `config.publish`.
+    pub publish: weft_policy::messaging::SubjectGrants,
+    /// `config.deadLetter`.
+    pub dead_letter: Option<String>,
+    /// `config.maxInFlight`.
+    pub max_in_flight: u32,
+    /// `config.maxMessageBytes`.
+    pub max_message_bytes: u32,
+}
+
+/// Parses a `maxInFlight` or `maxMessageBytes` value: a decimal integer within `min..=max`.
+pub fn parse_bounded(s: &str, min: u32, max: u32) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u32>().ok().filter(|n| (min..=max).contains(n))
 }
 
 impl HostInterface {
@@ -178,6 +270,48 @@ impl HostInterface {
                 .get("path")
                 .cloned()
                 .unwrap_or_else(|| "/".to_string()),
+            internal: self
+                .config
+                .get("internal")
+                .and_then(|v| InternalCalls::parse(v))
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The typed `wasmcloud:messaging` config, when this is such a grant. Values that
+    /// validation rejects read as their defaults (patterns that do not parse are left out).
+    pub fn messaging_config(&self) -> Option<MessagingConfig> {
+        use weft_policy::messaging::{Pattern, SubjectGrants, split_list};
+        if self.namespace != "wasmcloud" || self.package != "messaging" {
+            return None;
+        }
+        let list = |key: &str| -> Vec<Pattern> {
+            self.config
+                .get(key)
+                .map(|v| {
+                    split_list(v)
+                        .filter_map(|p| Pattern::parse(p).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Some(MessagingConfig {
+            handler: self.grants("handler"),
+            consumer: self.grants("consumer"),
+            subscriptions: list("subscriptions"),
+            queue_group: self.config.get("queueGroup").cloned(),
+            publish: SubjectGrants::new(list("publish")),
+            dead_letter: self.config.get("deadLetter").cloned(),
+            max_in_flight: self
+                .config
+                .get("maxInFlight")
+                .and_then(|v| parse_bounded(v, 1, MAX_MESSAGING_MAX_IN_FLIGHT))
+                .unwrap_or(DEFAULT_MESSAGING_MAX_IN_FLIGHT),
+            max_message_bytes: self
+                .config
+                .get("maxMessageBytes")
+                .and_then(|v| parse_bounded(v, 1, MAX_MAX_MESSAGE_BYTES))
+                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         })
     }
 }
@@ -227,13 +361,68 @@ mod tests {
             http.http_incoming_config(),
             Some(HttpIncomingConfig {
                 host: Some("a.localhost".into()),
-                path: "/".into()
+                path: "/".into(),
+                internal: InternalCalls::Deny,
             })
         );
         assert_eq!(
             hi("wasi", "http", &["outgoing-handler"], &[]).http_incoming_config(),
             None
         );
+    }
+
+    #[test]
+    fn messaging_config_fills_defaults() {
+        assert_eq!(
+            hi("wasi", "http", &["incoming-handler"], &[]).messaging_config(),
+            None
+        );
+        let m = hi(
+            "wasmcloud",
+            "messaging",
+            &["consumer"],
+            &[("publish", "a.*, b")],
+        )
+        .messaging_config()
+        .unwrap();
+        assert!(!m.handler && m.consumer);
+        assert!(m.subscriptions.is_empty());
+        assert_eq!(m.publish.to_string(), "a.*, b");
+        assert_eq!(m.max_in_flight, DEFAULT_MESSAGING_MAX_IN_FLIGHT);
+        assert_eq!(m.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        let m = hi(
+            "wasmcloud",
+            "messaging",
+            &["handler"],
+            &[
+                ("subscriptions", "in.>"),
+                ("queueGroup", "q"),
+                ("deadLetter", "dlq"),
+                ("maxInFlight", "4"),
+                ("maxMessageBytes", "100"),
+            ],
+        )
+        .messaging_config()
+        .unwrap();
+        assert!(m.handler && !m.consumer);
+        assert_eq!(m.subscriptions.len(), 1);
+        assert_eq!(m.queue_group.as_deref(), Some("q"));
+        assert_eq!(m.dead_letter.as_deref(), Some("dlq"));
+        assert_eq!((m.max_in_flight, m.max_message_bytes), (4, 100));
+        assert_eq!(parse_bounded("+4", 1, 10), None);
+        assert_eq!(parse_bounded("0", 1, 10), None);
+        assert_eq!(parse_bounded("11", 1, 10), None);
+        assert_eq!(parse_bounded("99999999999", 1, 10), None);
+        assert_eq!(parse_bounded("010", 1, 10), Some(10));
+        let http = hi(
+            "wasi",
+            "http",
+            &["incoming-handler"],
+            &[("internal", "only")],
+        );
+        let cfg = http.http_incoming_config().unwrap();
+        assert_eq!(cfg.internal, InternalCalls::Only);
+        assert!(cfg.internal.accepts() && !cfg.internal.routed());
     }
 
     #[test]

@@ -53,12 +53,15 @@ mod validate;
 pub use diff::{Change, diff};
 pub use error::{ErrorKind, ManifestError, ManifestErrors, PrintError};
 pub use hostif::{
-    HttpIncomingConfig, KNOWN_HOST_INTERFACES, KeyValueBackend, KeyValueConfig, KnownHostInterface,
-    MAX_BUCKET_NAME_BYTES, known_host_interface,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MESSAGING_MAX_IN_FLIGHT, HttpIncomingConfig, InternalCalls,
+    KNOWN_HOST_INTERFACES, KeyValueBackend, KeyValueConfig, KnownHostInterface,
+    MAX_BUCKET_NAME_BYTES, MAX_MAX_MESSAGE_BYTES, MAX_MESSAGING_MAX_IN_FLIGHT, MessagingConfig,
+    known_host_interface, parse_bounded,
 };
 pub use model::{
-    API_VERSION, ApiVersion, Component, Compose, HostInterface, HostPath, Kind, LocalResources,
-    Manifest, Metadata, Origin, Protocol, Service, Socket, Spec, Volume, VolumeMount,
+    API_VERSION, ApiVersion, Build, Component, Compose, HostInterface, HostPath, Kind,
+    LocalResources, Manifest, Metadata, Origin, Protocol, Service, Socket, Spec, Volume,
+    VolumeMount,
 };
 pub use parse::{load_file, looks_like_json, parse_str, parse_with_base};
 pub use print::{to_json, to_json_value, to_yaml, to_yaml_all};

@@ -67,7 +67,8 @@ pub enum Kind {
     /// A workload run as-is by the host it is handed to.
     #[default]
     Workload,
-    /// A workload a scheduler places on hosts: adds `spec.replicas` and `spec.hostSelector`.
+    /// A workload a scheduler places on hosts: adds `spec.replicas`, `spec.hostSelector` and
+    /// `spec.spreadBy`.
     WorkloadDeployment,
 }
 
@@ -162,6 +163,11 @@ pub struct Spec {
     /// `WorkloadDeployment` only: place copies only on hosts having all these labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_selector: Option<BTreeMap<String, String>>,
+    /// `WorkloadDeployment` only: a host label key (e.g. `zone`). Copies are spread evenly over
+    /// the values hosts have for it; a host without the label gets no copy. Default: spread
+    /// over hosts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_by: Option<String>,
 }
 
 fn default_one() -> u32 {
@@ -183,7 +189,8 @@ pub struct Component {
     )]
     pub name: String,
     /// Where the component's Wasm is: a path relative to the manifest's directory (or absolute),
-    /// or a `file://` URL. `oci://` references are not supported yet.
+    /// a `file://` URL, or an OCI image `oci://REGISTRY/REPOSITORY:TAG` (or `@sha256:...`)
+    /// that the host pulls, verifies and pins to its digest at deploy.
     #[schemars(length(min = 1))]
     pub image: String,
     /// Optional pin: `sha256:` followed by 64 lowercase hex digits. The image file must hash to it.
@@ -208,6 +215,30 @@ pub struct Component {
     /// Limits and per-component grants.
     #[serde(default, skip_serializing_if = "LocalResources::is_empty")]
     pub local_resources: LocalResources,
+    /// How to build the component from source (`weft build`, `weft dev`). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+}
+
+/// How to build a component from source: `weft build` runs `command` in `workdir`; `weft dev`
+/// also reruns it when a file matching `watch` changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Build {
+    /// The build command, run with `sh -c` in `workdir`, e.g.
+    /// `cargo build --release --target wasm32-wasip2`. It must leave the component at `image`.
+    #[schemars(length(min = 1))]
+    pub command: String,
+    /// The directory to run it in: relative to the manifest's directory, or absolute. Default:
+    /// the manifest's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub workdir: Option<String>,
+    /// Files whose changes trigger a rebuild under `weft dev`: globs relative to `workdir`
+    /// (`src/**/*.rs`, `Cargo.toml`). Default: every file under `workdir` except `target/`,
+    /// hidden directories and the built image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<String>,
 }
 
 /// A long-lived component: the same fields as a component plus `maxRestarts`.
@@ -221,7 +252,8 @@ pub struct Service {
     )]
     pub name: String,
     /// Where the service's Wasm is: a path relative to the manifest's directory (or absolute),
-    /// or a `file://` URL. `oci://` references are not supported yet.
+    /// a `file://` URL, or an OCI image `oci://REGISTRY/REPOSITORY:TAG` (or `@sha256:...`)
+    /// that the host pulls, verifies and pins to its digest at deploy.
     #[schemars(length(min = 1))]
     pub image: String,
     /// Optional pin: `sha256:` followed by 64 lowercase hex digits. The image file must hash to it.
@@ -255,6 +287,9 @@ pub struct Service {
     /// instead of by a component. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub serve_http: bool,
+    /// How to build the service from source (`weft build`, `weft dev`). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
 }
 
 impl Service {
@@ -269,6 +304,7 @@ impl Service {
             max_concurrency: self.max_concurrency,
             links: self.links.clone(),
             local_resources: self.local_resources.clone(),
+            build: self.build.clone(),
         }
     }
 }
@@ -386,9 +422,11 @@ pub struct HostInterface {
     /// Which of the package's interfaces to grant, e.g. `[incoming-handler]`. At least one.
     #[schemars(length(min = 1))]
     pub interfaces: Vec<String>,
-    /// Interface-specific settings (see the manifest reference): `wasi:http` takes `host` and
-    /// `path` (with `incoming-handler`), `wasi:keyvalue` takes `backend` (`memory` or `redb`)
-    /// and `bucket`; the others take none.
+    /// Interface-specific settings (see the manifest reference): `wasi:http` takes `host`,
+    /// `path` and `internal` (`deny`, `allow` or `only`; with `incoming-handler`),
+    /// `wasi:keyvalue` takes `backend` (`memory` or `redb`) and `bucket`,
+    /// `wasmcloud:messaging` takes `subscriptions`, `queueGroup`, `publish`, `deadLetter`,
+    /// `maxInFlight` and `maxMessageBytes` (docs/messaging.md); the others take none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
 }

@@ -249,6 +249,7 @@ const SPEC_FIELDS: &[&str] = &[
     "volumes",
     "replicas",
     "hostSelector",
+    "spreadBy",
 ];
 const COMPONENT_FIELDS: &[&str] = &[
     "name",
@@ -259,6 +260,7 @@ const COMPONENT_FIELDS: &[&str] = &[
     "maxConcurrency",
     "links",
     "localResources",
+    "build",
 ];
 const SERVICE_FIELDS: &[&str] = &[
     "name",
@@ -271,7 +273,9 @@ const SERVICE_FIELDS: &[&str] = &[
     "localResources",
     "maxRestarts",
     "serveHttp",
+    "build",
 ];
+const BUILD_FIELDS: &[&str] = &["command", "workdir", "watch"];
 const LOCAL_RESOURCES_FIELDS: &[&str] = &[
     "memoryLimitMb",
     "timeoutMs",
@@ -303,6 +307,7 @@ pub(crate) const LEVELS: &[(&str, &[&str])] = &[
     ("HostInterface", HOST_INTERFACE_FIELDS),
     ("Volume", VOLUME_FIELDS),
     ("HostPath", HOST_PATH_FIELDS),
+    ("Build", BUILD_FIELDS),
 ];
 
 /// A hint for a field that exists, but at another level.
@@ -318,7 +323,7 @@ fn component_misplaced(key: &str) -> Option<String> {
     }
     match key {
         "maxRestarts" | "serveHttp" => Some(format!("only `spec.service` has `{key}`")),
-        "replicas" | "hostSelector" => Some(format!(
+        "replicas" | "hostSelector" | "spreadBy" => Some(format!(
             "`{key}` belongs in `spec`, with `kind: WorkloadDeployment`"
         )),
         "hostInterfaces" | "interfaces" => {
@@ -913,6 +918,7 @@ impl Decoder {
         let host_selector = f
             .has("hostSelector")
             .then(|| self.string_map(&f, "hostSelector"));
+        let spread_by = self.opt_string(&f, "spreadBy");
         let (replicas, host_selector) = match kind {
             Kind::WorkloadDeployment => (
                 Some(replicas.unwrap_or(1)),
@@ -928,6 +934,7 @@ impl Decoder {
             volumes,
             replicas,
             host_selector,
+            spread_by,
         }
     }
 
@@ -963,6 +970,7 @@ impl Decoder {
             local_resources: c.local_resources,
             max_restarts,
             serve_http,
+            build: c.build,
         }
     }
 
@@ -984,6 +992,7 @@ impl Decoder {
             None => LocalResources::default(),
             Some(n) => self.local_resources(n, &f.path("localResources")),
         };
+        let build = f.get("build").map(|n| self.build(n, &f.path("build")));
         Component {
             name,
             image,
@@ -993,6 +1002,28 @@ impl Decoder {
             max_concurrency,
             links,
             local_resources,
+            build,
+        }
+    }
+
+    fn build(&mut self, node: &Node, path: &str) -> Build {
+        let Some(f) = self.object(node, path, BUILD_FIELDS, no_misplaced) else {
+            self.failed.push(path.to_string());
+            return Build::default();
+        };
+        Build {
+            command: self.req_string(
+                &f,
+                "command",
+                "command",
+                "give the build command, e.g. `command: cargo build --release --target wasm32-wasip2`",
+            ),
+            workdir: self.opt_string(&f, "workdir"),
+            watch: self.string_list(
+                &f,
+                "watch",
+                "`watch` is a list of globs: `[ \"src/**/*.rs\", Cargo.toml ]`",
+            ),
         }
     }
 

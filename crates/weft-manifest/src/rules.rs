@@ -179,6 +179,9 @@ pub fn check_digest(s: &str) -> Result<(), Rejection> {
 pub enum ImageRef {
     /// A local file: as written (relative paths are relative to the manifest's directory).
     File(PathBuf),
+    /// An OCI artifact: `oci://REGISTRY/REPOSITORY[:TAG][@sha256:HEX]`, pulled by the host
+    /// (docs/distribution.md).
+    Oci(weft_policy::oci::Reference),
 }
 
 /// Why an image reference cannot be used.
@@ -192,6 +195,10 @@ pub enum ImageRefError {
     UnknownScheme { scheme: String },
     #[error("invalid file:// URL: {reason}")]
     BadFileUrl { reason: String },
+    #[error("invalid oci:// image: {0}")]
+    Oci(weft_policy::oci::ReferenceError),
+    #[error("{reference} is an OCI image, not a file: the host pulls it")]
+    NotAFile { reference: String },
 }
 
 impl ImageRefError {
@@ -212,12 +219,17 @@ impl ImageRefError {
             ImageRefError::BadFileUrl { .. } => {
                 "write `file:///absolute/path.wasm`, `file://./relative.wasm`, or just the path".into()
             }
+            ImageRefError::Oci(e) => e.hint(),
+            ImageRefError::NotAFile { .. } => {
+                "pin and pull it first (`weft_oci::Puller::pin`, then `weft_oci::localize`)".into()
+            }
         }
     }
 }
 
-/// Parses an image reference: a path, or `file://PATH` (`file://localhost/PATH` too; `%XX`
-/// escapes decoded). `oci://`, `http(s)://` are recognised and refused as not supported yet.
+/// Parses an image reference: a path, `file://PATH` (`file://localhost/PATH` too; `%XX`
+/// escapes decoded) or `oci://REGISTRY/REPOSITORY[:TAG][@sha256:HEX]`. `http(s)://` are
+/// recognised and refused as not supported.
 pub fn parse_image(image: &str) -> Result<ImageRef, ImageRefError> {
     let trimmed = image.trim();
     if trimmed.is_empty() {
@@ -247,7 +259,10 @@ pub fn parse_image(image: &str) -> Result<ImageRef, ImageRefError> {
                 }
                 Ok(ImageRef::File(PathBuf::from(decoded)))
             }
-            "oci" | "http" | "https" => Err(ImageRefError::Unsupported { scheme: lower }),
+            "oci" => weft_policy::oci::Reference::parse(trimmed)
+                .map(ImageRef::Oci)
+                .map_err(ImageRefError::Oci),
+            "http" | "https" => Err(ImageRefError::Unsupported { scheme: lower }),
             _ => Err(ImageRefError::UnknownScheme { scheme: lower }),
         };
     }
@@ -255,10 +270,14 @@ pub fn parse_image(image: &str) -> Result<ImageRef, ImageRefError> {
 }
 
 /// The file an image reference names, resolved against `base_dir` (the manifest's directory)
-/// when relative.
+/// when relative. An `oci://` image is no file: [`ImageRefError::NotAFile`] (the host pins,
+/// pulls and localizes those before the runtime reads images).
 pub fn resolve_image(image: &str, base_dir: &Path) -> Result<PathBuf, ImageRefError> {
     match parse_image(image)? {
         ImageRef::File(p) => Ok(join_clean(base_dir, &p)),
+        ImageRef::Oci(r) => Err(ImageRefError::NotAFile {
+            reference: r.to_string(),
+        }),
     }
 }
 
@@ -290,6 +309,35 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Checks a `build.watch` glob: relative to the build's workdir (no leading `/`, no `..`
+/// parts), and valid glob syntax (`*`, `**`, `?`, `[...]`, `{a,b}`).
+pub fn check_watch_glob(glob: &str) -> Result<(), Rejection> {
+    if glob.trim().is_empty() {
+        return Err(Rejection::new(
+            "a watch glob is empty",
+            Some("e.g. `src/**/*.rs`".into()),
+        ));
+    }
+    if glob.starts_with('/') {
+        return Err(Rejection::new(
+            "watch globs are relative to the build's workdir",
+            Some(format!("e.g. `{}`", glob.trim_start_matches('/'))),
+        ));
+    }
+    if glob.split('/').any(|part| part == "..") {
+        return Err(Rejection::new(
+            "watch globs stay inside the build's workdir (no `..`)",
+            Some("set `workdir` to the directory to watch".into()),
+        ));
+    }
+    globset::Glob::new(glob).map(|_| ()).map_err(|e| {
+        Rejection::new(
+            format!("not a valid glob: {}", e.kind()),
+            Some("globs use `*`, `**`, `?`, `[abc]` and `{a,b}`, e.g. `src/**/*.rs`".into()),
+        )
+    })
 }
 
 /// Checks a mount path: absolute, no `.`/`..` parts, no backslashes or NULs.
@@ -594,6 +642,18 @@ mod tests {
         );
         assert!(matches!(
             parse_image("oci://ghcr.io/x:1"),
+            Ok(ImageRef::Oci(_))
+        ));
+        assert!(matches!(
+            parse_image("oci://ghcr.io/x"),
+            Err(ImageRefError::Oci(_))
+        ));
+        assert!(matches!(
+            resolve_image("oci://ghcr.io/x:1", base),
+            Err(ImageRefError::NotAFile { .. })
+        ));
+        assert!(matches!(
+            parse_image("https://x/a.wasm"),
             Err(ImageRefError::Unsupported { .. })
         ));
         assert!(matches!(

@@ -173,7 +173,8 @@ fn full_example_parses_with_every_field() {
         http.http_incoming_config(),
         Some(HttpIncomingConfig {
             host: Some("todo.localhost".into()),
-            path: "/".into()
+            path: "/".into(),
+            internal: crate::InternalCalls::Deny,
         })
     );
     let kv = m
@@ -238,6 +239,40 @@ fn deployment_adds_replicas_and_host_selector() {
         "spec.hostSelector",
         ErrorKind::InvalidValue,
         "kind: WorkloadDeployment",
+    );
+}
+
+#[test]
+fn deployment_spread_by_is_a_label_key() {
+    let text = with_spec("replicas: 4\nspreadBy: zone")
+        .replace("kind: Workload", "kind: WorkloadDeployment");
+    let m = &parse(&text).unwrap()[0];
+    assert_eq!(m.spec.spread_by.as_deref(), Some("zone"));
+    let printed = crate::to_yaml(m).unwrap();
+    assert!(printed.contains("spreadBy: zone"), "{printed}");
+
+    let bad =
+        with_spec("spreadBy: 'no spaces'").replace("kind: Workload", "kind: WorkloadDeployment");
+    expect(
+        &errors(&bad),
+        "spec.spreadBy",
+        ErrorKind::InvalidValue,
+        "letters, digits",
+    );
+    expect(
+        &errors(&with_spec("spreadBy: zone")),
+        "spec.spreadBy",
+        ErrorKind::InvalidValue,
+        "kind: WorkloadDeployment",
+    );
+    let mut moved = m.clone();
+    moved.spec.spread_by = Some("rack".into());
+    assert_eq!(
+        crate::diff(m, &moved)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec!["~ spreadBy: zone -> rack".to_string()]
     );
 }
 
@@ -885,15 +920,246 @@ fn unknown_host_interfaces() {
 }
 
 #[test]
-fn oci_is_unsupported() {
-    let errs = errors(&with_component("").replace("./api.wasm", "oci://ghcr.io/acme/api:1.0"));
+fn messaging_grants_are_checked() {
+    // A good grant parses, with its typed config.
+    let ms = parse(&with_spec(
+        "hostInterfaces:\n  - namespace: wasmcloud\n    package: messaging\n    interfaces: [handler, consumer]\n    config: { subscriptions: \"orders.*, audit.>\", queueGroup: enrich, publish: \"out.>\", deadLetter: orders.failed, maxInFlight: \"4\", maxMessageBytes: \"65536\" }",
+    ))
+    .unwrap();
+    let cfg = ms[0]
+        .host_interface("wasmcloud", "messaging")
+        .unwrap()
+        .messaging_config()
+        .unwrap();
+    assert_eq!(cfg.subscriptions.len(), 2);
+    assert!(cfg.publish.allows("out.x.y"));
+    assert_eq!(cfg.max_in_flight, 4);
+
+    let errs = errors(&with_spec(
+        "hostInterfaces:\n  - namespace: wasmcloud\n    package: messaging\n    interfaces: [handler]\n    config: { subscriptions: \"ok.*, >, a..b, x.y*\", publish: \"out.>\", deadLetter: \"dlq.*\", queueGroup: \"a b\", maxInFlight: \"0\", maxMessageBytes: \"9999999999\" }",
+    ));
     let e = expect(
+        &errs,
+        "spec.hostInterfaces[0].config.subscriptions[1]",
+        ErrorKind::InvalidValue,
+        "`orders.*`",
+    );
+    assert!(e.message.contains("reserved"), "{e}");
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.subscriptions[2]",
+        ErrorKind::InvalidValue,
+        "`audit.>`",
+    );
+    let e = expect(
+        &errs,
+        "spec.hostInterfaces[0].config.subscriptions[3]",
+        ErrorKind::InvalidValue,
+        "",
+    );
+    assert!(e.message.contains("whole token"), "{e}");
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.publish",
+        ErrorKind::InvalidValue,
+        "add `consumer` to `interfaces`",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.deadLetter",
+        ErrorKind::InvalidValue,
+        "without wildcards",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.queueGroup",
+        ErrorKind::InvalidValue,
+        "plain name",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.maxInFlight",
+        ErrorKind::OutOfRange,
+        "\"16\"",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.maxMessageBytes",
+        ErrorKind::OutOfRange,
+        "1 MiB",
+    );
+    assert_eq!(errs.len(), 8, "{errs}");
+
+    // handler without subscriptions; a reserved dead-letter subject; an unknown key.
+    let errs = errors(&with_spec(
+        "hostInterfaces:\n  - { namespace: wasmcloud, package: messaging, interfaces: [handler], config: { deadLetter: weft.x, publsh: a } }",
+    ));
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.subscriptions",
+        ErrorKind::MissingField,
+        "subscriptions",
+    );
+    let e = expect(
+        &errs,
+        "spec.hostInterfaces[0].config.deadLetter",
+        ErrorKind::InvalidValue,
+        "",
+    );
+    assert!(e.message.contains("reserved"), "{e}");
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.publsh",
+        ErrorKind::UnknownField,
+        "did you mean `publish`?",
+    );
+    assert_eq!(errs.len(), 3, "{errs}");
+
+    // An empty list, and the http `internal` key.
+    let errs = errors(&with_spec(
+        "hostInterfaces:\n  - { namespace: wasmcloud, package: messaging, interfaces: [consumer], config: { publish: \" , \" } }\n  - { namespace: wasi, package: http, interfaces: [incoming-handler], config: { internal: alow } }\n  - { namespace: wasi, package: keyvalue, interfaces: [store] }",
+    ));
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.publish",
+        ErrorKind::InvalidValue,
+        "separated by commas",
+    );
+    expect(
+        &errs,
+        "spec.hostInterfaces[1].config.internal",
+        ErrorKind::InvalidValue,
+        "did you mean `allow`?",
+    );
+    assert_eq!(errs.len(), 2, "{errs}");
+    let errs = errors(&with_spec(
+        "hostInterfaces:\n  - { namespace: wasi, package: http, interfaces: [outgoing-handler], config: { internal: only } }",
+    ));
+    expect(
+        &errs,
+        "spec.hostInterfaces[0].config.internal",
+        ErrorKind::InvalidValue,
+        "add `incoming-handler`",
+    );
+}
+
+#[test]
+fn oci_images_parse_and_bad_ones_name_the_field() {
+    let m = parse(&with_component("").replace("./api.wasm", "oci://ghcr.io/acme/api:1.0"))
+        .expect("an oci image with a tag is valid");
+    assert_eq!(m[0].spec.components[0].image, "oci://ghcr.io/acme/api:1.0");
+    let errs = errors(&with_component("").replace("./api.wasm", "oci://ghcr.io/acme/api"));
+    let e = expect(
+        &errs,
+        "spec.components[0].image",
+        ErrorKind::InvalidValue,
+        "add a tag",
+    );
+    assert!(e.message.contains("has no tag or digest"), "{e}");
+    let errs = errors(&with_component("").replace("./api.wasm", "oci://ghcr.io"));
+    let e = expect(
+        &errs,
+        "spec.components[0].image",
+        ErrorKind::InvalidValue,
+        "name the repository",
+    );
+    assert!(e.message.contains("no repository"), "{e}");
+    let errs = errors(&with_component("").replace("./api.wasm", "oci://acme/api:1"));
+    expect(
+        &errs,
+        "spec.components[0].image",
+        ErrorKind::InvalidValue,
+        "name the registry host",
+    );
+    let errs = errors(&with_component("").replace("./api.wasm", "https://x/api.wasm"));
+    expect(
         &errs,
         "spec.components[0].image",
         ErrorKind::Unsupported,
         "reference the .wasm file",
     );
-    assert_eq!(e.message, "oci:// images are not supported yet");
+}
+
+#[test]
+fn oci_images_need_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.yaml");
+    let text = with_component("").replace("./api.wasm", "oci://127.0.0.1:5000/api:1");
+    std::fs::write(&path, &text).unwrap();
+    crate::load_file(&path).expect("no filesystem check for an oci image");
+}
+
+#[test]
+fn build_sections() {
+    let m = parse(&with_component(
+        "build:\n  command: cargo build --release\n  workdir: .\n  watch: [\"src/**/*.rs\", Cargo.toml]",
+    ))
+    .expect("valid build section");
+    let b = m[0].spec.components[0].build.clone().expect("build");
+    assert_eq!(b.command, "cargo build --release");
+    assert_eq!(b.workdir.as_deref(), Some("."));
+    assert_eq!(b.watch, ["src/**/*.rs", "Cargo.toml"]);
+    // Printing and parsing again gives the same manifest.
+    let again = parse(&crate::to_yaml(&m[0]).unwrap()).expect("printed");
+    assert_eq!(again[0].spec.components[0].build, Some(b));
+
+    let errs = errors(&with_component("build: { workdir: . }"));
+    expect(
+        &errs,
+        "spec.components[0].build.command",
+        ErrorKind::MissingField,
+        "cargo build",
+    );
+    let errs = errors(&with_component(
+        "build: { command: \"  \", watch: [\"/abs/**\", \"../x\", \"src/[\"], comand: x }",
+    ));
+    expect(
+        &errs,
+        "spec.components[0].build.command",
+        ErrorKind::InvalidValue,
+        "cargo build",
+    );
+    expect(
+        &errs,
+        "spec.components[0].build.watch[0]",
+        ErrorKind::InvalidValue,
+        "abs/**",
+    );
+    expect(
+        &errs,
+        "spec.components[0].build.watch[1]",
+        ErrorKind::InvalidValue,
+        "workdir",
+    );
+    expect(
+        &errs,
+        "spec.components[0].build.watch[2]",
+        ErrorKind::InvalidValue,
+        "src/**/*.rs",
+    );
+    expect(
+        &errs,
+        "spec.components[0].build.comand",
+        ErrorKind::UnknownField,
+        "did you mean `command`",
+    );
+
+    // With a base directory, the workdir must exist.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("api.wasm"), b"\0asm").unwrap();
+    let path = dir.path().join("weft.yaml");
+    std::fs::write(
+        &path,
+        with_component("build: { command: make, workdir: ./nope }"),
+    )
+    .unwrap();
+    let errs = crate::load_file(&path).expect_err("missing workdir");
+    expect(
+        &errs,
+        "spec.components[0].build.workdir",
+        ErrorKind::NotFound,
+        "relative to the manifest",
+    );
 }
 
 #[test]

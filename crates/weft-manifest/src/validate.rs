@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{ErrorKind, ManifestError, Sink};
 use crate::fieldpath::{field, index};
 use crate::hostif::{
-    KNOWN_HOST_INTERFACES, KeyValueBackend, MAX_BUCKET_NAME_BYTES, known_host_interface,
+    InternalCalls, KNOWN_HOST_INTERFACES, KeyValueBackend, MAX_BUCKET_NAME_BYTES,
+    MAX_MAX_MESSAGE_BYTES, MAX_MESSAGING_MAX_IN_FLIGHT, known_host_interface, parse_bounded,
 };
 use crate::model::*;
 use crate::rules::{self, ImageRefError, Rejection};
@@ -88,6 +89,20 @@ impl Validator<'_> {
                     Some("use `kind: WorkloadDeployment`, or remove `hostSelector`".into()),
                 );
             }
+            if spec.spread_by.is_some() {
+                self.sink.push(
+                    "spec.spreadBy",
+                    spec.spread_by.as_deref(),
+                    ErrorKind::InvalidValue,
+                    "spreadBy only applies to kind WorkloadDeployment",
+                    Some("use `kind: WorkloadDeployment`, or remove `spreadBy`".into()),
+                );
+            }
+        }
+        if let Some(key) = &spec.spread_by
+            && let Err(r) = rules::check_label_key(key)
+        {
+            self.reject("spec.spreadBy", key, ErrorKind::InvalidValue, r);
         }
         if let Some(sel) = &spec.host_selector {
             self.labels("spec.hostSelector", sel);
@@ -166,6 +181,7 @@ impl Validator<'_> {
                     max_concurrency: c.max_concurrency,
                     links: &c.links,
                     local_resources: &c.local_resources,
+                    build: c.build.as_ref(),
                 },
                 &link_targets,
                 &volume_names,
@@ -182,6 +198,7 @@ impl Validator<'_> {
                     max_concurrency: s.max_concurrency,
                     links: &s.links,
                     local_resources: &s.local_resources,
+                    build: s.build.as_ref(),
                 },
                 &component_names,
                 &volume_names,
@@ -268,6 +285,9 @@ impl Validator<'_> {
 
     fn unit(&mut self, p: &str, u: UnitRef<'_>, components: &[&str], volumes: &[&str]) {
         self.name(&field(p, "name"), u.name);
+        if let Some(b) = u.build {
+            self.build(&field(p, "build"), b);
+        }
         self.image(
             &field(p, "image"),
             u.image,
@@ -331,14 +351,56 @@ impl Validator<'_> {
         self.local_resources(&field(p, "localResources"), u.local_resources, volumes);
     }
 
+    fn build(&mut self, p: &str, b: &Build) {
+        if b.command.trim().is_empty() {
+            self.sink.push(
+                &field(p, "command"),
+                Some(&b.command),
+                ErrorKind::InvalidValue,
+                "the build command is empty",
+                Some("e.g. `command: cargo build --release --target wasm32-wasip2`".into()),
+            );
+        }
+        if let Some(w) = &b.workdir {
+            let wp = field(p, "workdir");
+            if w.trim().is_empty() {
+                self.sink.push(
+                    &wp,
+                    Some(w),
+                    ErrorKind::InvalidValue,
+                    "the working directory is empty",
+                    Some("remove it to build in the manifest's directory, or name one, e.g. `workdir: ./api`".into()),
+                );
+            } else if let Some(base) = self.base_dir {
+                let full = rules::join_clean(base, Path::new(w));
+                if !full.is_dir() {
+                    self.sink.push(
+                        &wp,
+                        Some(w),
+                        ErrorKind::NotFound,
+                        format!("no such directory ({})", full.display()),
+                        Some("paths are relative to the manifest's directory".into()),
+                    );
+                }
+            }
+        }
+        let wp = field(p, "watch");
+        for (i, g) in b.watch.iter().enumerate() {
+            if let Err(r) = rules::check_watch_glob(g) {
+                self.reject(&index(&wp, i), g, ErrorKind::InvalidValue, r);
+            }
+        }
+    }
+
     fn image(&mut self, path: &str, image: &str, digest: Option<&str>) {
         let base = self.base_dir;
-        let resolved = match base {
-            Some(b) => rules::resolve_image(image, b),
-            None => rules::parse_image(image).map(|rules::ImageRef::File(p)| p),
-        };
-        let file = match resolved {
-            Ok(f) => f,
+        let file = match rules::parse_image(image) {
+            // Pulled and verified by the host at deploy (docs/distribution.md).
+            Ok(rules::ImageRef::Oci(_)) => return,
+            Ok(rules::ImageRef::File(p)) => match base {
+                Some(b) => rules::join_clean(b, &p),
+                None => return,
+            },
             Err(e) => {
                 let kind = match e {
                     ImageRefError::Unsupported { .. } => ErrorKind::Unsupported,
@@ -350,9 +412,6 @@ impl Validator<'_> {
                 return;
             }
         };
-        if base.is_none() {
-            return;
-        }
         match std::fs::metadata(&file) {
             Ok(md) if md.is_file() => {}
             Ok(_) => {
@@ -666,15 +725,36 @@ impl Validator<'_> {
                     ),
                     Some("use a shorter bucket name".into()),
                 ),
-                ("http", "host" | "path") if !hi.grants("incoming-handler") => self.sink.push(
-                    &kp,
-                    Some(value),
-                    ErrorKind::InvalidValue,
-                    format!(
-                        "`{key}` routes incoming requests, but incoming-handler is not granted"
-                    ),
-                    Some("add `incoming-handler` to `interfaces`, or remove it".into()),
-                ),
+                ("http", "internal") if InternalCalls::parse(value).is_none() => {
+                    let hint = did_you_mean(value, InternalCalls::NAMES)
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| {
+                            "use `allow` (ingress route and in-memory calls), `only` (in-memory \
+                             calls only) or `deny` (the default)"
+                                .into()
+                        });
+                    self.sink.push(
+                        &kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        "expected deny, allow or only",
+                        Some(hint),
+                    );
+                }
+                ("http", "host" | "path" | "internal") if !hi.grants("incoming-handler") => {
+                    self.sink.push(
+                        &kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "`{key}` routes incoming requests, but incoming-handler is not granted"
+                        ),
+                        Some("add `incoming-handler` to `interfaces`, or remove it".into()),
+                    )
+                }
+                ("messaging", _) if known.namespace == "wasmcloud" => {
+                    self.messaging_key(&kp, hi, key, value);
+                }
                 ("http", "host") => {
                     if let Err(r) = rules::check_http_host(value) {
                         self.reject(&kp, value, ErrorKind::InvalidValue, r);
@@ -688,6 +768,129 @@ impl Validator<'_> {
                 _ => {}
             }
         }
+        if known.namespace == "wasmcloud" && known.package == "messaging" {
+            self.messaging_grant(p, hi);
+        }
+    }
+
+    /// One `wasmcloud:messaging` config value (docs/messaging.md).
+    fn messaging_key(&mut self, kp: &str, hi: &HostInterface, key: &str, value: &str) {
+        use weft_policy::messaging::{check_grant_subject, check_queue_group, split_list};
+        let needs =
+            |iface: &str| -> Option<String> { (!hi.grants(iface)).then(|| iface.to_string()) };
+        let missing = match key {
+            "subscriptions" | "queueGroup" | "deadLetter" | "maxInFlight" => needs("handler"),
+            "publish" => needs("consumer"),
+            _ => (!hi.grants("handler") && !hi.grants("consumer"))
+                .then(|| "handler` or `consumer".to_string()),
+        };
+        if let Some(iface) = missing {
+            self.sink.push(
+                kp,
+                Some(value),
+                ErrorKind::InvalidValue,
+                format!("`{key}` applies to the `{iface}` interface, which is not granted"),
+                Some(format!("add `{iface}` to `interfaces`, or remove `{key}`")),
+            );
+            return;
+        }
+        let hint_pattern = "write dot-separated tokens starting with a literal, e.g. `orders.*` or \
+                            `audit.>` (`*` is one token, `>` the rest)";
+        match key {
+            "subscriptions" | "publish" => {
+                let items: Vec<&str> = split_list(value).collect();
+                if items.is_empty() {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        "lists no subject",
+                        Some(format!(
+                            "list subject patterns separated by commas, e.g. `orders.*, audit.>`, \
+                             or remove `{key}`"
+                        )),
+                    );
+                }
+                for (i, item) in items.iter().enumerate() {
+                    if let Err(e) = weft_policy::messaging::Pattern::parse(item) {
+                        self.sink.push(
+                            &index(kp, i),
+                            Some(item),
+                            ErrorKind::InvalidValue,
+                            format!("not a valid subject pattern: {e}"),
+                            Some(hint_pattern.into()),
+                        );
+                    }
+                }
+            }
+            "deadLetter" => {
+                if let Err(e) = check_grant_subject(value) {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        format!("not a valid subject: {e}"),
+                        Some("name one subject without wildcards, e.g. `orders.failed`".into()),
+                    );
+                }
+            }
+            "queueGroup" => {
+                if let Err(e) = check_queue_group(value) {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::InvalidValue,
+                        format!("not a valid queue group: {e}"),
+                        Some(
+                            "use a plain name such as `orders-enricher`, or remove it for the \
+                             default NAMESPACE.NAME"
+                                .into(),
+                        ),
+                    );
+                }
+            }
+            "maxInFlight" => {
+                if parse_bounded(value, 1, MAX_MESSAGING_MAX_IN_FLIGHT).is_none() {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::OutOfRange,
+                        format!("must be a whole number from 1 to {MAX_MESSAGING_MAX_IN_FLIGHT}"),
+                        Some("quote it: \"16\" (the default)".into()),
+                    );
+                }
+            }
+            "maxMessageBytes" => {
+                if parse_bounded(value, 1, MAX_MAX_MESSAGE_BYTES).is_none() {
+                    self.sink.push(
+                        kp,
+                        Some(value),
+                        ErrorKind::OutOfRange,
+                        format!(
+                            "must be a whole number of bytes from 1 to {MAX_MAX_MESSAGE_BYTES}"
+                        ),
+                        Some("quote it: \"1048576\" (1 MiB, the default)".into()),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks across a `wasmcloud:messaging` grant's fields.
+    fn messaging_grant(&mut self, p: &str, hi: &HostInterface) {
+        if hi.grants("handler") && !hi.config.contains_key("subscriptions") {
+            self.sink.push(
+                &field(&field(p, "config"), "subscriptions"),
+                None,
+                ErrorKind::MissingField,
+                "the `handler` interface is granted, but no subscriptions are",
+                Some(
+                    "add `config: { subscriptions: \"orders.*\" }` with the subjects to deliver"
+                        .into(),
+                ),
+            );
+        }
     }
 }
 
@@ -700,4 +903,5 @@ struct UnitRef<'a> {
     max_concurrency: u32,
     links: &'a BTreeMap<String, String>,
     local_resources: &'a LocalResources,
+    build: Option<&'a Build>,
 }

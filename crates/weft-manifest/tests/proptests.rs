@@ -225,6 +225,26 @@ fn host_interfaces() -> impl Strategy<Value = Vec<HostInterface>> {
                             config.insert("path".to_string(), p);
                         }
                     }
+                    "messaging" if k.namespace == "wasmcloud" => {
+                        // Subjects from the generated words: `WORD.*`, `WORD.>`, `WORD`.
+                        let word = bucket.clone().unwrap_or_else(|| "orders".into());
+                        if ifaces.contains(&"handler") {
+                            config.insert("subscriptions".to_string(), format!("{word}.*, in.>"));
+                            if let Some(b) = backend {
+                                config.insert("deadLetter".to_string(), format!("{word}.{b}"));
+                            }
+                            if host.is_some() {
+                                config.insert("queueGroup".to_string(), word.clone());
+                                config.insert("maxInFlight".to_string(), "4".to_string());
+                            }
+                        }
+                        if ifaces.contains(&"consumer") {
+                            config.insert("publish".to_string(), format!("{word}, out.>"));
+                        }
+                        if path.is_some() {
+                            config.insert("maxMessageBytes".to_string(), "65536".to_string());
+                        }
+                    }
                     _ => {}
                 }
                 Some(HostInterface {
@@ -306,7 +326,11 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
         proptest::option::of((raw_unit(), any::<u32>())),
         host_interfaces(),
         vec("\\./[a-z]{1,8}|/[a-z]{1,8}/[a-z]{1,8}", 0..3),
-        (any::<u32>(), label_map()),
+        (
+            any::<u32>(),
+            label_map(),
+            proptest::option::of(prop_oneof![Just("zone"), Just("example.com/rack")]),
+        ),
     )
         .prop_map(
             |(
@@ -319,7 +343,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                 service,
                 host_interfaces,
                 vols,
-                (replicas, selector),
+                (replicas, selector, spread),
             )| {
                 let volumes: Vec<Volume> = vols
                     .into_iter()
@@ -347,6 +371,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         max_invocations: u.max_invocations,
                         max_concurrency: u.max_concurrency,
                         local_resources: build_resources(u.resources, &volumes),
+                        build: None,
                     })
                     .collect();
                 let service = service.map(|(u, max_restarts)| {
@@ -362,6 +387,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         local_resources: build_resources(u.resources, &volumes),
                         max_restarts,
                         serve_http: false,
+                        build: None,
                     }
                 });
                 if components.is_empty() && service.is_none() {
@@ -393,6 +419,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         volumes,
                         replicas: deploy.then_some(replicas),
                         host_selector: deploy.then_some(selector),
+                        spread_by: spread.filter(|_| deploy).map(str::to_string),
                     },
                     origin: Origin {
                         path: SOURCE.into(),

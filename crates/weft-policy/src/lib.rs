@@ -7,9 +7,15 @@
 //! - [`router`]: which workload an ingress request goes to (Host header + path prefix);
 //! - [`allow`]: which `scheme://host:port` a guest may send outgoing HTTP requests to;
 //! - [`sockets`]: which `wasi:sockets` connect/bind/lookup a guest may do, and where a
-//!   redirect rule sends it.
+//!   redirect rule sends it;
+//! - [`messaging`]: NATS subjects and patterns, the wildcard matcher, and which subjects a
+//!   guest may publish to;
+//! - [`oci`]: the `oci://` image reference grammar, and whether a registry's image manifest is
+//!   a Wasm artifact Weft runs (only Wasm bytes, never precompiled code).
 
 pub mod allow;
 pub mod ingress;
+pub mod messaging;
+pub mod oci;
 pub mod router;
 pub mod sockets;

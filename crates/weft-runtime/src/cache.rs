@@ -13,8 +13,23 @@ use std::path::{Path, PathBuf};
 use wasmtime::Module;
 use wasmtime::component::Component;
 
+use sha2::{Digest, Sha256};
+
 use crate::engine::WeftEngine;
-use crate::load::{Compiled, sha256_hex};
+
+/// A loaded, compiled piece of Wasm.
+#[derive(Clone)]
+pub enum Compiled {
+    /// A core module (WASI preview 1 programs).
+    Module(Module),
+    /// A component.
+    Component(Component),
+}
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
 
 /// The on-disk cache of compiled artifacts.
 #[derive(Debug, Clone)]
@@ -40,7 +55,7 @@ impl CompileCache {
         &self.dir
     }
 
-    fn entry_path(&self, engine: &WeftEngine, sha256: &str, component: bool) -> PathBuf {
+    pub(crate) fn entry_path(&self, engine: &WeftEngine, sha256: &str, component: bool) -> PathBuf {
         let ext = if component { "cwasm" } else { "mwasm" };
         self.dir
             .join(engine_key(engine))
@@ -132,60 +147,4 @@ fn engine_key(engine: &WeftEngine) -> String {
         .hash(&mut hasher);
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
     format!("{:016x}", hasher.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::{AllocatorChoice, EngineOptions};
-    use crate::load::load_bytes;
-
-    fn engine() -> WeftEngine {
-        WeftEngine::new(&EngineOptions {
-            allocator: AllocatorChoice::OnDemand,
-            ..Default::default()
-        })
-        .expect("engine")
-    }
-
-    #[test]
-    fn second_load_hits_and_corruption_recompiles() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cache = CompileCache::new(dir.path());
-        let engine = engine();
-        let wasm = wat::parse_str(r#"(component (core module (func (export "f"))))"#).expect("wat");
-        let path = Path::new("t.wasm");
-        let first = load_bytes(&engine, path, &wasm, Some(&cache)).expect("first");
-        assert!(!first.cache_hit);
-        let second = load_bytes(&engine, path, &wasm, Some(&cache)).expect("second");
-        assert!(second.cache_hit);
-
-        // Flip a byte of the artifact: the digest check must refuse it.
-        let entry = cache.entry_path(&engine, &first.sha256, true);
-        let mut bytes = std::fs::read(&entry).expect("entry");
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0xff;
-        std::fs::write(&entry, &bytes).expect("write");
-        let third = load_bytes(&engine, path, &wasm, Some(&cache)).expect("third");
-        assert!(!third.cache_hit, "a corrupt entry must not be used");
-        let fourth = load_bytes(&engine, path, &wasm, Some(&cache)).expect("fourth");
-        assert!(fourth.cache_hit, "the recompiled entry is written back");
-    }
-
-    #[test]
-    fn core_modules_are_cached_separately() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cache = CompileCache::new(dir.path());
-        let engine = engine();
-        let wasm = wat::parse_str("(module)").expect("wat");
-        let path = Path::new("m.wasm");
-        assert!(
-            !load_bytes(&engine, path, &wasm, Some(&cache))
-                .expect("a")
-                .cache_hit
-        );
-        let again = load_bytes(&engine, path, &wasm, Some(&cache)).expect("b");
-        assert!(again.cache_hit);
-        assert!(matches!(again.compiled, Compiled::Module(_)));
-    }
 }

@@ -18,7 +18,7 @@ use weft_manifest::{Compose, Manifest};
 use crate::cache::CompileCache;
 use crate::engine::WeftEngine;
 use crate::load::sha256_hex;
-use crate::workload::LoadedComponents;
+use crate::plan::{LoadedComponents, needed_by, plan_manifest, service_from_image};
 
 /// Why components could not be composed.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,7 @@ pub fn compose_bytes(
     root: usize,
 ) -> Result<Vec<u8>, ComposeError> {
     let g = |e: &dyn std::fmt::Display| ComposeError::Graph(format!("{e:#}"));
-    let needed = crate::link::needed_by(plan, root);
+    let needed = needed_by(plan, root);
     let mut graph = CompositionGraph::new();
     let mut instances: Vec<Option<NodeId>> = vec![None; names.len()];
     for &i in &needed {
@@ -139,7 +139,7 @@ fn composed_dir(cache: &CompileCache) -> PathBuf {
 /// The cache key of a composition: the parts' digests and the links between them.
 fn composition_key(names: &[String], digests: &[String], plan: &LinkPlan, root: usize) -> String {
     let mut text = String::from("weft-compose-v1\n");
-    for i in crate::link::needed_by(plan, root) {
+    for i in needed_by(plan, root) {
         text.push_str(&format!("{} {}\n", names[i], digests[i]));
         for r in &plan.resolutions[i] {
             if let Provider::Component { index, export } = &r.provider {
@@ -170,7 +170,7 @@ pub fn compose_cached(
         return Ok((bytes, true));
     }
     let mut bytes = vec![Vec::new(); names.len()];
-    for i in crate::link::needed_by(plan, root) {
+    for i in needed_by(plan, root) {
         bytes[i] = crate::load::read_wasm(&paths[i]).map_err(|e| ComposeError::Read {
             component: names[i].clone(),
             message: e.to_string(),
@@ -206,7 +206,7 @@ pub fn choose(
     plan: &LinkPlan,
     root: usize,
 ) -> Result<Strategy, ComposeError> {
-    if crate::link::needed_by(plan, root).len() <= 1 {
+    if needed_by(plan, root).len() <= 1 {
         return Ok(Strategy::Single);
     }
     let mode = manifest.spec.compose;
@@ -255,7 +255,7 @@ pub fn choose(
 /// component imports from, among those that import from some other component.
 pub fn compose_root(names: &[String], plan: &LinkPlan) -> Result<usize, ComposeError> {
     let roots: Vec<usize> = (0..names.len())
-        .filter(|&i| !plan.is_consumed(i) && crate::link::needed_by(plan, i).len() > 1)
+        .filter(|&i| !plan.is_consumed(i) && needed_by(plan, i).len() > 1)
         .collect();
     match roots.as_slice() {
         [one] => Ok(*one),
@@ -297,17 +297,16 @@ pub fn compose_manifest(manifest: &Manifest) -> Result<(Vec<u8>, String), Compos
         names.push(c.name.clone());
         bytes.push(b);
     }
-    let service =
-        crate::link::service_from_image(manifest).map_err(|message| ComposeError::Read {
-            component: manifest
-                .spec
-                .service
-                .as_ref()
-                .map(|s| s.name.clone())
-                .unwrap_or_default(),
-            message,
-        })?;
-    let plan = crate::link::plan_manifest(manifest, &parts, service.as_ref())?;
+    let service = service_from_image(manifest).map_err(|e| ComposeError::Read {
+        component: manifest
+            .spec
+            .service
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default(),
+        message: e.to_string(),
+    })?;
+    let plan = plan_manifest(manifest, &parts, service.as_ref())?;
     let root = compose_root(&names, &plan)?;
     let out = compose_bytes(&names, &bytes, &plan, root)?;
     Ok((out, names[root].clone()))

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, GuestTaskId, InstancePre, Linker};
 use wasmtime::{Store, StoreContextMut};
@@ -19,11 +18,15 @@ use wasmtime_wasi_http::handler::{
     ShouldAccept, TrapOrPanicError, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
+pub use crate::admission::{DEFAULT_QUEUE_TIMEOUT, HandleError};
+use crate::admission::{admit, limit_request, limit_response};
 use crate::allow::AllowedHosts;
 use crate::engine::WeftEngine;
 use crate::state::{HostState, OutgoingHttp};
 use crate::stdio::{Output, SinkStream, prefixed_stream};
 use crate::wasi::WasiGrants;
+/// Moved to `wasi.rs`; the name stays here for existing callers.
+pub use crate::wasi::add_to_linker;
 use crate::world::{self, WorldKind};
 
 /// wasmtime serve's defaults, kept so users can swap binaries.
@@ -32,7 +35,6 @@ pub const DEFAULT_P2_MAX_INSTANCE_REUSE: usize = 1;
 pub const DEFAULT_P3_MAX_INSTANCE_CONCURRENT_REUSE: usize = 16;
 pub const DEFAULT_IDLE_INSTANCE_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1000;
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Interfaces an HTTP handler may import (as `wasmtime serve` without `-Scli`).
 pub const SERVE_PROVIDES: &[&str] = &[
@@ -83,7 +85,7 @@ pub struct HttpOptions {
     pub response_pace: Option<Arc<crate::limit::RateMeter>>,
     /// Host plugins for `weft serve` (wasmtime's `-Sconfig`, `-Skeyvalue`), bound to the
     /// component named [`SERVE_COMPONENT`]. Workloads bind theirs through `WorkloadExtras`.
-    pub plugins: Option<crate::plugins::BoundPlugins>,
+    pub plugins: Option<crate::plugins::BoundPlugins<HostState>>,
 }
 
 /// The component name `weft serve`'s plugins are bound to.
@@ -114,7 +116,7 @@ impl Default for HttpOptions {
 #[derive(Clone)]
 pub struct WorkloadExtras {
     pub component: String,
-    pub plugins: crate::plugins::BoundPlugins,
+    pub plugins: crate::plugins::BoundPlugins<HostState>,
     pub logs: crate::logs::LogSink,
     /// The imports the workload's service satisfies (forwarded into its instance).
     pub service: Option<crate::svccall::ServiceImports>,
@@ -129,53 +131,6 @@ pub enum ServeError {
     Unsatisfied(String),
     #[error("cannot link the component: {0}")]
     Link(String),
-}
-
-/// Why one request failed. Each maps to a status code at the edge.
-#[derive(Debug, thiserror::Error)]
-pub enum HandleError {
-    #[error("too many requests in flight; try again later")]
-    Overloaded,
-    #[error("the handler did not respond within {0:?}")]
-    Timeout(Duration),
-    #[error("the handler trapped: {0}")]
-    Trap(String),
-    #[error("could not instantiate the handler: {0}")]
-    Instantiate(String),
-    #[error("the handler failed: {0}")]
-    Guest(String),
-    #[error("the service is shutting down")]
-    ShuttingDown,
-    #[error("the request body is larger than this host accepts ({0} bytes)")]
-    TooLarge(u64),
-    #[error("the workload's service is not serving: {0}")]
-    Unavailable(String),
-}
-
-impl HandleError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            HandleError::Overloaded | HandleError::ShuttingDown | HandleError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            HandleError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            HandleError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            HandleError::Trap(_) | HandleError::Instantiate(_) | HandleError::Guest(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-}
-
-/// Adds what HTTP handlers may import to `linker`.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    crate::net::add_p2_overrides(linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-    wasmtime_wasi::p3::add_to_linker(linker)?;
-    wasmtime_wasi_http::p3::add_to_linker(linker)?;
-    crate::net::add_p3_overrides(linker)?;
-    Ok(())
 }
 
 /// A served component: one pre-instance, one worker pool.
@@ -225,10 +180,13 @@ impl HttpService {
         extras: Option<WorkloadExtras>,
     ) -> Result<Self, ServeError> {
         let ifaces = world::interfaces(engine.engine(), component);
-        let kind = world::classify(ifaces.exports.iter().map(String::as_str));
-        if !kind.is_http() {
-            return Err(ServeError::WrongWorld { kind });
-        }
+        let worlds = world::Worlds::of(ifaces.exports.iter().map(String::as_str));
+        // The handler to serve: WASI 0.3 over 0.2; a `run` export next to it is incidental.
+        let Some(kind) = worlds.serve_kind() else {
+            return Err(ServeError::WrongWorld {
+                kind: worlds.kind(),
+            });
+        };
         if extras.is_none() {
             let granted = options.plugins.as_ref().map(|p| p.granted()).unwrap_or(&[]);
             let provides: Vec<&str> = SERVE_PROVIDES
@@ -237,7 +195,7 @@ impl HttpService {
                 .chain(granted.iter().map(String::as_str))
                 .collect();
             if let Some(msg) =
-                crate::run::explain_unsatisfied(&ifaces.imports, &provides, "`weft serve`")
+                world::explain_unsatisfied(&ifaces.imports, &provides, "`weft serve`")
             {
                 return Err(ServeError::Unsatisfied(msg));
             }
@@ -346,59 +304,6 @@ impl HttpService {
     pub fn close(&self) {
         self.handler.state().in_flight.close();
     }
-}
-
-/// Takes one of the `in_flight` permits, waiting up to `queue_timeout` for one: the cap on
-/// requests in flight. A closed semaphore means the handler is draining.
-pub(crate) async fn admit(
-    in_flight: &Arc<Semaphore>,
-    queue_timeout: Duration,
-) -> Result<tokio::sync::OwnedSemaphorePermit, HandleError> {
-    match in_flight.clone().try_acquire_owned() {
-        Ok(p) => Ok(p),
-        Err(tokio::sync::TryAcquireError::Closed) => Err(HandleError::ShuttingDown),
-        Err(tokio::sync::TryAcquireError::NoPermits) => {
-            match tokio::time::timeout(queue_timeout, in_flight.clone().acquire_owned()).await {
-                Ok(Ok(p)) => Ok(p),
-                Ok(Err(_)) => Err(HandleError::ShuttingDown),
-                Err(_) => Err(HandleError::Overloaded),
-            }
-        }
-    }
-}
-
-/// Refuses a request whose declared body is over `max` bytes, and cuts off a streamed one
-/// that grows past it.
-pub(crate) fn limit_request(
-    request: http::Request<WasiBody>,
-    max: u64,
-) -> Result<http::Request<WasiBody>, HandleError> {
-    let declared = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(HandleError::TooLarge(max));
-    }
-    Ok(request.map(|body| {
-        use http_body_util::BodyExt;
-        crate::limit::Limited::new(body, max, crate::limit::Direction::Request).boxed_unsync()
-    }))
-}
-
-/// Cuts off a guest's response body past `max` bytes, and paces it by `pace`.
-pub(crate) fn limit_response(
-    response: http::Response<WasiBody>,
-    max: u64,
-    pace: Option<Arc<crate::limit::RateMeter>>,
-) -> http::Response<WasiBody> {
-    response.map(|body| {
-        use http_body_util::BodyExt;
-        crate::limit::Limited::new(body, max, crate::limit::Direction::Response)
-            .paced(pace)
-            .boxed_unsync()
-    })
 }
 
 impl ServiceState {
@@ -547,3 +452,188 @@ impl WorkerState for Worker {
 
 /// The error type of request and response bodies.
 pub type BodyError = wasmtime_wasi_http::Error;
+
+#[cfg(test)]
+mod tests {
+    //! `wasi:keyvalue` end to end: the kv-counter guest served through this runner with the
+    //! workload's bound plugins, on both backends.
+
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use weft_manifest::Manifest;
+
+    use super::*;
+    use crate::logs::LogSink;
+    use crate::plugins::BoundPlugins;
+    use crate::plugins::keyvalue::MAX_VALUE_BYTES;
+
+    /// A name no other test uses (memory stores are process-wide by owner).
+    fn unique(prefix: &str) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// `kv-counter.wasm` from `WEFT_GUESTS_DIR`. Never skipped: without the fixtures the test
+    /// fails and says how to build them (scripts/test.sh does).
+    fn kv_counter_guest() -> Option<PathBuf> {
+        let Some(dir) = std::env::var_os("WEFT_GUESTS_DIR") else {
+            panic!(
+                "WEFT_GUESTS_DIR is not set: build the guests with tests/fixtures/build-guests.sh \
+                 and export WEFT_GUESTS_DIR (scripts/test.sh does both)"
+            );
+        };
+        let path = PathBuf::from(dir).join("kv-counter.wasm");
+        assert!(
+            path.is_file(),
+            "{} is missing: rebuild with tests/fixtures/build-guests.sh",
+            path.display()
+        );
+        Some(path)
+    }
+
+    struct Served {
+        service: HttpService,
+        plugins: BoundPlugins<HostState>,
+    }
+
+    fn serve(
+        engine: &WeftEngine,
+        component: &wasmtime::component::Component,
+        manifest: &Manifest,
+        data_dir: &Path,
+    ) -> Served {
+        let logs = LogSink::new(&manifest.metadata.name);
+        let plugins = BoundPlugins::bind(manifest, data_dir.to_path_buf(), &logs)
+            .unwrap_or_else(|e| panic!("bind: {e:?}"));
+        let service = HttpService::for_workload(
+            engine,
+            component,
+            HttpOptions::default(),
+            WorkloadExtras {
+                component: "api".into(),
+                plugins: plugins.clone(),
+                logs,
+                service: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("serve kv-counter: {e}"));
+        Served { service, plugins }
+    }
+
+    async fn call(s: &Served, method: &str, path: &str, body: Vec<u8>) -> (u16, String) {
+        use http_body_util::BodyExt as _;
+        let body = http_body_util::Full::new(bytes::Bytes::from(body))
+            .map_err(|never: std::convert::Infallible| match never {})
+            .boxed_unsync();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://localhost{path}"))
+            .header("host", "localhost")
+            .body(body)
+            .unwrap();
+        let response = s.service.handle(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn kv_manifest(name: &str, backend: &str) -> Manifest {
+        let text = format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {{ name: {name} }}\n\
+             spec:\n  components:\n    - name: api\n      image: ./kv-counter.wasm\n\
+             \x20 hostInterfaces:\n\
+             \x20   - {{ namespace: wasi, package: http, interfaces: [incoming-handler] }}\n\
+             \x20   - {{ namespace: wasi, package: keyvalue, interfaces: [store, atomics],\n\
+             \x20        config: {{ backend: {backend} }} }}\n"
+        );
+        weft_manifest::parse_str(&text, Path::new("kv.yaml"))
+            .expect("kv manifest")
+            .remove(0)
+    }
+
+    #[test]
+    fn kv_counter_guest_end_to_end() {
+        let Some(wasm) = kv_counter_guest() else {
+            return;
+        };
+        let engine = WeftEngine::new(&Default::default()).unwrap();
+        let loaded = crate::load::load(&engine, &wasm, None).unwrap();
+        let crate::load::Compiled::Component(component) = loaded.compiled else {
+            panic!("kv-counter.wasm is not a component");
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // memory: every request is a fresh instance; they share the store.
+            let s = serve(
+                &engine,
+                &component,
+                &kv_manifest(&unique("kvc"), "memory"),
+                dir.path(),
+            );
+            assert_eq!(
+                call(&s, "GET", "/", vec![]).await,
+                (200, "count=1\n".into())
+            );
+            assert_eq!(
+                call(&s, "GET", "/", vec![]).await,
+                (200, "count=2\n".into())
+            );
+            assert_eq!(
+                call(&s, "PUT", "/set?key=greeting", b"hello".to_vec()).await,
+                (204, String::new())
+            );
+            assert_eq!(
+                call(&s, "GET", "/get?key=greeting", vec![]).await,
+                (200, "hello".into())
+            );
+            assert_eq!(
+                call(&s, "GET", "/get?key=nope", vec![]).await,
+                (404, "not found\n".into())
+            );
+            assert_eq!(
+                call(&s, "GET", "/keys", vec![]).await,
+                (200, "count\ngreeting\n".into())
+            );
+            assert_eq!(
+                call(&s, "GET", "/other-bucket", vec![]).await,
+                (403, "open(\"someone-else\"): no-such-store\n".into())
+            );
+            let (status, text) =
+                call(&s, "PUT", "/set?key=big", vec![b'x'; MAX_VALUE_BYTES + 1]).await;
+            assert_eq!(status, 500, "{text}");
+            assert!(text.contains("MAX_VALUE_BYTES"), "{text}");
+            s.service.close();
+            s.plugins.unbind();
+
+            // redb: the count survives tearing the workload down and binding it again.
+            let m = kv_manifest(&unique("kvc-redb"), "redb");
+            let s = serve(&engine, &component, &m, dir.path());
+            assert_eq!(
+                call(&s, "GET", "/", vec![]).await,
+                (200, "count=1\n".into())
+            );
+            assert_eq!(
+                call(&s, "GET", "/", vec![]).await,
+                (200, "count=2\n".into())
+            );
+            s.service.close();
+            s.plugins.unbind();
+            drop(s);
+            let s = serve(&engine, &component, &m, dir.path());
+            assert_eq!(
+                call(&s, "GET", "/", vec![]).await,
+                (200, "count=3\n".into())
+            );
+            s.plugins.unbind();
+        });
+    }
+}

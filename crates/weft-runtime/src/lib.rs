@@ -4,16 +4,21 @@
 //! This crate quarantines the wasmtime 48 API: the host and the binary talk to the types here.
 
 pub use weft_policy::allow;
+pub mod admission;
 pub mod cache;
 pub mod compose;
 pub mod engine;
 pub mod http;
+pub mod invoke;
 pub mod limit;
 pub mod link;
+pub mod link_slots;
 pub mod load;
 pub mod logs;
 pub mod net;
 pub mod outbound;
+pub mod p3client;
+pub mod plan;
 pub mod plugins;
 pub mod progress;
 pub mod run;

@@ -1,116 +1,28 @@
 //! Run-time linking of a workload's components (see `docs/linking.md`).
 //!
-//! The pure planner in `weft-inspect` decides who satisfies each import; this module wires the
-//! plan into wasmtime. Every component gets its own linker: the workload's host linker plus, for
-//! each import another component satisfies, one forwarding host function per function of the
-//! imported interface. All components of one request live in the same `Store`: the exporters
-//! are instantiated first (in plan order) and their functions are put into the store's
-//! [`LinkSlots`], which the forwarders read to call across.
-//!
-//! Values cross as `Val`s: plain data is copied out of the caller and into the callee; handles
-//! of host resources (wasi:http requests, streams) keep their identity. A resource type defined
-//! by an exporting component is defined in each importer's linker as a host resource type of
-//! its own ([`ResourceType::host_dynamic`], one payload per exporter, interface and resource),
-//! whose rep indexes the store's table of the exporter's handles ([`LinkSlots`]). Forwarders
-//! translate in both directions: a proxy handed to its exporter becomes the exporter's handle
-//! again (an `own` moves out of the table, a `borrow` leaves it there), and a handle the
-//! exporter returns becomes a new proxy, wherever it sits in the value (lists, records,
-//! options, results, variants, tuples). Dropping a proxy drops the exporter's handle, so the
-//! exporter's destructor runs once.
+//! The pure planner in `weft-inspect` decides who satisfies each import (`plan.rs` asks it);
+//! this module wires the plan into wasmtime. Every component gets its own linker: the
+//! workload's host linker plus, for each import another component satisfies, one forwarding
+//! host function per function of the imported interface, and one proxy resource type per
+//! resource type the exporter hands across (both from `link_slots.rs`, which also says how
+//! values and handles cross). All components of one request live in the same `Store`: the
+//! exporters are instantiated first (in plan order) and their functions are put into the
+//! store's [`LinkSlots`], which the forwarders read to call across.
 
 use std::collections::BTreeMap;
 
 use wasmtime::component::{
-    Component, ComponentExportIndex, Func, InstancePre, Linker, LinkerInstance, ResourceAny,
-    ResourceDynamic, ResourceType, Val,
-    types::{ComponentFunc, ComponentItem, Type},
+    Component, ComponentExportIndex, InstancePre, Linker, ResourceType, types::ComponentItem,
 };
-use wasmtime::{Engine, Store, StoreContextMut};
-use weft_inspect::{LinkPlan, PlanComponent, PlanError, PlanService, Provider};
-use weft_manifest::Manifest;
+use wasmtime::{Engine, Store};
+use weft_inspect::{LinkPlan, PlanError, Provider};
 
+pub use crate::link_slots::LinkSlots;
+use crate::link_slots::{crosses_handles, define_proxy, forward};
+use crate::plan::needed_by;
+/// Planning moved to `plan.rs`; these names stay here for existing callers.
+pub use crate::plan::{host_prefixes, plan_component, plan_manifest, service_from_image};
 use crate::state::HostState;
-use crate::workload::BASE_INTERFACES;
-
-/// The run-time linking state of one store: the exporters' functions the forwarders call, and
-/// the table behind the proxies of component-defined resources.
-#[derive(Default)]
-pub struct LinkSlots {
-    funcs: Vec<Option<Func>>,
-    /// Per linked resource type (indexed by its proxy payload): the exporting component and,
-    /// once that component is instantiated in this store, the resource's run-time type.
-    resources: Vec<(usize, Option<ResourceType>)>,
-    /// The exporters' handles; a proxy's rep is its index here.
-    handles: Vec<Option<ResourceAny>>,
-    /// Free indexes of `handles`, reused before the table grows.
-    free: Vec<u32>,
-}
-
-impl LinkSlots {
-    fn get(&self, slot: usize) -> Option<Func> {
-        self.funcs.get(slot).copied().flatten()
-    }
-
-    fn set(&mut self, slot: usize, func: Func) {
-        if self.funcs.len() <= slot {
-            self.funcs.resize(slot + 1, None);
-        }
-        self.funcs[slot] = Some(func);
-    }
-
-    /// Keeps an exporter's handle; returns the rep of its proxy.
-    fn insert_handle(&mut self, handle: ResourceAny) -> wasmtime::Result<u32> {
-        if let Some(rep) = self.free.pop()
-            && let Some(slot) = self.handles.get_mut(rep as usize)
-        {
-            *slot = Some(handle);
-            return Ok(rep);
-        }
-        let rep = u32::try_from(self.handles.len())
-            .map_err(|_| wasmtime::format_err!("too many linked resource handles"))?;
-        self.handles.push(Some(handle));
-        Ok(rep)
-    }
-
-    /// Takes the exporter's handle behind proxy `rep` out of the table.
-    fn take_handle(&mut self, rep: u32) -> Option<ResourceAny> {
-        let handle = self.handles.get_mut(rep as usize)?.take()?;
-        self.free.push(rep);
-        Some(handle)
-    }
-
-    /// The exporter's handle behind proxy `rep`, left in the table.
-    fn handle(&self, rep: u32) -> Option<ResourceAny> {
-        self.handles.get(rep as usize).copied().flatten()
-    }
-
-    /// The proxy payload of `ty` when it is the proxy type of a resource `exporter` defines.
-    fn proxy_of(&self, exporter: usize, ty: ResourceType) -> Option<u32> {
-        (0..self.resources.len())
-            .filter(|&p| self.resources[p].0 == exporter)
-            .filter_map(|p| u32::try_from(p).ok())
-            .find(|&p| ResourceType::host_dynamic(p) == ty)
-    }
-
-    /// The proxy payload for a handle of type `ty` returned by `exporter`, when `ty` is one of
-    /// the resource types it hands across.
-    fn exported_as(&self, exporter: usize, ty: ResourceType) -> Option<u32> {
-        self.resources
-            .iter()
-            .position(|&(e, t)| e == exporter && t == Some(ty))
-            .and_then(|p| u32::try_from(p).ok())
-    }
-
-    /// Proxies alive now (handles of exporters held for importers).
-    pub fn live_handles(&self) -> usize {
-        self.handles.len() - self.free.len()
-    }
-
-    /// The size of the proxy table: the most proxies that were alive at once.
-    pub fn handle_capacity(&self) -> usize {
-        self.handles.len()
-    }
-}
 
 /// Why components could not be linked at run time.
 #[derive(Debug, thiserror::Error)]
@@ -141,82 +53,6 @@ pub enum LinkError {
     },
     #[error("cannot link component `{component}`: {message}")]
     Wasmtime { component: String, message: String },
-}
-
-/// The host interfaces a manifest's components may import: the base WASI set, `wasi:http`
-/// when granted, and every interface `spec.hostInterfaces` grants.
-pub fn host_prefixes(manifest: &Manifest) -> Vec<String> {
-    let mut out: Vec<String> = BASE_INTERFACES.iter().map(|s| s.to_string()).collect();
-    for h in &manifest.spec.host_interfaces {
-        if h.namespace == "wasi" && h.package == "http" {
-            out.push("wasi:http".into());
-        }
-        for iface in &h.interfaces {
-            out.push(format!("{}:{}/{}", h.namespace, h.package, iface));
-        }
-    }
-    out
-}
-
-/// Plans a manifest's components from their import and export names; `service` is the
-/// planner's view of `spec.service` (its exports may satisfy components' imports).
-pub fn plan_manifest(
-    manifest: &Manifest,
-    components: &[PlanComponent],
-    service: Option<&PlanService>,
-) -> Result<LinkPlan, PlanError> {
-    let mut links = BTreeMap::new();
-    for c in &manifest.spec.components {
-        if !c.links.is_empty() {
-            links.insert(c.name.clone(), c.links.clone());
-        }
-    }
-    weft_inspect::plan_with_service(components, service, &host_prefixes(manifest), &links)
-}
-
-/// The planner's view of `spec.service`, read from its image (no compilation): its name and
-/// exports. `None` without a service.
-pub fn service_from_image(manifest: &Manifest) -> Result<Option<PlanService>, String> {
-    let Some(svc) = &manifest.spec.service else {
-        return Ok(None);
-    };
-    let path = weft_manifest::resolve_image(&svc.image, &manifest.base_dir())
-        .map_err(|e| format!("spec.service ({}): image `{}`: {e}", svc.name, svc.image))?;
-    let bytes =
-        crate::load::read_wasm(&path).map_err(|e| format!("spec.service ({}): {e}", svc.name))?;
-    let info = weft_inspect::inspect(&bytes)
-        .map_err(|e| format!("spec.service ({}): {}: {e}", svc.name, path.display()))?;
-    Ok(Some(PlanService {
-        name: svc.name.clone(),
-        exports: info.export_names(),
-    }))
-}
-
-/// The plan's view of a compiled component.
-pub fn plan_component(engine: &Engine, name: &str, component: &Component) -> PlanComponent {
-    let ifaces = crate::world::interfaces(engine, component);
-    PlanComponent {
-        name: name.to_string(),
-        imports: ifaces.imports,
-        exports: ifaces.exports,
-    }
-}
-
-/// The components `root` needs, directly or through others, in instantiation order (root last).
-pub fn needed_by(plan: &LinkPlan, root: usize) -> Vec<usize> {
-    let mut needed = vec![false; plan.resolutions.len()];
-    let mut stack = vec![root];
-    while let Some(i) = stack.pop() {
-        if std::mem::replace(&mut needed[i], true) {
-            continue;
-        }
-        for r in &plan.resolutions[i] {
-            if let Provider::Component { index, .. } = &r.provider {
-                stack.push(*index);
-            }
-        }
-    }
-    plan.order.iter().copied().filter(|&i| needed[i]).collect()
 }
 
 struct Part {
@@ -483,7 +319,7 @@ impl Linked {
     /// Instantiates the dependencies into `store` and fills its link slots. Call before
     /// instantiating the root.
     pub async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<()> {
-        store.data_mut().links.resources = self.owners.iter().map(|&j| (j, None)).collect();
+        store.data_mut().links.expect_resources(&self.owners);
         for part in &self.parts {
             let instance = part.pre.instantiate_async(&mut *store).await?;
             for (slot, idx) in &part.fills {
@@ -496,157 +332,11 @@ impl Linked {
                 let ty = instance
                     .get_resource(&mut *store, idx)
                     .ok_or_else(|| wasmtime::format_err!("linked export is not a resource"))?;
-                let entry = store.data_mut().links.resources.get_mut(*p as usize);
-                match entry {
-                    Some(entry) if entry.0 == part.index => entry.1 = Some(ty),
-                    _ => wasmtime::bail!("linked resource {p} is not wired"),
-                }
+                store.data_mut().links.record_resource(*p, part.index, ty)?;
             }
         }
         Ok(())
     }
-}
-
-/// Whether values of a function's parameters or results may hold resource handles.
-fn crosses_handles(func: &ComponentFunc) -> bool {
-    func.params().any(|(_, t)| holds_handles(&t)) || func.results().any(|t| holds_handles(&t))
-}
-
-fn holds_handles(ty: &Type) -> bool {
-    match ty {
-        Type::Own(_) | Type::Borrow(_) => true,
-        Type::List(l) => holds_handles(&l.ty()),
-        Type::FixedLengthList(l) => holds_handles(&l.ty()),
-        Type::Map(m) => holds_handles(&m.key()) || holds_handles(&m.value()),
-        Type::Record(r) => r.fields().any(|f| holds_handles(&f.ty)),
-        Type::Tuple(t) => t.types().any(|t| holds_handles(&t)),
-        Type::Variant(v) => v.cases().any(|c| c.ty.is_some_and(|t| holds_handles(&t))),
-        Type::Option(o) => holds_handles(&o.ty()),
-        Type::Result(r) => {
-            r.ok().is_some_and(|t| holds_handles(&t)) || r.err().is_some_and(|t| holds_handles(&t))
-        }
-        _ => false,
-    }
-}
-
-/// Calls `f` on every resource handle in `val`.
-fn each_handle(
-    val: &mut Val,
-    f: &mut dyn FnMut(&mut ResourceAny) -> wasmtime::Result<()>,
-) -> wasmtime::Result<()> {
-    match val {
-        Val::Resource(r) => f(r),
-        Val::List(vs) | Val::Tuple(vs) | Val::FixedLengthList(vs) => {
-            vs.iter_mut().try_for_each(|v| each_handle(v, f))
-        }
-        Val::Map(kvs) => kvs.iter_mut().try_for_each(|(k, v)| {
-            each_handle(k, f)?;
-            each_handle(v, f)
-        }),
-        Val::Record(fields) => fields.iter_mut().try_for_each(|(_, v)| each_handle(v, f)),
-        Val::Variant(_, Some(v))
-        | Val::Option(Some(v))
-        | Val::Result(Ok(Some(v)) | Err(Some(v))) => each_handle(v, f),
-        _ => Ok(()),
-    }
-}
-
-/// Importer -> exporter: a proxy of a resource `exporter` defines becomes the exporter's handle
-/// (an `own` proxy hands the handle over and leaves the table; a `borrow` leaves it there).
-fn unwrap_proxy(
-    store: &mut StoreContextMut<'_, HostState>,
-    exporter: usize,
-    handle: &mut ResourceAny,
-) -> wasmtime::Result<()> {
-    if store.data().links.proxy_of(exporter, handle.ty()).is_none() {
-        // A host resource, or a proxy the callee knows by the same type: it crosses as is.
-        return Ok(());
-    }
-    let owned = handle.owned();
-    let rep = ResourceDynamic::try_from_resource_any(*handle, &mut *store)?.rep();
-    let links = &mut store.data_mut().links;
-    let target = if owned {
-        links.take_handle(rep)
-    } else {
-        links.handle(rep)
-    };
-    *handle = target.ok_or_else(|| {
-        wasmtime::format_err!("linked resource handle {rep} was already dropped or handed over")
-    })?;
-    Ok(())
-}
-
-/// Exporter -> importer: an owned handle of a resource type `exporter` hands across becomes a
-/// new proxy, whose rep indexes the table holding the handle.
-fn wrap_handle(
-    store: &mut StoreContextMut<'_, HostState>,
-    exporter: usize,
-    handle: &mut ResourceAny,
-) -> wasmtime::Result<()> {
-    if !handle.owned() {
-        return Ok(());
-    }
-    let Some(p) = store.data().links.exported_as(exporter, handle.ty()) else {
-        return Ok(());
-    };
-    let rep = store.data_mut().links.insert_handle(*handle)?;
-    *handle = ResourceDynamic::new_own(rep, p).try_into_resource_any(&mut *store)?;
-    Ok(())
-}
-
-/// Defines resource type `name` in `inst` as the proxy type with payload `p`. Dropping a proxy
-/// drops the exporter's handle behind it, which runs the exporter's destructor.
-fn define_proxy(
-    inst: &mut LinkerInstance<'_, HostState>,
-    name: &str,
-    p: u32,
-) -> wasmtime::Result<()> {
-    inst.resource_async(name, ResourceType::host_dynamic(p), |mut store, rep| {
-        Box::new(async move {
-            let handle = store.data_mut().links.take_handle(rep).ok_or_else(|| {
-                wasmtime::format_err!("linked resource handle {rep} was already dropped")
-            })?;
-            handle.resource_drop_async(&mut store).await
-        })
-    })
-}
-
-/// Defines `name` in `inst` as a function that calls the function in link slot `slot`, which
-/// component `exporter` exports; when its values may hold handles (`handles`), proxies are
-/// translated on the way in and out.
-///
-/// The nested `call_async` into the exporting instance is only allowed in stores without
-/// component-model concurrency (inside a concurrent store's event loop it would be a recursive
-/// `run_concurrent`), so run-time linked components run on an engine built with
-/// `EngineOptions::no_concurrency` (see [`linking_engine`]).
-fn forward(
-    inst: &mut LinkerInstance<'_, HostState>,
-    name: &str,
-    slot: usize,
-    exporter: usize,
-    handles: bool,
-) -> wasmtime::Result<()> {
-    inst.func_new_async(name, move |mut store, _ty, params, results| {
-        Box::new(async move {
-            let func = store
-                .data()
-                .links
-                .get(slot)
-                .ok_or_else(|| wasmtime::format_err!("linked function {slot} is not wired"))?;
-            if !handles {
-                return func.call_async(&mut store, params, results).await;
-            }
-            let mut args = params.to_vec();
-            for arg in &mut args {
-                each_handle(arg, &mut |h| unwrap_proxy(&mut store, exporter, h))?;
-            }
-            func.call_async(&mut store, &args, results).await?;
-            for result in results.iter_mut() {
-                each_handle(result, &mut |h| wrap_handle(&mut store, exporter, h))?;
-            }
-            Ok(())
-        })
-    })
 }
 
 /// An engine for run-time linked components: on-demand allocation, no component-model
@@ -700,30 +390,12 @@ impl Wired {
     }
 }
 
-/// A store for calling a workload's functions outside HTTP (`weft run MANIFEST --invoke`, the
-/// benchmarks): no grants beyond the base WASI handles, stdio inherited, no plugins.
-pub fn plain_store(engine: &Engine) -> Store<HostState> {
-    let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
-    builder.inherit_stdout().inherit_stderr();
-    let state = HostState {
-        table: wasmtime::component::ResourceTable::new(),
-        wasi: builder.build(),
-        http: wasmtime_wasi_http::WasiHttpCtx::new(),
-        hooks: crate::state::OutgoingHttp::new(crate::allow::AllowedHosts::deny_all()),
-        limits: crate::limit::Limiter::new(wasmtime::StoreLimits::default(), None),
-        plugins: Default::default(),
-        net: crate::net::NetStore::unrestricted(),
-        links: LinkSlots::default(),
-    };
-    let mut store = Store::new(engine, state);
-    store.epoch_deadline_async_yield_and_update(1);
-    store
-}
+pub use crate::state::plain_store;
 
 /// A linker with the host interfaces a workload's components may import outside HTTP serving.
 pub fn base_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
-    crate::http::add_to_linker(&mut linker)?;
+    crate::wasi::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -735,143 +407,12 @@ pub fn base_linker_p2(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     Ok(linker)
 }
 
-/// Which component of a workload exports the function a `--invoke` call names: the one that no
-/// other component imports from when several do.
-pub fn invoke_root(
-    engine: &Engine,
-    names: &[String],
-    components: &[Component],
-    plan: &LinkPlan,
-    func: &str,
-) -> Result<usize, String> {
-    let found: Vec<usize> = (0..components.len())
-        .filter(|&i| crate::run::find_export(engine, &components[i], func).is_ok())
-        .collect();
-    let roots: Vec<usize> = found
-        .iter()
-        .copied()
-        .filter(|&i| !plan.is_consumed(i))
-        .collect();
-    match (found.as_slice(), roots.as_slice()) {
-        ([], _) => Err(format!(
-            "no component of the workload exports a function `{func}` (components: {})",
-            names.join(", ")
-        )),
-        ([only], _) | (_, [only]) => Ok(*only),
-        _ => Err(format!(
-            "`{func}` is exported by several components ({}); keep one of them",
-            found
-                .iter()
-                .map(|&i| format!("`{}`", names[i]))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-}
-
-/// Calls one function of a workload once (`weft run MANIFEST --invoke 'f(1, 2)'`): loads and
-/// plans its components, composes them or links them at run time (per `spec.compose`), and
-/// returns the results in WAVE syntax.
-pub async fn invoke_workload(
-    engine: &crate::engine::WeftEngine,
-    cache: Option<&crate::cache::CompileCache>,
-    manifest: &Manifest,
-    invoke: &str,
-) -> Result<String, crate::run::RunError> {
-    use crate::run::RunError;
-    use wasmtime::component::wasm_wave::untyped::UntypedFuncCall;
-    use wasmtime::component::wasm_wave::wasm::{DisplayFuncResults, WasmFunc};
-
-    let setup = |e: String| RunError::Setup(e);
-    let call = UntypedFuncCall::parse(invoke).map_err(|e| {
-        setup(format!(
-            "cannot parse --invoke `{invoke}`: {e}. Write a call in WAVE syntax, e.g. `add(1, 2)`"
-        ))
-    })?;
-    let loaded = crate::workload::load_components(engine, cache, manifest)
-        .map_err(|e| setup(e.to_string()))?;
-    let service = service_from_image(manifest).map_err(setup)?;
-    let plan = plan_manifest(manifest, &loaded.plan_components, service.as_ref())
-        .map_err(|e| setup(format!("spec.components: {e}")))?;
-    let names: Vec<String> = loaded.infos.iter().map(|c| c.name.clone()).collect();
-    let e = engine.engine();
-    let root = invoke_root(e, &names, &loaded.compiled, &plan, call.name()).map_err(setup)?;
-    // The service runs only under `weft up`: a call that needs it cannot be made here.
-    for i in needed_by(&plan, root) {
-        if let Some(r) = plan.resolutions[i]
-            .iter()
-            .find(|r| matches!(r.provider, Provider::Service { .. }))
-        {
-            return Err(setup(format!(
-                "component `{}` imports `{}` from the workload's service `{}`, which `weft run \
-                 MANIFEST --invoke` does not start (hint: deploy the workload with `weft up` \
-                 and call it through a component that serves HTTP)",
-                names[i],
-                r.import,
-                service
-                    .as_ref()
-                    .map(|s| s.name.as_str())
-                    .unwrap_or_default()
-            )));
-        }
-    }
-    let strategy = crate::compose::choose(engine, cache, manifest, &loaded, &plan, root)
-        .map_err(|e| setup(e.to_string()))?;
-    let component = match &strategy {
-        crate::compose::Strategy::Composed(c) => c,
-        _ => &loaded.compiled[root],
-    };
-    let (index, func_ty) = crate::run::find_export(e, component, call.name()).map_err(setup)?;
-    let param_types = WasmFunc::params(&func_ty).collect::<Vec<_>>();
-    let params: Vec<Val> = call
-        .to_wasm_params(&param_types)
-        .map_err(|e| setup(format!("invalid arguments in --invoke `{invoke}`: {e}")))?;
-    let mut results = vec![Val::Bool(false); func_ty.results().len()];
-    if let crate::compose::Strategy::Linked = strategy {
-        // Recompile on the linking engine (no concurrency), then link and call with call_async.
-        let engine = linking_engine().map_err(|e| setup(format!("{e:#}")))?;
-        let e = engine.engine();
-        let loaded = crate::workload::load_components(&engine, cache, manifest)
-            .map_err(|e| setup(e.to_string()))?;
-        let base = base_linker_p2(e).map_err(|e| setup(format!("{e:#}")))?;
-        let wired = Wired::new(e, &base, &names, &loaded.compiled, &plan, root)
-            .map_err(|e| setup(e.to_string()))?;
-        let (index, _) =
-            crate::run::find_export(e, &loaded.compiled[root], call.name()).map_err(setup)?;
-        let mut store = plain_store(e);
-        let instance = wired
-            .instantiate(&mut store)
-            .await
-            .map_err(|e| RunError::Trap(format!("{e:?}")))?;
-        let func = instance
-            .get_func(&mut store, index)
-            .ok_or_else(|| setup(format!("export `{}` is not a function", call.name())))?;
-        func.call_async(&mut store, &params, &mut results)
-            .await
-            .map_err(|e| RunError::Trap(format!("{e:?}")))?;
-        return Ok(DisplayFuncResults(&results).to_string());
-    }
-    let base = base_linker(e).map_err(|e| setup(format!("{e:#}")))?;
-    let mut store = plain_store(e);
-    let instance = base
-        .instantiate_async(&mut store, component)
-        .await
-        .map_err(|e| RunError::Trap(format!("{e:?}")))?;
-    let func = instance
-        .get_func(&mut store, index)
-        .ok_or_else(|| setup(format!("export `{}` is not a function", call.name())))?;
-    store
-        .run_concurrent(async |store| func.call_concurrent(store, &params, &mut results).await)
-        .await
-        .and_then(|r| r)
-        .map_err(|e| RunError::Trap(format!("{e:?}")))?;
-    Ok(DisplayFuncResults(&results).to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::plan_component;
     use std::path::PathBuf;
+    use wasmtime::component::Val;
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -960,27 +501,5 @@ mod tests {
         assert_eq!(call(&mut store, &inst, "churn", &[2000]).await, [4050, 0]);
         assert_eq!(store.data().links.handle_capacity(), 50);
         assert_eq!(store.data().links.live_handles(), 0);
-    }
-
-    #[test]
-    fn proxy_types_are_told_apart_by_exporter_and_resource() {
-        // Payloads 0 and 1: two resource types of exporter 1; payload 2: one of exporter 2.
-        let slots = LinkSlots {
-            resources: vec![(1, None), (1, None), (2, None)],
-            ..Default::default()
-        };
-        assert_eq!(slots.proxy_of(1, ResourceType::host_dynamic(0)), Some(0));
-        assert_eq!(slots.proxy_of(1, ResourceType::host_dynamic(1)), Some(1));
-        // Exporter 1 is not handed exporter 2's proxies: they cross unchanged.
-        assert_eq!(slots.proxy_of(1, ResourceType::host_dynamic(2)), None);
-        assert_eq!(slots.proxy_of(2, ResourceType::host_dynamic(2)), Some(2));
-        assert_eq!(slots.proxy_of(1, ResourceType::host::<u32>()), None);
-        // Not instantiated yet: nothing is taken for an exporter's type.
-        assert_eq!(slots.exported_as(1, ResourceType::host::<u32>()), None);
-        // Unknown reps are refused, not mistaken for handles.
-        let mut slots = slots;
-        assert!(slots.take_handle(0).is_none());
-        assert!(slots.handle(7).is_none());
-        assert_eq!(slots.live_handles(), 0);
     }
 }

@@ -3,21 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Module;
 use wasmtime::component::Component;
 
 use crate::cache::CompileCache;
+pub use crate::cache::{Compiled, sha256_hex};
 use crate::engine::WeftEngine;
-
-/// A loaded, compiled piece of Wasm.
-#[derive(Clone)]
-pub enum Compiled {
-    /// A core module (WASI preview 1 programs).
-    Module(Module),
-    /// A component.
-    Component(Component),
-}
 
 /// The result of [`load`].
 #[derive(Clone)]
@@ -249,11 +240,6 @@ pub fn read_wasm(path: &Path) -> Result<Vec<u8>, LoadError> {
     })
 }
 
-/// Hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// Loads and compiles `path`, through `cache` when given.
 pub fn load(
     engine: &WeftEngine,
@@ -448,5 +434,61 @@ mod tests {
         let (_d2, bad) = temp_file("bad.wat", b"(module (func (result i32)))) ");
         let err = read_wasm(&bad).expect_err("bad wat");
         assert!(matches!(err, LoadError::Wat { .. }), "{err}");
+    }
+
+    /// Loading through the compile cache (`cache.rs`): hits, corruption, modules.
+    mod through_the_cache {
+        use super::*;
+        use crate::engine::{AllocatorChoice, EngineOptions};
+
+        fn engine() -> WeftEngine {
+            WeftEngine::new(&EngineOptions {
+                allocator: AllocatorChoice::OnDemand,
+                ..Default::default()
+            })
+            .expect("engine")
+        }
+
+        #[test]
+        fn second_load_hits_and_corruption_recompiles() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cache = CompileCache::new(dir.path());
+            let engine = engine();
+            let wasm =
+                wat::parse_str(r#"(component (core module (func (export "f"))))"#).expect("wat");
+            let path = Path::new("t.wasm");
+            let first = load_bytes(&engine, path, &wasm, Some(&cache)).expect("first");
+            assert!(!first.cache_hit);
+            let second = load_bytes(&engine, path, &wasm, Some(&cache)).expect("second");
+            assert!(second.cache_hit);
+
+            // Flip a byte of the artifact: the digest check must refuse it.
+            let entry = cache.entry_path(&engine, &first.sha256, true);
+            let mut bytes = std::fs::read(&entry).expect("entry");
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff;
+            std::fs::write(&entry, &bytes).expect("write");
+            let third = load_bytes(&engine, path, &wasm, Some(&cache)).expect("third");
+            assert!(!third.cache_hit, "a corrupt entry must not be used");
+            let fourth = load_bytes(&engine, path, &wasm, Some(&cache)).expect("fourth");
+            assert!(fourth.cache_hit, "the recompiled entry is written back");
+        }
+
+        #[test]
+        fn core_modules_are_cached_separately() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cache = CompileCache::new(dir.path());
+            let engine = engine();
+            let wasm = wat::parse_str("(module)").expect("wat");
+            let path = Path::new("m.wasm");
+            assert!(
+                !load_bytes(&engine, path, &wasm, Some(&cache))
+                    .expect("a")
+                    .cache_hit
+            );
+            let again = load_bytes(&engine, path, &wasm, Some(&cache)).expect("b");
+            assert!(again.cache_hit);
+            assert!(matches!(again.compiled, Compiled::Module(_)));
+        }
     }
 }

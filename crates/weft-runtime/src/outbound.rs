@@ -281,3 +281,56 @@ impl Connector {
         }
     }
 }
+/// Outgoing HTTP policy, the `wasi:http` hooks of a store: every request a guest sends is
+/// checked against the allow-list before any DNS lookup or connection (step 1 above), then sent
+/// through the component's pooled [`Outbound`] client (steps 2 and 3). A store hands it to
+/// wasmtime-wasi-http through its `WasiHttpView`.
+#[derive(Clone)]
+pub struct OutgoingHttp {
+    pub outbound: Arc<Outbound>,
+}
+
+impl OutgoingHttp {
+    pub fn new(allowed: AllowedHosts) -> Self {
+        OutgoingHttp {
+            outbound: Arc::new(Outbound::new(Arc::new(allowed))),
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        drop(fut);
+        if !self.outbound.allowed().allows_uri(request.uri()) {
+            let uri = request.uri().clone();
+            tracing::warn!(
+                %uri,
+                "outgoing HTTP request denied: no allowed host matches (grant it with --allow-host HOST:PORT)"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let outbound = Arc::clone(&self.outbound);
+        Box::new(async move {
+            let response = outbound.send(request, options).await?;
+            Ok((
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}

@@ -1,10 +1,9 @@
 //! `weft run`: run a command (WASI preview 1 core module, P2 or P3 component) once, or call
 //! one export with WAVE-encoded arguments, with exactly the grants given.
 
-use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::wasm_wave::untyped::UntypedFuncCall;
 use wasmtime::component::wasm_wave::wasm::{DisplayFuncResults, WasmFunc};
-use wasmtime::component::{Component, ComponentExportIndex, Val};
+use wasmtime::component::{Component, Val};
 use wasmtime::{Module, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -14,6 +13,8 @@ use crate::load::{Compiled, Loaded};
 use crate::state::{CliRunState, OutgoingHttp};
 use crate::wasi::WasiGrants;
 use crate::world::{self, WorldKind};
+/// Moved to `world.rs`; these names stay here for existing callers.
+pub use crate::world::{explain_unsatisfied, find_export};
 
 /// Interfaces `weft run` provides to components (every version it links).
 pub const RUN_PROVIDES: &[&str] = &[
@@ -238,29 +239,8 @@ pub fn cli_linker(
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    crate::p3client::add_p3_client_override(&mut linker)?;
     Ok(linker)
-}
-
-/// Explains imports that `provides` does not cover, or `None` when all are covered.
-pub fn explain_unsatisfied(imports: &[String], provides: &[&str], runner: &str) -> Option<String> {
-    let missing = world::unsatisfied(imports, provides);
-    if missing.is_empty() {
-        return None;
-    }
-    let list = missing
-        .iter()
-        .map(|m| format!("  - {m}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Some(format!(
-        "the component imports {} that {runner} does not provide:\n{list}\n{runner} provides: {}",
-        if missing.len() == 1 {
-            "an interface"
-        } else {
-            "interfaces"
-        },
-        provides.join(", ")
-    ))
 }
 
 async fn run_component(
@@ -271,8 +251,11 @@ async fn run_component(
 ) -> Result<(), RunError> {
     let timeout = options.grants.timeout;
     let ifaces = world::interfaces(engine.engine(), component);
-    let kind = world::classify(ifaces.exports.iter().map(String::as_str));
-    if options.invoke.is_none() && !kind.is_cli() {
+    let worlds = world::Worlds::of(ifaces.exports.iter().map(String::as_str));
+    // The run export to call: WASI 0.3 over 0.2 (see `world::Worlds`).
+    let run_kind = worlds.run_kind();
+    if options.invoke.is_none() && run_kind.is_none() {
+        let kind = worlds.kind();
         let exports = if ifaces.exports.is_empty() {
             "nothing".to_string()
         } else {
@@ -299,7 +282,7 @@ async fn run_component(
         .instantiate_async(&mut *store)
         .await
         .map_err(|e| classify_error(e, timeout))?;
-    let result = if kind == WorldKind::CliP3 {
+    let result = if run_kind == Some(WorldKind::CliP3) {
         let command = wasmtime_wasi::p3::bindings::Command::new(&mut *store, &instance)
             .map_err(|e| RunError::Setup(format!("{e:#}")))?;
         store
@@ -315,98 +298,6 @@ async fn run_component(
         Ok(Ok(())) => Ok(()),
         Ok(Err(())) => Err(RunError::Exit(1)),
         Err(e) => Err(classify_error(e, timeout)),
-    }
-}
-
-/// Finds the export a `--invoke` name refers to: `func`, `iface.func`, `ns:pkg/iface.func`
-/// or `ns:pkg/iface.func@version` (versions compared on the interface name).
-pub fn find_export(
-    engine: &wasmtime::Engine,
-    component: &Component,
-    name: &str,
-) -> Result<(ComponentExportIndex, ComponentFunc), String> {
-    let ty = component.component_type();
-    // Split off a trailing @version and the function name.
-    let (base, version) = match name.rsplit_once('@') {
-        Some((b, v)) if !v.contains('/') => (b, Some(v)),
-        _ => (name, None),
-    };
-    let (iface, func) = match base.rsplit_once('.') {
-        Some((i, f)) if i.contains(':') || i.contains('/') => (Some(i), f),
-        _ => (None, base),
-    };
-
-    if iface.is_none()
-        && let Some((ComponentItem::ComponentFunc(f), idx)) = component.get_export(None, func)
-    {
-        return Ok((idx, f));
-    }
-
-    let mut found = Vec::new();
-    for (inst_name, item) in ty.exports(engine) {
-        let ComponentItem::ComponentInstance(inst) = item.ty else {
-            continue;
-        };
-        let (inst_base, inst_version) = world::split_version(inst_name);
-        if let Some(i) = iface {
-            if inst_base != i {
-                continue;
-            }
-            if let (Some(v), Some(iv)) = (version, inst_version)
-                && v != iv
-            {
-                continue;
-            }
-        }
-        for (leaf, item) in inst.exports(engine) {
-            if leaf != func {
-                continue;
-            }
-            if let ComponentItem::ComponentFunc(f) = item.ty
-                && let Some((_, inst_idx)) = component.get_export(None, inst_name)
-                && let Some((_, idx)) = component.get_export(Some(&inst_idx), leaf)
-            {
-                found.push((idx, f, inst_name.to_string()));
-            }
-        }
-    }
-    match found.len() {
-        0 => {
-            let mut available = Vec::new();
-            for (n, item) in ty.exports(engine) {
-                match item.ty {
-                    ComponentItem::ComponentFunc(_) => available.push(n.to_string()),
-                    ComponentItem::ComponentInstance(inst) => {
-                        for (leaf, it) in inst.exports(engine) {
-                            if matches!(it.ty, ComponentItem::ComponentFunc(_)) {
-                                available.push(format!("{n}.{leaf}"));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Err(format!(
-                "the component exports no function `{name}`; exported functions: {}",
-                if available.is_empty() {
-                    "none".into()
-                } else {
-                    available.join(", ")
-                }
-            ))
-        }
-        1 => {
-            let (idx, f, _) = found.remove(0);
-            Ok((idx, f))
-        }
-        _ => Err(format!(
-            "`{name}` is ambiguous; name the interface: {}",
-            found
-                .iter()
-                .map(|(_, _, i)| format!("`{i}.{func}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
     }
 }
 

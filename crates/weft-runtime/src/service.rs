@@ -23,8 +23,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{ExpirationError, Prepared, Proxy};
 
-use crate::http::HandleError;
-
+use crate::admission::{self, HandleError};
 use crate::logs::LogSink;
 use crate::net::VirtualNet;
 use crate::plugins::BoundPlugins;
@@ -94,7 +93,7 @@ pub struct ServiceSpec {
     pub name: String,
     pub grants: WasiGrants,
     pub outgoing: OutgoingHttp,
-    pub plugins: BoundPlugins,
+    pub plugins: BoundPlugins<HostState>,
     pub logs: LogSink,
     pub max_restarts: u32,
     pub max_resources: usize,
@@ -125,7 +124,7 @@ impl FrontOptions {
         FrontOptions {
             request_timeout,
             max_concurrency: max_concurrency.max(1),
-            queue_timeout: crate::http::DEFAULT_QUEUE_TIMEOUT,
+            queue_timeout: admission::DEFAULT_QUEUE_TIMEOUT,
             max_request_body: crate::limit::DEFAULT_MAX_REQUEST_BODY,
             max_response_body: crate::limit::DEFAULT_MAX_RESPONSE_BODY,
             response_pace: None,
@@ -271,7 +270,7 @@ impl ServiceHandle {
         vnet: Arc<VirtualNet>,
     ) -> Result<ServiceHandle, ServiceError> {
         let mut linker = Linker::new(engine);
-        crate::http::add_to_linker(&mut linker)
+        crate::wasi::add_to_linker(&mut linker)
             .map_err(|e| ServiceError::Link(format!("{e:#}")))?;
         spec.plugins
             .add_to_linker(&mut linker)
@@ -287,7 +286,7 @@ impl ServiceHandle {
             component,
             Arc::clone(&in_flight),
             spec.max_concurrency,
-            crate::http::DEFAULT_QUEUE_TIMEOUT,
+            admission::DEFAULT_QUEUE_TIMEOUT,
         ));
         let shared = Arc::new(Shared {
             calls: Arc::clone(&calls),
@@ -968,8 +967,8 @@ impl Front {
         let Some(door) = door else {
             return Err(unavailable(status));
         };
-        let permit = crate::http::admit(&self.in_flight, self.options.queue_timeout).await?;
-        let request = crate::http::limit_request(request, self.options.max_request_body)?;
+        let permit = admission::admit(&self.in_flight, self.options.queue_timeout).await?;
+        let request = admission::limit_request(request, self.options.max_request_body)?;
         let guard = OpenGuard::new(&self.open);
         let (reply, answer) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -990,7 +989,7 @@ impl Front {
         drop(permit);
         match answer {
             Ok(response) => {
-                let response = crate::http::limit_response(
+                let response = admission::limit_response(
                     response,
                     self.options.max_response_body,
                     self.options.response_pace.clone(),

@@ -1,15 +1,23 @@
-//! Per-store host state: one struct per kind of run, each owning its WASI context and
-//! resource table. Plugins (later) add fields here, reached through projection functions.
+//! The store: the per-store host state of each kind of run, and the one place that knows what
+//! it is made of. Every host interface is written against a small view trait (wasmtime-wasi's
+//! `WasiView`, wasmtime-wasi-http's `WasiHttpView`, [`NetView`], [`PluginView`],
+//! [`LinkView`]); the store types here implement the views, so no capability module names a
+//! store type (the hand-written equivalent of Spin's `RuntimeFactors`). Adding a host
+//! interface adds a field here and, when it needs one, a view impl.
 
-use std::sync::Arc;
-
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::{Engine, Store, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::allow::AllowedHosts;
-use crate::outbound::Outbound;
+use crate::limit::Limiter;
+use crate::link_slots::{LinkSlots, LinkView};
+use crate::net::{NetStore, NetView};
+pub use crate::outbound::OutgoingHttp;
+use crate::p3client::HasOutgoing;
+use crate::plugins::{PluginCtx, PluginInstances, PluginView};
+use crate::wasi::WasiGrants;
 
 /// Store data for `weft run`: WASI for components (preview 1 modules run as components through
 /// the preview 1 adapter, see `load.rs`), plus outgoing wasi:http behind the allow-list.
@@ -40,19 +48,20 @@ impl WasiHttpView for CliRunState {
     }
 }
 
-/// Store data for HTTP handlers and workload components: WASI, wasi:http, limits, and one
-/// typed field per host plugin (`plugins`).
+/// Store data for HTTP handlers, workload components and the service: WASI, wasi:http,
+/// limits, and one field per host interface.
 pub struct HostState {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub hooks: OutgoingHttp,
-    pub limits: crate::limit::Limiter,
-    pub plugins: crate::plugins::PluginInstances,
-    /// This store's half of the socket policy (see `net.rs`).
-    pub net: crate::net::NetStore,
+    pub limits: Limiter,
+    /// The bound plugins' per-instance state (`plugins/`).
+    pub plugins: PluginInstances,
+    /// This store's half of the socket policy (see `net/`).
+    pub net: NetStore,
     /// Functions of other components of the workload that this store's imports forward to.
-    pub links: crate::link::LinkSlots,
+    pub links: LinkSlots,
 }
 
 impl WasiView for HostState {
@@ -74,56 +83,36 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Outgoing HTTP policy: every request a guest sends is checked against the allow-list
-/// before any DNS lookup or connection, then sent through the component's pooled client
-/// (which checks the resolved addresses too, see `outbound.rs`).
-#[derive(Clone)]
-pub struct OutgoingHttp {
-    pub outbound: Arc<Outbound>,
+impl HasOutgoing for HostState {
+    fn outgoing(&self) -> &OutgoingHttp {
+        &self.hooks
+    }
 }
 
-impl OutgoingHttp {
-    pub fn new(allowed: AllowedHosts) -> Self {
-        OutgoingHttp {
-            outbound: Arc::new(Outbound::new(Arc::new(allowed))),
+impl HasOutgoing for CliRunState {
+    fn outgoing(&self) -> &OutgoingHttp {
+        &self.hooks
+    }
+}
+
+impl NetView for HostState {
+    fn net(&self) -> &NetStore {
+        &self.net
+    }
+}
+
+impl PluginView for HostState {
+    fn plugins(&mut self) -> PluginCtx<'_> {
+        PluginCtx {
+            instances: &self.plugins,
+            table: &mut self.table,
         }
     }
 }
 
-impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        drop(fut);
-        if !self.outbound.allowed().allows_uri(request.uri()) {
-            let uri = request.uri().clone();
-            tracing::warn!(
-                %uri,
-                "outgoing HTTP request denied: no allowed host matches (grant it with --allow-host HOST:PORT)"
-            );
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
-        }
-        let outbound = Arc::clone(&self.outbound);
-        Box::new(async move {
-            let response = outbound.send(request, options).await?;
-            Ok((
-                response,
-                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
-            ))
-        })
+impl LinkView for HostState {
+    fn links(&mut self) -> &mut LinkSlots {
+        &mut self.links
     }
 }
 
@@ -132,13 +121,13 @@ impl HostState {
     /// already has its stdio), a resource table capped at `max_resources`, the grants' store
     /// limits, and epoch yielding (the deadline is the caller's).
     pub fn new_store(
-        engine: &wasmtime::Engine,
-        mut builder: wasmtime_wasi::WasiCtxBuilder,
-        grants: &crate::wasi::WasiGrants,
+        engine: &Engine,
+        mut builder: WasiCtxBuilder,
+        grants: &WasiGrants,
         hooks: OutgoingHttp,
-        plugins: crate::plugins::PluginInstances,
+        plugins: PluginInstances,
         max_resources: usize,
-    ) -> wasmtime::Result<wasmtime::Store<HostState>> {
+    ) -> wasmtime::Result<Store<HostState>> {
         let net = grants.apply(&mut builder)?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(max_resources);
@@ -152,9 +141,29 @@ impl HostState {
             net,
             links: Default::default(),
         };
-        let mut store = wasmtime::Store::new(engine, state);
+        let mut store = Store::new(engine, state);
         store.limiter_async(|s| &mut s.limits);
         store.epoch_deadline_async_yield_and_update(1);
         Ok(store)
     }
+}
+
+/// A store for calling a workload's functions outside HTTP (`weft run MANIFEST --invoke`, the
+/// benchmarks): no grants beyond the base WASI handles, stdio inherited, no plugins.
+pub fn plain_store(engine: &Engine) -> Store<HostState> {
+    let mut builder = WasiCtxBuilder::new();
+    builder.inherit_stdout().inherit_stderr();
+    let state = HostState {
+        table: ResourceTable::new(),
+        wasi: builder.build(),
+        http: WasiHttpCtx::new(),
+        hooks: OutgoingHttp::new(AllowedHosts::deny_all()),
+        limits: Limiter::new(StoreLimits::default(), None),
+        plugins: Default::default(),
+        net: NetStore::unrestricted(),
+        links: LinkSlots::default(),
+    };
+    let mut store = Store::new(engine, state);
+    store.epoch_deadline_async_yield_and_update(1);
+    store
 }

@@ -22,8 +22,6 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{Component, ComponentExportIndex, Linker, LinkerInstance, Val};
 use wasmtime::{Engine, component::ResourceType};
 
-use crate::state::HostState;
-
 /// Ids of calls in the service's deadline table: apart from the front door's request ids.
 const CALL_ID_BIT: u64 = 1 << 63;
 
@@ -301,10 +299,10 @@ impl ServiceImports {
     /// Defines, in `linker`, a forwarder for every function `component` imports through
     /// `self.imports`. Imports the component does not have are skipped (a composed component
     /// keeps only those its parts left open).
-    pub fn add_to_linker(
+    pub fn add_to_linker<T: Send + 'static>(
         &self,
         engine: &Engine,
-        linker: &mut Linker<HostState>,
+        linker: &mut Linker<T>,
         component: &Component,
         name: &str,
     ) -> Result<(), ServiceLinkError> {
@@ -353,9 +351,9 @@ impl ServiceImports {
     /// Defines `name` as a forwarder to the service's function `slot`: a blocking-style host
     /// function for a plain WIT function (the caller's task waits), a concurrent one for an
     /// `async func` (the caller's other tasks go on meanwhile).
-    fn forward(
+    fn forward<T: Send + 'static>(
         &self,
-        inst: &mut LinkerInstance<'_, HostState>,
+        inst: &mut LinkerInstance<'_, T>,
         name: &str,
         slot: usize,
         is_async: bool,

@@ -1,14 +1,31 @@
 //! What a guest is granted: environment, preopened directories, network, memory and time.
-//! Nothing is granted by default: no host environment, no directories, no sockets.
+//! Nothing is granted by default: no host environment, no directories, no sockets. And the
+//! WASI interfaces every served or workload component may import ([`add_to_linker`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use wasmtime::component::Linker;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::net::{NetPolicy, NetStore};
+use crate::net::{NetPolicy, NetStore, NetView};
+use crate::p3client::HasOutgoing;
+
+/// Adds what HTTP handlers and workload components may import to `linker`: WASI 0.2 and 0.3
+/// (with the `wasi:sockets` overrides that enforce the socket rules) and `wasi:http` 0.2 and
+/// 0.3 (outgoing requests go through the store's `WasiHttpView` hooks, see `outbound.rs`).
+pub fn add_to_linker<T: NetView + HasOutgoing>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    crate::net::add_p2_overrides(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    wasmtime_wasi::p3::add_to_linker(linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    crate::p3client::add_p3_client_override(linker)?;
+    crate::net::add_p3_overrides(linker)?;
+    Ok(())
+}
 
 /// A host directory made visible to the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]

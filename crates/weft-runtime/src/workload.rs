@@ -15,40 +15,20 @@ use crate::http::{HandleError, HttpOptions, HttpService, WorkloadExtras};
 use crate::load::{self, Compiled};
 use crate::logs::LogSink;
 use crate::net::{NetPolicy, Role, SocketBudget, VirtualNet};
+use crate::plan::PlanningError;
+/// Component loading moved to `plan.rs`; these names stay here for existing callers.
+pub use crate::plan::{BASE_INTERFACES, ComponentInfo, LoadedComponents, load_components};
 use crate::plugins::BoundPlugins;
 use crate::service::{FrontOptions, ServiceHandle, ServiceSpec};
-use crate::state::OutgoingHttp;
+use crate::state::{HostState, OutgoingHttp};
 use crate::wasi::{DirGrant, WasiGrants};
-use crate::world::{self, WorldKind};
-
-/// Interfaces every component may import: their capabilities are handles the host hands out
-/// (no preopens unless volumes are mounted, no socket address allowed, only the granted
-/// environment), so importing them grants nothing by itself.
-pub const BASE_INTERFACES: &[&str] = &[
-    "wasi:io",
-    "wasi:clocks",
-    "wasi:random",
-    "wasi:cli",
-    "wasi:filesystem",
-    "wasi:sockets",
-];
+use crate::world;
 
 /// A route from the `wasi:http` `incoming-handler` grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRoute {
     pub host: Option<String>,
     pub path: String,
-}
-
-/// Facts about one deployed component.
-#[derive(Debug, Clone)]
-pub struct ComponentInfo {
-    pub name: String,
-    pub image: PathBuf,
-    pub sha256: String,
-    pub kind: WorldKind,
-    pub size: usize,
-    pub cache_hit: bool,
 }
 
 /// Why a workload version could not be deployed. Messages name the manifest field and the fix.
@@ -64,6 +44,23 @@ pub enum DeployError {
     },
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Plugins(Vec<crate::plugins::PluginError>),
+}
+
+impl From<PlanningError> for DeployError {
+    fn from(e: PlanningError) -> Self {
+        match e {
+            PlanningError::Component {
+                index,
+                component,
+                message,
+            } => DeployError::Component {
+                index,
+                component,
+                message,
+            },
+            PlanningError::Service(message) => DeployError::Invalid(message),
+        }
+    }
 }
 
 /// Host-wide defaults for what a manifest leaves unset (the `weft up` flags).
@@ -121,7 +118,7 @@ pub struct Workload {
     logs: LogSink,
     /// The long-lived service, if `spec.service` is set.
     service: Option<ServiceHandle>,
-    plugins: BoundPlugins,
+    plugins: BoundPlugins<HostState>,
     http: Option<Front>,
     routes: Vec<HttpRoute>,
     components: Vec<ComponentInfo>,
@@ -149,7 +146,7 @@ impl Workload {
             _ => None,
         };
         let plan_service = prepared.as_ref().map(|p| p.plan.clone());
-        let plan = match crate::link::plan_manifest(
+        let plan = match crate::plan::plan_manifest(
             manifest,
             &loaded.plan_components,
             plan_service.as_ref(),
@@ -368,76 +365,6 @@ enum Front {
     Service,
 }
 
-/// A workload's components, compiled, with the facts the link planner needs.
-pub struct LoadedComponents {
-    pub infos: Vec<ComponentInfo>,
-    pub compiled: Vec<wasmtime::component::Component>,
-    pub plan_components: Vec<weft_inspect::PlanComponent>,
-}
-
-/// Reads, checks (digest pins) and compiles every component of `manifest`, in manifest order.
-pub fn load_components(
-    engine: &WeftEngine,
-    cache: Option<&CompileCache>,
-    manifest: &Manifest,
-) -> Result<LoadedComponents, DeployError> {
-    let spec = &manifest.spec;
-    let base_dir = manifest.base_dir();
-    let mut components = Vec::new();
-    let mut compiled = Vec::new();
-    let mut plan_components = Vec::new();
-    for (index, c) in spec.components.iter().enumerate() {
-        let err = |message: String| DeployError::Component {
-            index,
-            component: c.name.clone(),
-            message,
-        };
-        let path = weft_manifest::resolve_image(&c.image, &base_dir)
-            .map_err(|e| err(format!("image `{}`: {e}", c.image)))?;
-        let loaded = load::load(engine, &path, cache).map_err(|e| err(e.to_string()))?;
-        if let Some(digest) = &c.digest {
-            let want = digest.strip_prefix("sha256:").unwrap_or(digest);
-            if !want.eq_ignore_ascii_case(&loaded.sha256) {
-                return Err(err(format!(
-                    "image {} has digest sha256:{}, but the manifest pins {digest} \
-                     (hint: update spec.components[{index}].digest or the image)",
-                    path.display(),
-                    loaded.sha256
-                )));
-            }
-        }
-        let Compiled::Component(component) = &loaded.compiled else {
-            return Err(err(format!(
-                "image {} is a core module; workloads run components (hint: adapt it with \
-                 `wasm-tools component new --adapt`)",
-                path.display()
-            )));
-        };
-        let ifaces = world::interfaces(engine.engine(), component);
-        let kind = world::classify(ifaces.exports.iter().map(String::as_str));
-        plan_components.push(weft_inspect::PlanComponent {
-            name: c.name.clone(),
-            imports: ifaces.imports,
-            exports: ifaces.exports,
-        });
-        compiled.push(component.clone());
-        components.push(ComponentInfo {
-            name: c.name.clone(),
-            image: path,
-            sha256: loaded.sha256.clone(),
-            kind,
-            size: loaded.size,
-            cache_hit: loaded.cache_hit,
-        });
-    }
-
-    Ok(LoadedComponents {
-        infos: components,
-        compiled,
-        plan_components,
-    })
-}
-
 /// Builds the HTTP service of handler `root`, linked at run time to the components it imports
 /// from (or plain when it imports from none).
 fn serve_linked(
@@ -456,7 +383,7 @@ fn serve_linked(
         message,
     };
     let compiled = &loaded.compiled;
-    let needed = crate::link::needed_by(plan, root);
+    let needed = crate::plan::needed_by(plan, root);
     match crate::compose::choose(ctx.engine, ctx.cache, manifest, loaded, plan, root)
         .map_err(|e| DeployError::Invalid(format!("spec.compose: {e}")))?
     {
@@ -491,7 +418,7 @@ fn check_grants(
     index: usize,
     component: &str,
     imports: &[String],
-    plugins: &BoundPlugins,
+    plugins: &BoundPlugins<HostState>,
 ) -> Result<(), DeployError> {
     let http_granted = manifest.host_interface("wasi", "http").is_some();
     let mut problems = Vec::new();
@@ -694,7 +621,7 @@ fn prepare_service(
     ctx: &DeployContext<'_>,
     manifest: &Manifest,
     svc: &weft_manifest::Service,
-    plugins: &BoundPlugins,
+    plugins: &BoundPlugins<HostState>,
     vnet: &Arc<VirtualNet>,
     meters: &WorkloadMeters,
 ) -> Result<PreparedService, DeployError> {
@@ -827,7 +754,7 @@ fn service_imports(
     timeout: Option<Duration>,
 ) -> Option<crate::svccall::ServiceImports> {
     let mut imports = Vec::new();
-    for i in crate::link::needed_by(plan, root) {
+    for i in crate::plan::needed_by(plan, root) {
         for r in &plan.resolutions[i] {
             if let weft_inspect::Provider::Service { export } = &r.provider
                 && !imports.iter().any(|(imp, _)| *imp == r.import)

@@ -44,6 +44,9 @@ pub fn render_component(file: &Path, info: &ComponentInfo) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "file:     {}", file.display());
     let _ = writeln!(out, "kind:     {}", info.kind);
+    if matches!(info.kind, weft_inspect::WasmKind::Component) {
+        let _ = write!(out, "{}", render_worlds(&info.export_names()));
+    }
     let _ = writeln!(out, "size:     {}", human_size(info.size));
     if info.producers.is_empty() {
         let _ = writeln!(out, "producers: none recorded");
@@ -72,10 +75,36 @@ pub fn render_component(file: &Path, info: &ComponentInfo) -> String {
     out
 }
 
+/// Which export `weft run` and `weft serve` use (WASI 0.3 over 0.2, an HTTP handler over an
+/// incidental `run` for serve), and the runnable exports neither uses.
+pub fn render_worlds(exports: &[String]) -> String {
+    use weft_runtime::world::Worlds;
+    let worlds = Worlds::of(exports.iter().map(String::as_str));
+    let mut out = String::new();
+    for (runner, chosen) in [("weft run", &worlds.run), ("weft serve", &worlds.serve)] {
+        match chosen {
+            Some((kind, name)) => {
+                let _ = writeln!(out, "{runner:<10} {name} ({kind})");
+            }
+            None => {
+                let _ = writeln!(out, "{runner:<10} nothing to {}", &runner[5..]);
+            }
+        }
+    }
+    if !worlds.unused.is_empty() {
+        let _ = writeln!(
+            out,
+            "not used:  {} (a newer or more fitting export is preferred)",
+            worlds.unused.join(", ")
+        );
+    }
+    out
+}
+
 fn host_label(import: &str) -> String {
     let (base, _) = weft_inspect::split_version(import);
     let pkg = base.split('/').next().unwrap_or(base);
-    let plugins = weft_runtime::plugins::registry();
+    let plugins = weft_runtime::plugins::registry::<weft_runtime::state::HostState>();
     if plugins.iter().any(|p| p.package() == pkg) {
         format!("host plugin {pkg}")
     } else if pkg == "wasi:http" {

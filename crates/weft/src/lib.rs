@@ -110,9 +110,13 @@ struct UpArgs {
     /// HTTP ingress address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
-    /// Admin API address.
+    /// Admin API address (also serves the dashboard at /ui).
     #[arg(long, default_value = "127.0.0.1:7870")]
     admin_addr: SocketAddr,
+    /// Serve Prometheus metrics at http://ADDR/metrics (no auth: keep it on loopback or a
+    /// scrape network). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// Wall clock per invocation for workloads that set no `timeoutMs`.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     default_timeout: Duration,
@@ -554,9 +558,9 @@ fn grants(
 /// `weft serve`'s host plugins from wasmtime's `-Sconfig`/`-Sconfig-var` and
 /// `-Skeyvalue`/`-Skeyvalue-in-memory-data`: bound like a workload's (a manifest is written
 /// for them and validated), the in-memory bucket preset with the given keys.
-fn serve_plugins(
+async fn serve_plugins(
     flags: &wasmtime_flags::WasmtimeFlags,
-) -> anyhow::Result<Option<weft_runtime::plugins::BoundPlugins>> {
+) -> anyhow::Result<Option<weft_runtime::plugins::BoundPlugins<weft_runtime::state::HostState>>> {
     let config = flags.config == Some(true) || !flags.config_vars.is_empty();
     let keyvalue = flags.keyvalue == Some(true) || !flags.keyvalue_data.is_empty();
     if !config && !keyvalue {
@@ -598,12 +602,11 @@ fn serve_plugins(
         .map_err(|e| anyhow::anyhow!("-S config / -S keyvalue: {e}"))?;
     let manifest = parsed.pop().context("no manifest")?;
     let logs = weft_runtime::logs::LogSink::new("serve");
-    let plugins =
-        weft_runtime::plugins::BoundPlugins::bind(&manifest, std::env::temp_dir(), &logs)
-            .map_err(|errors| {
-                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                anyhow::anyhow!("-S config / -S keyvalue: {}", list.join("; "))
-            })?;
+    let plugins = weft_runtime::plugins::BoundPlugins::bind(&manifest, std::env::temp_dir(), &logs)
+        .map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("-S config / -S keyvalue: {}", list.join("; "))
+        })?;
     if !flags.keyvalue_data.is_empty() {
         let instance = plugins.instance(weft_runtime::http::SERVE_COMPONENT);
         let bucket = instance
@@ -615,6 +618,7 @@ fn serve_plugins(
         for (k, v) in &flags.keyvalue_data {
             bucket
                 .set(k, v.clone().into_bytes())
+                .await
                 .map_err(|e| anyhow::anyhow!("-S keyvalue-in-memory-data={k}=...: {e}"))?;
         }
     }
@@ -682,7 +686,9 @@ fn cmd_run(mut args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     if flags.max_resources.is_some() {
-        bail!("-S max-resources: `weft run` keeps wasmtime's resource-table limit; the flag applies to `weft serve`");
+        bail!(
+            "-S max-resources: `weft run` keeps wasmtime's resource-table limit; the flag applies to `weft serve`"
+        );
     }
     args.grants.merge(&mut args.engine, &flags)?;
     let (grants, allowed_hosts) = grants(&args.grants, &flags)?;
@@ -712,7 +718,7 @@ fn cmd_run(mut args: RunArgs) -> anyhow::Result<i32> {
         };
         let manifest = inspect::load_one(&file)?;
         let rt = runtime()?;
-        let result = rt.block_on(weft_runtime::link::invoke_workload(
+        let result = rt.block_on(weft_runtime::invoke::invoke_workload(
             &engine,
             cache.as_ref(),
             &manifest,
@@ -775,7 +781,10 @@ fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
     args.grants.merge(&mut args.engine, &flags)?;
     let (grants, allowed_hosts) = grants(&args.grants, &flags)?;
     let headers = wasmtime_flags::parse_headers(&args.headers).map_err(anyhow::Error::msg)?;
-    let plugins = serve_plugins(&flags)?;
+    let plugins = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start a runtime for the -S plugins")?
+        .block_on(serve_plugins(&flags))?;
     let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
     let loaded = load_file(&engine, &args.file, cache.as_ref())?;
     let weft_runtime::load::Compiled::Component(component) = &loaded.compiled else {
@@ -806,7 +815,9 @@ fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
         Err(e) => {
             let mut msg = format!("{}: cannot serve: {e}", args.file.display());
             if plugins.is_none() && msg.contains("wasi:config") {
-                msg.push_str("\nhint: -Sconfig links wasi:config (values: -Sconfig-var=NAME=VALUE)");
+                msg.push_str(
+                    "\nhint: -Sconfig links wasi:config (values: -Sconfig-var=NAME=VALUE)",
+                );
             }
             if plugins.is_none() && msg.contains("wasi:keyvalue") {
                 msg.push_str("\nhint: -Skeyvalue links wasi:keyvalue in memory (preset keys: -Skeyvalue-in-memory-data=KEY=VALUE)");
@@ -881,6 +892,15 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
         let admin = weft_host::server::bind(args.admin_addr)
             .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
         let admin_local = admin.local_addr()?;
+        let metrics = match args.metrics_addr {
+            Some(addr) => Some(
+                weft_host::server::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (--metrics-addr)"))?,
+            ),
+            None => None,
+        };
+        let metrics_local = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
+        let ingress_local = ingress.local_addr()?;
         std::fs::write(data_dir.join("admin-addr"), format!("{admin_local}\n"))
             .with_context(|| format!("cannot write {}", data_dir.join("admin-addr").display()))?;
         host.restore().await;
@@ -897,9 +917,13 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
                 Err(e) => eprintln!("Error: {e:#}"),
             }
         }
-        eprintln!("Serving HTTP on http://{}/", ingress.local_addr()?);
+        eprintln!("Serving HTTP on http://{ingress_local}/");
+        if let Some(m) = metrics_local {
+            eprintln!("Metrics on http://{m}/metrics");
+        }
+        // Last: tests and scripts take this line as "ready".
         eprintln!(
-            "Admin API on {admin_local} (token in {})",
+            "Admin API on {admin_local} (token in {}); dashboard on http://{admin_local}/ui",
             data_dir.join("admin-token").display()
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -915,16 +939,33 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             },
             wait(stop_rx.clone()),
         ));
+        let addrs = weft_host::ui::HostAddrs {
+            ingress: Some(ingress_local),
+            admin: Some(admin_local),
+            metrics: metrics_local,
+            otlp_endpoint: None,
+        };
         let admin_task = tokio::spawn(weft_host::server::serve(
             admin,
-            weft_host::admin::AdminApi::new(host.clone(), token),
+            weft_host::admin::AdminApi::with_addrs(host.clone(), token, addrs),
             64,
-            wait(stop_rx),
+            wait(stop_rx.clone()),
         ));
+        let metrics_task = metrics.map(|listener| {
+            tokio::spawn(weft_host::server::serve(
+                listener,
+                weft_host::metrics::MetricsEndpoint(host.clone()),
+                64,
+                wait(stop_rx),
+            ))
+        });
         weft_host::server::shutdown_signal().await;
         let _ = stop_tx.send(true);
         let _ = ingress_task.await;
         let _ = admin_task.await;
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
         anyhow::Ok(())
     })?;
     Ok(0)

@@ -85,50 +85,241 @@ const ALWAYS_ASYNC: &str =
 /// (group, key, kind, what it maps to in Weft): the table `-S help` prints and
 /// docs/wasmtime-flags.md repeats.
 const OPTIONS: &[(char, &str, Kind, &str)] = &[
-    ('S', "cli", Kind::AlwaysOn("weft links wasi:cli (with nothing granted) for every component"), "always on"),
-    ('S', "common", Kind::AlwaysOn("weft links wasi:cli (with nothing granted) for every component"), "always on (alias of cli)"),
-    ('S', "http", Kind::AlwaysOn("weft links wasi:http for every component (outgoing requests need --allow-host)"), "always on; outgoing requests need --allow-host"),
-    ('S', "p3", Kind::AlwaysOn("weft links WASI 0.3 for every component"), "always on"),
-    ('S', "cli-exit-with-code", Kind::AlwaysOn("weft links wasi:cli/exit's exit-with-code"), "always on"),
+    (
+        'S',
+        "cli",
+        Kind::AlwaysOn("weft links wasi:cli (with nothing granted) for every component"),
+        "always on",
+    ),
+    (
+        'S',
+        "common",
+        Kind::AlwaysOn("weft links wasi:cli (with nothing granted) for every component"),
+        "always on (alias of cli)",
+    ),
+    (
+        'S',
+        "http",
+        Kind::AlwaysOn(
+            "weft links wasi:http for every component (outgoing requests need --allow-host)",
+        ),
+        "always on; outgoing requests need --allow-host",
+    ),
+    (
+        'S',
+        "p3",
+        Kind::AlwaysOn("weft links WASI 0.3 for every component"),
+        "always on",
+    ),
+    (
+        'S',
+        "cli-exit-with-code",
+        Kind::AlwaysOn("weft links wasi:cli/exit's exit-with-code"),
+        "always on",
+    ),
     ('S', "inherit-network", Kind::Bool, "--inherit-network"),
-    ('S', "tcp", Kind::Bool, "with --inherit-network: TCP on (default) or off"),
-    ('S', "udp", Kind::Bool, "with --inherit-network: UDP on (default) or off"),
-    ('S', "allow-ip-name-lookup", Kind::Bool, "with --inherit-network: name lookups on (default) or off"),
-    ('S', "inherit-env", Kind::Bool, "every host environment variable (then --env)"),
+    (
+        'S',
+        "tcp",
+        Kind::Bool,
+        "with --inherit-network: TCP on (default) or off",
+    ),
+    (
+        'S',
+        "udp",
+        Kind::Bool,
+        "with --inherit-network: UDP on (default) or off",
+    ),
+    (
+        'S',
+        "allow-ip-name-lookup",
+        Kind::Bool,
+        "with --inherit-network: name lookups on (default) or off",
+    ),
+    (
+        'S',
+        "inherit-env",
+        Kind::Bool,
+        "every host environment variable (then --env)",
+    ),
     ('S', "config", Kind::Bool, "link wasi:config/store"),
     ('S', "config-var", Kind::KeyValue, "a wasi:config variable"),
-    ('S', "keyvalue", Kind::Bool, "link wasi:keyvalue (store, atomics, batch), in memory"),
-    ('S', "keyvalue-in-memory-data", Kind::KeyValue, "a key preset in the in-memory bucket"),
-    ('S', "max-resources", Kind::Count, "resource handles per instance"),
-    ('S', "inherit-stdin", Kind::AlwaysOn("weft run gives the guest the host's stdin"), "always on for weft run"),
-    ('S', "inherit-stdout", Kind::AlwaysOn("weft passes the guest's stdout through"), "always on"),
-    ('S', "inherit-stderr", Kind::AlwaysOn("weft passes the guest's stderr through"), "always on"),
-    ('S', "nn", Kind::Unsupported("wasi-nn is not supported"), "refused"),
-    ('S', "nn-graph", Kind::Unsupported("wasi-nn is not supported"), "refused"),
-    ('S', "threads", Kind::Unsupported("wasi-threads is not supported"), "refused"),
-    ('S', "tls", Kind::Unsupported("wasi-tls is not supported"), "refused"),
-    ('S', "listenfd", Kind::Unsupported("only wasmtime's legacy preview 1 implementation has it"), "refused"),
-    ('S', "tcplisten", Kind::Unsupported("only wasmtime's legacy preview 1 implementation has it; grant sockets with --inherit-network"), "refused"),
-    ('S', "preview2", Kind::AlwaysOn("weft runs preview 1 modules through the preview 2 implementation"), "always on"),
-    ('S', "preview0", Kind::Unsupported("weft does not run preview 0 (`wasi_unstable`) modules"), "refused"),
-    ('S', "network-error-code", Kind::Unsupported("the unstable network-error-code API is not linked"), "refused"),
-    ('S', "cwd", Kind::Unsupported("weft does not set a current directory for the guest"), "refused"),
-    ('S', "hostcall-fuel", Kind::Unsupported("weft keeps wasmtime's default hostcall fuel"), "refused"),
-    ('S', "max-component-handles", Kind::Unsupported("weft keeps wasmtime's default; use -Smax-resources"), "refused"),
-    ('S', "max-random-size", Kind::Unsupported("weft keeps wasmtime's default"), "refused"),
-    ('S', "max-http-fields-size", Kind::Unsupported("weft keeps wasmtime's default"), "refused"),
-    ('S', "http-outgoing-body-buffer-chunks", Kind::Unsupported("weft keeps wasmtime's default"), "refused"),
-    ('S', "http-outgoing-body-chunk-size", Kind::Unsupported("weft keeps wasmtime's default"), "refused"),
+    (
+        'S',
+        "keyvalue",
+        Kind::Bool,
+        "link wasi:keyvalue (store, atomics, batch), in memory",
+    ),
+    (
+        'S',
+        "keyvalue-in-memory-data",
+        Kind::KeyValue,
+        "a key preset in the in-memory bucket",
+    ),
+    (
+        'S',
+        "max-resources",
+        Kind::Count,
+        "resource handles per instance",
+    ),
+    (
+        'S',
+        "inherit-stdin",
+        Kind::AlwaysOn("weft run gives the guest the host's stdin"),
+        "always on for weft run",
+    ),
+    (
+        'S',
+        "inherit-stdout",
+        Kind::AlwaysOn("weft passes the guest's stdout through"),
+        "always on",
+    ),
+    (
+        'S',
+        "inherit-stderr",
+        Kind::AlwaysOn("weft passes the guest's stderr through"),
+        "always on",
+    ),
+    (
+        'S',
+        "nn",
+        Kind::Unsupported("wasi-nn is not supported"),
+        "refused",
+    ),
+    (
+        'S',
+        "nn-graph",
+        Kind::Unsupported("wasi-nn is not supported"),
+        "refused",
+    ),
+    (
+        'S',
+        "threads",
+        Kind::Unsupported("wasi-threads is not supported"),
+        "refused",
+    ),
+    (
+        'S',
+        "tls",
+        Kind::Unsupported("wasi-tls is not supported"),
+        "refused",
+    ),
+    (
+        'S',
+        "listenfd",
+        Kind::Unsupported("only wasmtime's legacy preview 1 implementation has it"),
+        "refused",
+    ),
+    (
+        'S',
+        "tcplisten",
+        Kind::Unsupported(
+            "only wasmtime's legacy preview 1 implementation has it; grant sockets with --inherit-network",
+        ),
+        "refused",
+    ),
+    (
+        'S',
+        "preview2",
+        Kind::AlwaysOn("weft runs preview 1 modules through the preview 2 implementation"),
+        "always on",
+    ),
+    (
+        'S',
+        "preview0",
+        Kind::Unsupported("weft does not run preview 0 (`wasi_unstable`) modules"),
+        "refused",
+    ),
+    (
+        'S',
+        "network-error-code",
+        Kind::Unsupported("the unstable network-error-code API is not linked"),
+        "refused",
+    ),
+    (
+        'S',
+        "cwd",
+        Kind::Unsupported("weft does not set a current directory for the guest"),
+        "refused",
+    ),
+    (
+        'S',
+        "hostcall-fuel",
+        Kind::Unsupported("weft keeps wasmtime's default hostcall fuel"),
+        "refused",
+    ),
+    (
+        'S',
+        "max-component-handles",
+        Kind::Unsupported("weft keeps wasmtime's default; use -Smax-resources"),
+        "refused",
+    ),
+    (
+        'S',
+        "max-random-size",
+        Kind::Unsupported("weft keeps wasmtime's default"),
+        "refused",
+    ),
+    (
+        'S',
+        "max-http-fields-size",
+        Kind::Unsupported("weft keeps wasmtime's default"),
+        "refused",
+    ),
+    (
+        'S',
+        "http-outgoing-body-buffer-chunks",
+        Kind::Unsupported("weft keeps wasmtime's default"),
+        "refused",
+    ),
+    (
+        'S',
+        "http-outgoing-body-chunk-size",
+        Kind::Unsupported("weft keeps wasmtime's default"),
+        "refused",
+    ),
     ('W', "timeout", Kind::Duration, "--timeout"),
     ('W', "max-memory-size", Kind::Size, "--max-memory"),
-    ('W', "component-model", Kind::AlwaysOn(ALWAYS_COMPONENTS), "always on"),
-    ('W', "component-model-async", Kind::AlwaysOn(ALWAYS_ASYNC), "always on"),
-    ('W', "epoch-interruption", Kind::AlwaysOn("weft always interrupts guests by epoch (every 10 ms)"), "always on"),
-    ('W', "fuel", Kind::Unsupported("weft bounds CPU by wall clock (--timeout) with epoch interruption, not fuel"), "refused"),
-    ('O', "pooling-allocator", Kind::Bool, "--allocator pooling (y) or on-demand (n)"),
+    (
+        'W',
+        "component-model",
+        Kind::AlwaysOn(ALWAYS_COMPONENTS),
+        "always on",
+    ),
+    (
+        'W',
+        "component-model-async",
+        Kind::AlwaysOn(ALWAYS_ASYNC),
+        "always on",
+    ),
+    (
+        'W',
+        "epoch-interruption",
+        Kind::AlwaysOn("weft always interrupts guests by epoch (every 10 ms)"),
+        "always on",
+    ),
+    (
+        'W',
+        "fuel",
+        Kind::Unsupported(
+            "weft bounds CPU by wall clock (--timeout) with epoch interruption, not fuel",
+        ),
+        "refused",
+    ),
+    (
+        'O',
+        "pooling-allocator",
+        Kind::Bool,
+        "--allocator pooling (y) or on-demand (n)",
+    ),
     ('C', "cache", Kind::Bool, "n: --no-cache"),
     ('C', "inlining", Kind::Bool, "--inline"),
-    ('C', "parallel-compilation", Kind::AlwaysOn("weft always compiles in parallel"), "always on"),
+    (
+        'C',
+        "parallel-compilation",
+        Kind::AlwaysOn("weft always compiles in parallel"),
+        "always on",
+    ),
 ];
 
 /// Parses the values of every `-S`, `-W`, `-O`, `-C` and `-D` flag (each `(group, value)` in
@@ -165,7 +356,9 @@ fn apply(
             .map(|(_, k, ..)| *k)
             .collect();
         return Err(err(if known.is_empty() {
-            format!("weft has no -{group} options (`-{group} help` lists them; docs/wasmtime-flags.md)")
+            format!(
+                "weft has no -{group} options (`-{group} help` lists them; docs/wasmtime-flags.md)"
+            )
         } else {
             format!(
                 "not an option weft takes (weft's -{group} options: {}; `-{group} help`)",
@@ -232,7 +425,9 @@ fn parse_bool(value: Option<&str>) -> Result<bool, String> {
     match value {
         None | Some("y" | "yes" | "true") => Ok(true),
         Some("n" | "no" | "false") => Ok(false),
-        Some(other) => Err(format!("`{other}` is not a boolean (y, yes, true, n, no, false)")),
+        Some(other) => Err(format!(
+            "`{other}` is not a boolean (y, yes, true, n, no, false)"
+        )),
     }
 }
 
@@ -265,7 +460,8 @@ fn parse_duration(value: Option<&str>) -> Result<Duration, String> {
 
 /// The `-X help` text: what Weft accepts in group `group`.
 pub fn help(group: char) -> String {
-    let mut out = format!("weft's -{group} options (wasmtime syntax; see docs/wasmtime-flags.md):\n\n");
+    let mut out =
+        format!("weft's -{group} options (wasmtime syntax; see docs/wasmtime-flags.md):\n\n");
     for (g, key, kind, maps) in OPTIONS {
         if *g != group {
             continue;
@@ -292,7 +488,9 @@ pub fn table() -> Vec<(char, &'static str, &'static str)> {
 
 /// A request header `--header` (wasmtime serve's `-H`) sets: `NAME: VALUE`, or `@FILE` with
 /// one such line per line (blank lines skipped).
-pub fn parse_headers(args: &[String]) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+pub fn parse_headers(
+    args: &[String],
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
     let mut out = Vec::new();
     for arg in args {
         if let Some(path) = arg.strip_prefix('@') {
@@ -332,52 +530,134 @@ mod tests {
     #[test]
     fn wasmtime_docs_command_lines_parse() {
         // From wasmtime's docs and test suite.
-        let f = p(&[('S', "cli"), ('S', "p3"), ('S', "http"), ('W', "component-model-async")]).unwrap();
+        let f = p(&[
+            ('S', "cli"),
+            ('S', "p3"),
+            ('S', "http"),
+            ('W', "component-model-async"),
+        ])
+        .unwrap();
         assert_eq!(f, WasmtimeFlags::default());
-        let f = p(&[('S', "config"), ('S', "config-var=K=V"), ('S', "config-var=url=http://x/?a=b")]).unwrap();
+        let f = p(&[
+            ('S', "config"),
+            ('S', "config-var=K=V"),
+            ('S', "config-var=url=http://x/?a=b"),
+        ])
+        .unwrap();
         assert_eq!(f.config, Some(true));
         assert_eq!(
             f.config_vars,
-            vec![("K".into(), "V".into()), ("url".into(), "http://x/?a=b".into())]
+            vec![
+                ("K".into(), "V".into()),
+                ("url".into(), "http://x/?a=b".into())
+            ]
         );
-        let f = p(&[('S', "keyvalue"), ('S', "keyvalue-in-memory-data=hello=world")]).unwrap();
+        let f = p(&[
+            ('S', "keyvalue"),
+            ('S', "keyvalue-in-memory-data=hello=world"),
+        ])
+        .unwrap();
         assert_eq!(f.keyvalue_data, vec![("hello".into(), "world".into())]);
-        let f = p(&[('S', "inherit-network,tcp=n,allow-ip-name-lookup=yes"), ('S', "inherit-env")]).unwrap();
+        let f = p(&[
+            ('S', "inherit-network,tcp=n,allow-ip-name-lookup=yes"),
+            ('S', "inherit-env"),
+        ])
+        .unwrap();
         assert_eq!(
-            (f.inherit_network, f.tcp, f.allow_ip_name_lookup, f.inherit_env),
+            (
+                f.inherit_network,
+                f.tcp,
+                f.allow_ip_name_lookup,
+                f.inherit_env
+            ),
             (Some(true), Some(false), Some(true), Some(true))
         );
-        let f = p(&[('W', "timeout=2s"), ('W', "max-memory-size=0x1000_0000"), ('S', "max-resources=1_000")]).unwrap();
+        let f = p(&[
+            ('W', "timeout=2s"),
+            ('W', "max-memory-size=0x1000_0000"),
+            ('S', "max-resources=1_000"),
+        ])
+        .unwrap();
         assert_eq!(f.timeout, Some(Duration::from_secs(2)));
         assert_eq!(f.max_memory_size, Some(0x1000_0000));
         assert_eq!(f.max_resources, Some(1000));
-        assert_eq!(p(&[('W', "timeout=250ms")]).unwrap().timeout, Some(Duration::from_millis(250)));
-        assert_eq!(p(&[('W', "timeout=3")]).unwrap().timeout, Some(Duration::from_secs(3)));
+        assert_eq!(
+            p(&[('W', "timeout=250ms")]).unwrap().timeout,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            p(&[('W', "timeout=3")]).unwrap().timeout,
+            Some(Duration::from_secs(3))
+        );
         let f = p(&[('O', "pooling-allocator=n"), ('C', "cache=no,inlining")]).unwrap();
-        assert_eq!((f.pooling_allocator, f.cache, f.inlining), (Some(false), Some(false), Some(true)));
+        assert_eq!(
+            (f.pooling_allocator, f.cache, f.inlining),
+            (Some(false), Some(false), Some(true))
+        );
         // Later wins.
-        assert_eq!(p(&[('W', "timeout=1"), ('W', "timeout=2")]).unwrap().timeout, Some(Duration::from_secs(2)));
+        assert_eq!(
+            p(&[('W', "timeout=1"), ('W', "timeout=2")])
+                .unwrap()
+                .timeout,
+            Some(Duration::from_secs(2))
+        );
     }
 
     #[test]
     fn refusals_name_the_option_and_the_reason() {
         let e = p(&[('S', "tls")]).unwrap_err();
-        assert_eq!(e.to_string(), "-S tls: not supported: wasi-tls is not supported");
+        assert_eq!(
+            e.to_string(),
+            "-S tls: not supported: wasi-tls is not supported"
+        );
         let e = p(&[('S', "cli=n")]).unwrap_err();
-        assert!(e.to_string().starts_with("-S cli=n: cannot be turned off"), "{e}");
+        assert!(
+            e.to_string().starts_with("-S cli=n: cannot be turned off"),
+            "{e}"
+        );
         let e = p(&[('W', "fuel=1000")]).unwrap_err();
-        assert!(e.to_string().contains("fuel") && e.to_string().contains("--timeout"), "{e}");
+        assert!(
+            e.to_string().contains("fuel") && e.to_string().contains("--timeout"),
+            "{e}"
+        );
         let e = p(&[('S', "frobnicate")]).unwrap_err();
-        assert!(e.to_string().contains("-S frobnicate: not an option weft takes"), "{e}");
-        assert!(e.to_string().contains("inherit-network"), "lists what is accepted: {e}");
+        assert!(
+            e.to_string()
+                .contains("-S frobnicate: not an option weft takes"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("inherit-network"),
+            "lists what is accepted: {e}"
+        );
         let e = p(&[('W', "simd=n")]).unwrap_err();
         assert!(e.to_string().starts_with("-W simd=n"), "{e}");
         let e = p(&[('D', "debug-info")]).unwrap_err();
         assert!(e.to_string().contains("weft has no -D options"), "{e}");
-        assert!(p(&[('S', "inherit-network=maybe")]).unwrap_err().to_string().contains("not a boolean"));
-        assert!(p(&[('W', "timeout=soon")]).unwrap_err().to_string().contains("not a duration"));
-        assert!(p(&[('S', "config-var")]).unwrap_err().to_string().contains("NAME=VALUE"));
-        assert!(p(&[('S', "max-resources=-1")]).unwrap_err().to_string().contains("not a number"));
+        assert!(
+            p(&[('S', "inherit-network=maybe")])
+                .unwrap_err()
+                .to_string()
+                .contains("not a boolean")
+        );
+        assert!(
+            p(&[('W', "timeout=soon")])
+                .unwrap_err()
+                .to_string()
+                .contains("not a duration")
+        );
+        assert!(
+            p(&[('S', "config-var")])
+                .unwrap_err()
+                .to_string()
+                .contains("NAME=VALUE")
+        );
+        assert!(
+            p(&[('S', "max-resources=-1")])
+                .unwrap_err()
+                .to_string()
+                .contains("not a number")
+        );
     }
 
     #[test]
@@ -385,14 +665,26 @@ mod tests {
         let h = parse_headers(&["x-a: 1".into(), "X-B:two words ".into()]).unwrap();
         assert_eq!(h[0].0.as_str(), "x-a");
         assert_eq!(h[1].1.to_str().unwrap(), "two words ");
-        assert!(parse_headers(&["x-a=1".into()]).unwrap_err().contains("missing `:`"));
-        assert!(parse_headers(&["bad name: 1".into()]).unwrap_err().contains("invalid header name"));
+        assert!(
+            parse_headers(&["x-a=1".into()])
+                .unwrap_err()
+                .contains("missing `:`")
+        );
+        assert!(
+            parse_headers(&["bad name: 1".into()])
+                .unwrap_err()
+                .contains("invalid header name")
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("h.txt");
         std::fs::write(&file, "x-one: 1\n\nx-two: 2\n").unwrap();
         let h = parse_headers(&[format!("@{}", file.display())]).unwrap();
         assert_eq!(h.len(), 2);
-        assert!(parse_headers(&["@/nonexistent/h".into()]).unwrap_err().contains("cannot read"));
+        assert!(
+            parse_headers(&["@/nonexistent/h".into()])
+                .unwrap_err()
+                .contains("cannot read")
+        );
     }
 
     #[test]

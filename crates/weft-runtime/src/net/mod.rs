@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Linker, Resource};
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::SocketError;
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host as _, ResolveAddressStream};
 use wasmtime_wasi::p2::bindings::sockets::network::{
@@ -37,12 +36,12 @@ use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host as TcpCreateHo
 use wasmtime_wasi::p2::bindings::sockets::udp::{self as p2udp, UdpSocket};
 use wasmtime_wasi::p2::bindings::sockets::udp_create_socket::Host as UdpCreateHost;
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
+use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 use weft_policy::sockets::{
     Denial, DenyReason, LookupVerdict, SocketRules, SocketUse, Verdict, decide, decide_lookup,
 };
 
 use crate::logs::LogSink;
-use crate::state::HostState;
 
 /// The `wasi:sockets` package version wasmtime-wasi 48 defines (guests' 0.2.x imports match it).
 const P2_SOCKETS: &str = "0.2.12";
@@ -591,6 +590,14 @@ impl NetStore {
     }
 }
 
+/// What the `wasi:sockets` overrides need from a store: its WASI context and resource table
+/// (through [`WasiView`]) and its half of the socket policy. The store type implements it; the
+/// overrides never name the store type.
+pub trait NetView: WasiView {
+    /// This store's half of the socket policy ([`NetPolicy::install`] made it).
+    fn net(&self) -> &NetStore;
+}
+
 /// Removes one approval of `key`; whether there was one.
 fn take_approval(
     approved: &Mutex<Vec<(SocketUse, SocketAddr)>>,
@@ -620,17 +627,17 @@ fn p2_result<T>(r: Result<T, SocketError>) -> wasmtime::Result<Result<T, ErrorCo
 /// Shadows socket creation and drop, `start-bind`, `start-connect` and `resolve-addresses` of
 /// `wasi:sockets@0.2` with the rule-checking versions (redirects, virtual loopback, name grants,
 /// the socket budget). Call after `wasmtime_wasi::p2::add_to_linker_async`.
-pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub fn add_p2_overrides<T: NetView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut tcp = linker.instance(&format!("wasi:sockets/tcp@{P2_SOCKETS}"))?;
     tcp.func_wrap_async(
         "[method]tcp-socket.start-bind",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>,
+        |mut store: wasmtime::StoreContextMut<'_, T>,
          (this, network, local): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
             Box::new(async move {
                 let state = store.data_mut();
                 let addr: SocketAddr = local.into();
-                let net = state.net.clone();
+                let net = state.net().clone();
                 if !net.policy.as_ref().is_some_and(|p| p.is_virtual_bind(addr)) {
                     let r = state.sockets().start_bind(this, network, local).await;
                     return Ok((p2_result(r)?,));
@@ -656,12 +663,12 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
     )?;
     tcp.func_wrap_async(
         "[method]tcp-socket.start-connect",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>,
+        |mut store: wasmtime::StoreContextMut<'_, T>,
          (this, network, remote): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
             Box::new(async move {
                 let state = store.data_mut();
                 let addr: SocketAddr = remote.into();
-                let net = state.net.clone();
+                let net = state.net().clone();
                 let target = match net.plan_connect(addr) {
                     ConnectPlan::Direct(target) | ConnectPlan::Redirect(target) => target,
                     ConnectPlan::Deny => {
@@ -714,7 +721,7 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         wasmtime::component::ResourceType::host::<TcpSocket>(),
         |mut store, rep| {
             let state = store.data_mut();
-            state.net.clone().uncount(rep);
+            state.net().clone().uncount(rep);
             state.sockets().drop(Resource::new_own(rep))
         },
     )?;
@@ -724,7 +731,7 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         wasmtime::component::ResourceType::host::<UdpSocket>(),
         |mut store, rep| {
             let state = store.data_mut();
-            state.net.clone().uncount(rep);
+            state.net().clone().uncount(rep);
             p2udp::HostUdpSocket::drop(&mut state.sockets(), Resource::new_own(rep))
         },
     )?;
@@ -732,9 +739,9 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         linker.instance(&format!("wasi:sockets/tcp-create-socket@{P2_SOCKETS}"))?;
     tcp_create.func_wrap_async(
         "create-tcp-socket",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
+        |mut store: wasmtime::StoreContextMut<'_, T>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
-                let net = store.data().net.clone();
+                let net = store.data().net().clone();
                 if !net.admit_creation().await {
                     return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
@@ -748,9 +755,9 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         linker.instance(&format!("wasi:sockets/udp-create-socket@{P2_SOCKETS}"))?;
     udp_create.func_wrap_async(
         "create-udp-socket",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
+        |mut store: wasmtime::StoreContextMut<'_, T>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
-                let net = store.data().net.clone();
+                let net = store.data().net().clone();
                 if !net.admit_creation().await {
                     return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
@@ -763,11 +770,11 @@ pub fn add_p2_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
     let mut lookup = linker.instance(&format!("wasi:sockets/ip-name-lookup@{P2_SOCKETS}"))?;
     lookup.func_wrap(
         "resolve-addresses",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>,
+        |mut store: wasmtime::StoreContextMut<'_, T>,
          (network, name): (Resource<Network>, String)|
          -> wasmtime::Result<(Result<Resource<ResolveAddressStream>, ErrorCode>,)> {
             let state = store.data_mut();
-            if let Some(policy) = state.net.policy.clone()
+            if let Some(policy) = state.net().policy.clone()
                 && !policy.lookup_allowed(&name)
             {
                 state.sockets().table.get(&network)?;

@@ -30,8 +30,7 @@ use wasmtime_wasi::p3::sockets::SocketError;
 use wasmtime_wasi::sockets::{TcpSocket, UdpSocket, WasiSockets, WasiSocketsView};
 use weft_policy::sockets::SocketUse;
 
-use super::{ConnectPlan, NetStore, VirtualNet};
-use crate::state::HostState;
+use super::{ConnectPlan, NetStore, NetView, VirtualNet};
 
 /// The `wasi:sockets` package version of wasmtime-wasi 48's WASI 0.3 (`p3`) implementation.
 const P3_SOCKETS: &str = "0.3.0";
@@ -62,14 +61,14 @@ fn ready_now<F: Future>(fut: F) -> Option<F::Output> {
 }
 
 /// The accessor wasmtime-wasi's P3 socket functions take.
-fn sockets_accessor(accessor: &Accessor<HostState>) -> Accessor<HostState, WasiSockets> {
-    accessor.with_getter::<WasiSockets>(<HostState as WasiSocketsView>::sockets)
+fn sockets_accessor<T: NetView + 'static>(accessor: &Accessor<T>) -> Accessor<T, WasiSockets> {
+    accessor.with_getter::<WasiSockets>(<T as WasiSocketsView>::sockets)
 }
 
 /// Binds a component's socket to an ephemeral loopback port and records its address as a
 /// member of the workload's virtual loopback (the service accepts only members).
-fn join_virtual(
-    state: &mut HostState,
+fn join_virtual<T: NetView>(
+    state: &mut T,
     net: &NetStore,
     this: &Resource<TcpSocket>,
     vnet: &VirtualNet,
@@ -109,15 +108,15 @@ fn join_virtual(
 
 /// Shadows the `wasi:sockets@0.3.0` functions listed in the module docs with the rule-checking
 /// versions. Call after `wasmtime_wasi::p3::add_to_linker`.
-pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub fn add_p3_overrides<T: NetView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut types = linker.instance(&format!("wasi:sockets/types@{P3_SOCKETS}"))?;
     // Socket budget: count creations, release on drop.
     types.func_wrap_async(
         "[static]tcp-socket.create",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
+        |mut store: wasmtime::StoreContextMut<'_, T>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
-                let net = store.data().net.clone();
+                let net = store.data().net().clone();
                 if !net.admit_creation().await {
                     return Ok((Err(budget_exhausted()),));
                 }
@@ -129,9 +128,9 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
     )?;
     types.func_wrap_async(
         "[static]udp-socket.create",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>, (family,): (IpAddressFamily,)| {
+        |mut store: wasmtime::StoreContextMut<'_, T>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
-                let net = store.data().net.clone();
+                let net = store.data().net().clone();
                 if !net.admit_creation().await {
                     return Ok((Err(budget_exhausted()),));
                 }
@@ -146,7 +145,7 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         ResourceType::host::<TcpSocket>(),
         |mut store, rep| {
             let state = store.data_mut();
-            state.net.clone().uncount(rep);
+            state.net().clone().uncount(rep);
             HostTcpSocket::drop(&mut state.sockets(), Resource::new_own(rep))
         },
     )?;
@@ -155,18 +154,18 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
         ResourceType::host::<UdpSocket>(),
         |mut store, rep| {
             let state = store.data_mut();
-            state.net.clone().uncount(rep);
+            state.net().clone().uncount(rep);
             HostUdpSocket::drop(&mut state.sockets(), Resource::new_own(rep))
         },
     )?;
     types.func_wrap_async(
         "[method]tcp-socket.bind",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>,
+        |mut store: wasmtime::StoreContextMut<'_, T>,
          (this, local): (Resource<TcpSocket>, IpSocketAddress)| {
             Box::new(async move {
                 let state = store.data_mut();
                 let addr = SocketAddr::from(local);
-                let net = state.net.clone();
+                let net = state.net().clone();
                 if !net.policy.as_ref().is_some_and(|p| p.is_virtual_bind(addr)) {
                     let r = HostTcpSocket::bind(&mut state.sockets(), this, local).await;
                     return Ok((p3_result(r)?,));
@@ -195,16 +194,17 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
     )?;
     types.func_wrap_concurrent(
         "[method]tcp-socket.connect",
-        |accessor: &Accessor<HostState>, (this, remote): (Resource<TcpSocket>, IpSocketAddress)| {
+        |accessor: &Accessor<T>, (this, remote): (Resource<TcpSocket>, IpSocketAddress)| {
             Box::pin(async move {
                 let addr = SocketAddr::from(remote);
-                let net = accessor.with(|mut access| access.data_mut().net.clone());
+                let net = accessor.with(|mut access| access.data_mut().net().clone());
                 let target = match net.plan_connect(addr) {
                     ConnectPlan::Direct(target) | ConnectPlan::Redirect(target) => target,
                     ConnectPlan::Deny => {
                         // Still validate the handle, as the real call would.
-                        accessor
-                            .with(|mut access| access.data_mut().table.get(&this).map(|_| ()))?;
+                        accessor.with(|mut access| {
+                            access.data_mut().ctx().table.get(&this).map(|_| ())
+                        })?;
                         return Ok((Err(ErrorCode::AccessDenied),));
                     }
                     ConnectPlan::Virtual { vnet, real } => {
@@ -219,7 +219,7 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                     }
                 };
                 let sockets = sockets_accessor(accessor);
-                let result = <WasiSockets as HostTcpSocketWithStore<HostState>>::connect(
+                let result = <WasiSockets as HostTcpSocketWithStore<T>>::connect(
                     &sockets,
                     this,
                     target.into(),
@@ -237,9 +237,9 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
     let mut lookup = linker.instance(&format!("wasi:sockets/ip-name-lookup@{P3_SOCKETS}"))?;
     lookup.func_wrap_concurrent(
         "resolve-addresses",
-        |accessor: &Accessor<HostState>, (name,): (String,)| {
+        |accessor: &Accessor<T>, (name,): (String,)| {
             Box::pin(async move {
-                let policy = accessor.with(|mut access| access.data_mut().net.policy.clone());
+                let policy = accessor.with(|mut access| access.data_mut().net().policy.clone());
                 if let Some(policy) = policy
                     && !policy.lookup_allowed(&name)
                 {
@@ -247,10 +247,8 @@ pub fn add_p3_overrides(linker: &mut Linker<HostState>) -> wasmtime::Result<()> 
                 }
                 let sockets = sockets_accessor(accessor);
                 let found: Result<Vec<IpAddress>, LookupErrorCode> =
-                    <WasiSockets as LookupHostWithStore<HostState>>::resolve_addresses(
-                        &sockets, name,
-                    )
-                    .await?;
+                    <WasiSockets as LookupHostWithStore<T>>::resolve_addresses(&sockets, name)
+                        .await?;
                 Ok((found,))
             })
         },

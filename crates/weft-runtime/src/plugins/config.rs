@@ -6,8 +6,7 @@ use std::sync::Arc;
 use wasmtime::component::Linker;
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
-use super::{BindContext, Binding, HostPlugin, PluginError, PluginInstances};
-use crate::state::HostState;
+use super::{BindContext, Binding, HostPlugin, PluginError, PluginInstances, PluginView};
 
 pub struct ConfigPlugin;
 
@@ -19,14 +18,14 @@ struct Bound {
     empty: Arc<WasiConfigVariables>,
 }
 
-impl HostPlugin for ConfigPlugin {
+impl<T: PluginView + 'static> HostPlugin<T> for ConfigPlugin {
     fn package(&self) -> &'static str {
         "wasi:config"
     }
     fn interfaces(&self) -> &'static [&'static str] {
         &["wasi:config/store"]
     }
-    fn bind(&self, ctx: &BindContext<'_>) -> Result<Arc<dyn Binding>, PluginError> {
+    fn bind(&self, ctx: &BindContext<'_>) -> Result<Arc<dyn Binding<T>>, PluginError> {
         let mut per_component = HashMap::new();
         let spec = &ctx.manifest.spec;
         let all = spec
@@ -49,11 +48,13 @@ impl HostPlugin for ConfigPlugin {
     }
 }
 
-impl Binding for Bound {
-    fn add_to_linker(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        wasmtime_wasi_config::add_to_linker(linker, |h: &mut HostState| match &h.plugins.config {
-            Some(vars) => WasiConfig::from(&**vars),
-            None => WasiConfig::from(&*EMPTY),
+impl<T: PluginView + 'static> Binding<T> for Bound {
+    fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wasmtime_wasi_config::add_to_linker(linker, |h: &mut T| {
+            match &h.plugins().instances.config {
+                Some(vars) => WasiConfig::from(&**vars),
+                None => WasiConfig::from(&*EMPTY),
+            }
         })
     }
     fn instance(&self, component: &str, instances: &mut PluginInstances) {

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker};
 
-use super::{BindContext, Binding, HostPlugin, PluginError, PluginInstances};
+use super::{BindContext, Binding, HostPlugin, PluginError, PluginInstances, PluginView};
 use crate::logs::LogSink;
-use crate::state::HostState;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -31,14 +30,14 @@ struct Bound {
     sink: LogSink,
 }
 
-impl HostPlugin for LoggingPlugin {
+impl<T: PluginView + 'static> HostPlugin<T> for LoggingPlugin {
     fn package(&self) -> &'static str {
         "wasi:logging"
     }
     fn interfaces(&self) -> &'static [&'static str] {
         &["wasi:logging/logging"]
     }
-    fn bind(&self, ctx: &BindContext<'_>) -> Result<Arc<dyn Binding>, PluginError> {
+    fn bind(&self, ctx: &BindContext<'_>) -> Result<Arc<dyn Binding<T>>, PluginError> {
         Ok(Arc::new(Bound {
             sink: ctx.logs.clone(),
         }))
@@ -75,10 +74,10 @@ impl Host for LoggingView<'_> {
     }
 }
 
-impl Binding for Bound {
-    fn add_to_linker(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-        bindings::wasi::logging::logging::add_to_linker::<HostState, Logging>(linker, |h| {
-            LoggingView(h.plugins.logging.as_ref())
+impl<T: PluginView + 'static> Binding<T> for Bound {
+    fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        bindings::wasi::logging::logging::add_to_linker::<T, Logging>(linker, |h| {
+            LoggingView(h.plugins().instances.logging.as_ref())
         })
     }
     fn instance(&self, component: &str, instances: &mut PluginInstances) {

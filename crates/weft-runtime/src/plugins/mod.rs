@@ -1,20 +1,23 @@
-//! Host interfaces as plugins. Each plugin is one file: what it provides, how it binds to a
+//! Host interfaces as plugins. Each plugin is one module: what it provides, how it binds to a
 //! workload (validating its config and opening its backend), how it links into a component's
-//! linker, and the per-instance state it puts into [`HostState`].
+//! linker, and the per-instance state it puts into [`PluginInstances`].
 //!
 //! Lifecycle (see `docs/plugins.md`): `bind` once per workload version (deploy time; errors
 //! name the manifest field) -> `add_to_linker` once per workload linker -> `instance` per
 //! store (cheap: clones of `Arc`s, no parsing) -> `unbind` when the version is retired.
-//! Adding a plugin: a new file here and one line in [`registry`].
+//! Adding a plugin: a new module here, a field in [`PluginInstances`] and one line in
+//! [`registry`].
+//!
+//! Everything here is generic over the store type `T`, which gives the plugins their state and
+//! the resource table through [`PluginView`]; no plugin names the store type.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Linker, ResourceTable};
 use weft_manifest::{HostInterface, Manifest};
 
 use crate::logs::LogSink;
-use crate::state::HostState;
 
 pub mod config;
 pub mod keyvalue;
@@ -49,21 +52,34 @@ pub struct PluginInstances {
     pub logging: Option<logging::Instance>,
 }
 
-/// A host interface implementation.
-pub trait HostPlugin: Send + Sync + 'static {
+/// What the plugins' host functions need from a store: this instance's plugin state and the
+/// store's resource table, borrowed together (keyvalue's `open` reads its state and pushes a
+/// bucket into the table in one call).
+pub struct PluginCtx<'a> {
+    pub instances: &'a PluginInstances,
+    pub table: &'a mut ResourceTable,
+}
+
+/// Implemented by the store type: the plugins reach their per-instance state through it.
+pub trait PluginView: Send {
+    fn plugins(&mut self) -> PluginCtx<'_>;
+}
+
+/// A host interface implementation, for stores of type `T`.
+pub trait HostPlugin<T>: Send + Sync + 'static {
     /// `namespace:package`, e.g. `wasi:keyvalue`.
     fn package(&self) -> &'static str;
     /// Unversioned interface names it links, e.g. `wasi:keyvalue/store`.
     fn interfaces(&self) -> &'static [&'static str];
     /// Validates the workload's grant and opens the backend. Called only when the workload
     /// grants this package in `spec.hostInterfaces`.
-    fn bind(&self, ctx: &BindContext<'_>) -> Result<Arc<dyn Binding>, PluginError>;
+    fn bind(&self, ctx: &BindContext<'_>) -> Result<Arc<dyn Binding<T>>, PluginError>;
 }
 
 /// A plugin bound to one workload version.
-pub trait Binding: Send + Sync + 'static {
+pub trait Binding<T>: Send + Sync + 'static {
     /// Links the plugin's interfaces (called once per workload linker).
-    fn add_to_linker(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()>;
+    fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()>;
     /// Fills this plugin's field of the per-instance state for `component`.
     fn instance(&self, component: &str, instances: &mut PluginInstances);
     /// Releases the backend (flushes, closes files). Default: nothing.
@@ -71,7 +87,7 @@ pub trait Binding: Send + Sync + 'static {
 }
 
 /// Every plugin the host knows.
-pub fn registry() -> Vec<Arc<dyn HostPlugin>> {
+pub fn registry<T: PluginView + 'static>() -> Vec<Arc<dyn HostPlugin<T>>> {
     vec![
         Arc::new(config::ConfigPlugin),
         Arc::new(logging::LoggingPlugin),
@@ -80,14 +96,13 @@ pub fn registry() -> Vec<Arc<dyn HostPlugin>> {
 }
 
 /// The plugins bound to one workload version.
-#[derive(Clone, Default)]
-pub struct BoundPlugins {
-    bound: Vec<(String, Arc<dyn Binding>)>,
+pub struct BoundPlugins<T> {
+    bound: Vec<(String, Arc<dyn Binding<T>>)>,
     /// Unversioned interfaces granted (`wasi:keyvalue/store`, ...).
     granted: Vec<String>,
 }
 
-impl std::fmt::Debug for BoundPlugins {
+impl<T> std::fmt::Debug for BoundPlugins<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BoundPlugins")
             .field("granted", &self.granted)
@@ -95,7 +110,25 @@ impl std::fmt::Debug for BoundPlugins {
     }
 }
 
-impl BoundPlugins {
+impl<T> Clone for BoundPlugins<T> {
+    fn clone(&self) -> Self {
+        BoundPlugins {
+            bound: self.bound.clone(),
+            granted: self.granted.clone(),
+        }
+    }
+}
+
+impl<T> Default for BoundPlugins<T> {
+    fn default() -> Self {
+        BoundPlugins {
+            bound: Vec::new(),
+            granted: Vec::new(),
+        }
+    }
+}
+
+impl<T: PluginView + 'static> BoundPlugins<T> {
     /// Binds every plugin the workload grants.
     pub fn bind(
         manifest: &Manifest,
@@ -104,7 +137,7 @@ impl BoundPlugins {
     ) -> Result<Self, Vec<PluginError>> {
         let mut errors = Vec::new();
         let mut out = BoundPlugins::default();
-        let plugins = registry();
+        let plugins = registry::<T>();
         for (index, entry) in manifest.spec.host_interfaces.iter().enumerate() {
             let package = format!("{}:{}", entry.namespace, entry.package);
             for iface in &entry.interfaces {
@@ -139,7 +172,7 @@ impl BoundPlugins {
         &self.granted
     }
 
-    pub fn add_to_linker(&self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    pub fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
         for (_, b) in &self.bound {
             b.add_to_linker(linker)?;
         }

@@ -13,6 +13,8 @@ pub struct Up {
     pub child: Child,
     pub http: std::net::SocketAddr,
     pub data_dir: PathBuf,
+    /// The lines `weft up` printed up to and including its "Admin API on" line.
+    pub banner: Vec<String>,
     _stderr: mpsc::Receiver<String>,
 }
 
@@ -88,6 +90,7 @@ impl Up {
                             child,
                             http,
                             data_dir: data_dir.to_path_buf(),
+                            banner: seen,
                             _stderr: rx,
                         };
                     }
@@ -99,6 +102,20 @@ impl Up {
         let _ = child.kill();
         let _ = child.wait();
         panic!("weft up did not start:\n{}", seen.join("\n"));
+    }
+
+    /// The admin API's address (what `weft up` wrote to the data dir).
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        let text = std::fs::read_to_string(self.data_dir.join("admin-addr")).expect("admin-addr");
+        text.trim().parse().expect("admin-addr holds an address")
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("admin-token")
+            .trim()
+            .to_string()
     }
 
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
