@@ -269,7 +269,8 @@ mod tests {
         fn an_accepted_id_is_always_a_valid_header(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let id = RequestId::for_request(&req(&[&bytes]));
             prop_assert!(is_sane(id.as_str().as_bytes()));
-            prop_assert_eq!(id.header_value().as_bytes(), id.as_str().as_bytes());
+            let value = id.header_value();
+            prop_assert_eq!(value.as_bytes(), id.as_str().as_bytes());
         }
     }
 }

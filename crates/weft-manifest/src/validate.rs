@@ -849,29 +849,23 @@ impl Validator<'_> {
                     );
                 }
             }
-            "maxInFlight" => {
-                if parse_bounded(value, 1, MAX_MESSAGING_MAX_IN_FLIGHT).is_none() {
-                    self.sink.push(
-                        kp,
-                        Some(value),
-                        ErrorKind::OutOfRange,
-                        format!("must be a whole number from 1 to {MAX_MESSAGING_MAX_IN_FLIGHT}"),
-                        Some("quote it: \"16\" (the default)".into()),
-                    );
-                }
+            "maxInFlight" if parse_bounded(value, 1, MAX_MESSAGING_MAX_IN_FLIGHT).is_none() => {
+                self.sink.push(
+                    kp,
+                    Some(value),
+                    ErrorKind::OutOfRange,
+                    format!("must be a whole number from 1 to {MAX_MESSAGING_MAX_IN_FLIGHT}"),
+                    Some("quote it: \"16\" (the default)".into()),
+                );
             }
-            "maxMessageBytes" => {
-                if parse_bounded(value, 1, MAX_MAX_MESSAGE_BYTES).is_none() {
-                    self.sink.push(
-                        kp,
-                        Some(value),
-                        ErrorKind::OutOfRange,
-                        format!(
-                            "must be a whole number of bytes from 1 to {MAX_MAX_MESSAGE_BYTES}"
-                        ),
-                        Some("quote it: \"1048576\" (1 MiB, the default)".into()),
-                    );
-                }
+            "maxMessageBytes" if parse_bounded(value, 1, MAX_MAX_MESSAGE_BYTES).is_none() => {
+                self.sink.push(
+                    kp,
+                    Some(value),
+                    ErrorKind::OutOfRange,
+                    format!("must be a whole number of bytes from 1 to {MAX_MAX_MESSAGE_BYTES}"),
+                    Some("quote it: \"1048576\" (1 MiB, the default)".into()),
+                );
             }
             _ => {}
         }
