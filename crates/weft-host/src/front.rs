@@ -122,6 +122,12 @@ pub fn admit<B>(request: &http::Request<B>) -> Result<Admitted, Refusal> {
         .iter()
         .map(HeaderValue::as_bytes)
         .collect();
+    let headers = request.headers();
+    if headers.contains_key(http::header::CONTENT_LENGTH)
+        && headers.contains_key(http::header::TRANSFER_ENCODING)
+    {
+        return Err(Refusal::LengthAndEncoding);
+    }
     let decision = ingress::decide(request.method().as_str(), &target, version, &hosts)?;
     Ok(Admitted {
         authority: decision.authority,
@@ -144,13 +150,19 @@ pub fn generic_error(status: StatusCode, id: &RequestId) -> http::Response<WasiB
 pub fn refusal_response(refusal: &Refusal, id: &RequestId) -> http::Response<WasiBody> {
     let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let reason = status.canonical_reason().unwrap_or("Error");
-    crate::server::text_response(
+    let mut response = crate::server::text_response(
         status,
         format!(
             "{} {reason}: {refusal}\nrequest id: {id}\n",
             status.as_u16()
         ),
-    )
+    );
+    // The connection is closed after it: what follows a refused head (a body, a smuggled
+    // second request) is never read as a request.
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Failures kept for the admin API.

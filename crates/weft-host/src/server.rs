@@ -296,7 +296,16 @@ async fn handle_one<H: Handler>(
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER, id.header_value());
-    response
+    // A body that fails mid-stream (trap, deadline, body limit) aborts the connection (hyper
+    // writes no terminating chunk and closes it); the event is logged with the request id.
+    let status = response.status().as_u16();
+    response.map(move |body| {
+        body.map_err(move |e| {
+            tracing::warn!(request_id = %id, status, error = %e, "response aborted: its body failed mid-stream");
+            e
+        })
+        .boxed_unsync()
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.
