@@ -465,3 +465,50 @@ fn frontdoor_hostile_corpus_serve_and_up() {
     });
     eprintln!("weft up: {results:#?}");
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+/// The shape of GHSA-5m8g-xhq4-4h93 (unbounded host memory from empty stream writes): a guest
+/// writing empty chunks, a bounded number then forever. The bounded one finishes, the endless
+/// one is cut at the deadline (the connection aborted), host memory stays bounded, nothing
+/// panics, and a neighbour is served.
+#[test]
+fn frontdoor_advisory_empty_stream_writes() {
+    let server = Server::start(&guest("p3-unruly.wasm"), &["--timeout", "1s"]);
+    let pid = server.child.id();
+    assert_eq!(server.get("/count").status, 200);
+    let before = rss_kib(pid);
+    let r = server.get("/empty-writes?n=20000");
+    assert_eq!((r.status, r.text().as_str()), (200, "done\n"));
+    let start = Instant::now();
+    let (resp, closed) = raw_exchange(
+        server.addr,
+        b"GET /empty-writes-forever HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let took = start.elapsed();
+    assert!(closed, "the endless body is cut");
+    assert!(took < Duration::from_secs(5), "cut after {took:?}");
+    assert!(
+        !resp.ends_with(b"0\r\n\r\n"),
+        "not presented as a whole body"
+    );
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 64 * 1024,
+        "host memory grew from {before} KiB to {after} KiB"
+    );
+    assert_eq!(server.get("/count").status, 200, "a neighbour is served");
+    let panicked = server
+        .drain_stderr()
+        .iter()
+        .any(|l| l.contains("panicked") && !l.contains("stderr ["));
+    assert!(!panicked, "the host did not panic");
+}
