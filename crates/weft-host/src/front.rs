@@ -139,7 +139,7 @@ pub fn admit<B>(request: &http::Request<B>) -> Result<Admitted, Refusal> {
 /// about the host or the guest.
 pub fn generic_error(status: StatusCode, id: &RequestId) -> http::Response<WasiBody> {
     let reason = status.canonical_reason().unwrap_or("Error");
-    crate::server::text_response(
+    text_response(
         status,
         format!("{} {reason}\nrequest id: {id}\n", status.as_u16()),
     )
@@ -150,7 +150,7 @@ pub fn generic_error(status: StatusCode, id: &RequestId) -> http::Response<WasiB
 pub fn refusal_response(refusal: &Refusal, id: &RequestId) -> http::Response<WasiBody> {
     let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let reason = status.canonical_reason().unwrap_or("Error");
-    let mut response = crate::server::text_response(
+    let mut response = text_response(
         status,
         format!(
             "{} {reason}: {refusal}\nrequest id: {id}\n",
@@ -162,6 +162,23 @@ pub fn refusal_response(refusal: &Refusal, id: &RequestId) -> http::Response<Was
     response
         .headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A plain-text response (the front door's own, so that `server` may use this module without
+/// an import cycle).
+fn text_response(status: StatusCode, body: String) -> http::Response<WasiBody> {
+    use http_body_util::BodyExt;
+    let mut response = http::Response::new(
+        http_body_util::Full::new(bytes::Bytes::from(body))
+            .map_err(|never: std::convert::Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, usize)] = &[
     ("weft-policy", 0),
     ("weft-inspect", 0),
+    ("weft-stats", 0),
     ("weft-manifest", 1),
+    ("weft-scheduler", 2),
     ("weft-engine", 1),
     ("weft-interfaces", 2),
     ("weft-runtime", 3),
