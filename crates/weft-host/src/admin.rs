@@ -8,6 +8,8 @@
 //! | POST | /v1/workloads | deploy `{"path": ABSOLUTE_MANIFEST_PATH, "manifest": TEXT}` |
 //! | DELETE | /v1/workloads/{name} | delete (drains in-flight requests) |
 //! | GET | /v1/workloads/{name}/logs?follow=true | log lines, streamed when following |
+//! | GET | /v1/requests | the last failed ingress requests (404s and errors), with details |
+//! | GET | /v1/requests/{id} | a failed request by its `x-request-id`: status, workload, details |
 //!
 //! Paths under `/ui` are the dashboard (`ui`), which authenticates with its own session
 //! cookie; the `/v1` API accepts only the bearer token.
@@ -102,7 +104,25 @@ impl Handler for AdminApi {
                     .any(|kv| kv == "follow=true" || kv == "follow=1" || kv == "follow");
                 self.logs(name, follow)
             }
-            (_, ["v1", "workloads", ..]) => {
+            (Method::GET, ["v1", "requests"]) => json_response(
+                StatusCode::OK,
+                &json!({ "requests": self.host.failures().recent(crate::front::FAILURES_KEPT) }),
+            ),
+            (Method::GET, ["v1", "requests", id]) => {
+                let found = self.host.failures().get(id);
+                if found.is_empty() {
+                    error(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "no failed request with id `{id}` among the last {} failures",
+                            crate::front::FAILURES_KEPT
+                        ),
+                    )
+                } else {
+                    json_response(StatusCode::OK, &json!({ "requests": found }))
+                }
+            }
+            (_, ["v1", "workloads" | "requests", ..]) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),

@@ -17,6 +17,7 @@ use weft_runtime::logs::LogSink;
 use weft_runtime::workload::{DeployContext, Workload, WorkloadDefaults};
 use weft_stats::{HostStats, WorkloadStats};
 
+use crate::front::{Failures, RequestId};
 use crate::router::{Route, RouteTable};
 use crate::store::{DesiredState, StoredWorkload};
 
@@ -97,6 +98,7 @@ pub struct Host {
     store: DesiredState,
     state: RwLock<State>,
     deploys: tokio::sync::Mutex<()>,
+    failures: Failures,
     stats: HostStats,
     events: Mutex<VecDeque<DeployEvent>>,
     started: SystemTime,
@@ -135,6 +137,7 @@ impl Host {
             store,
             state: RwLock::new(State::default()),
             deploys: tokio::sync::Mutex::new(()),
+            failures: Failures::default(),
             stats: HostStats::default(),
             events: Mutex::new(VecDeque::with_capacity(DEPLOY_EVENTS)),
             started: SystemTime::now(),
@@ -475,30 +478,43 @@ impl Host {
             .ok_or_else(|| HostError::NotFound(name.to_string()))
     }
 
-    /// Routes an ingress request to its workload.
+    /// The recorded failures of ingress requests (for the admin API).
+    pub fn failures(&self) -> &Failures {
+        &self.failures
+    }
+
+    /// Routes an ingress request to its workload: RFC 9112 first (`crate::front::admit`), then
+    /// the route table. Errors get short, generic bodies with the request id; the details go
+    /// to the log, the workload's logs and the admin API.
     pub async fn handle(&self, request: http::Request<WasiBody>) -> http::Response<WasiBody> {
-        let host = request
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| request.uri().authority().map(|a| a.to_string()));
-        let path = request.uri().path().to_string();
+        let id = RequestId::of(&request);
         let start = Instant::now();
-        let (workload, routes) = {
+        let admitted = match crate::front::admit(&request) {
+            Ok(a) => a,
+            Err(refusal) => {
+                tracing::info!(request_id = %id, reason = %refusal, "request refused");
+                self.stats.unrouted.inc();
+                return crate::front::refusal_response(&refusal, &id);
+            }
+        };
+        let host = admitted.authority.as_ref().map(|a| a.canonical());
+        let (target, workload, routes) = {
             let state = self.read();
-            let workload = state
+            let target = state
                 .routes
-                .route(host.as_deref(), &path)
+                .route(host.as_deref(), &admitted.path)
+                .map(str::to_string);
+            let workload = target
+                .as_deref()
                 .and_then(|t| state.workloads.get(t))
-                .and_then(|e| Some((e.current.clone()?, e.stats.clone())));
-            (workload, state.routes.clone())
+                .and_then(|e| Some((e.current.clone()?, e.logs.clone(), e.stats.clone())));
+            (target, workload, state.routes.clone())
         };
         // Spans only when an OTLP endpoint is configured (docs/observability.md).
         let mut request = request;
         let trace = crate::trace::enabled().then(|| {
             let ingress = crate::trace::ingress_span(&request, host.as_deref());
-            let handle = workload.as_ref().map(|(w, _)| {
+            let handle = workload.as_ref().map(|(w, _, _)| {
                 use opentelemetry::trace::TraceContextExt;
                 ingress.span().set_attribute(opentelemetry::KeyValue::new(
                     "weft.workload",
@@ -516,9 +532,14 @@ impl Host {
             });
             (ingress, handle)
         });
-        let Some((workload, stats)) = workload else {
+        let Some((workload, logs, stats)) = workload else {
             self.stats.unrouted.inc();
-            let response = not_found(host.as_deref(), &path, &routes);
+            let detail =
+                not_found_detail(host.as_deref(), &admitted.path, target.as_deref(), &routes);
+            tracing::info!(request_id = %id, "{detail}");
+            self.failures
+                .record(&id, http::StatusCode::NOT_FOUND, target.as_deref(), &detail);
+            let response = crate::front::generic_error(http::StatusCode::NOT_FOUND, &id);
             if let Some((ingress, _)) = trace {
                 crate::trace::end_with_status(&ingress, response.status().as_u16());
             }
@@ -529,8 +550,17 @@ impl Host {
             match workload.handle(request).await {
                 Ok(r) => r,
                 Err(err) => {
-                    tracing::warn!(workload = %workload.name(), error = %err, "request failed");
-                    crate::server::error_response(&err)
+                    let status = err.status();
+                    tracing::warn!(request_id = %id, workload = %workload.name(), status = status.as_u16(), error = %err, "request failed");
+                    let detail = format!("{err}");
+                    logs.push(
+                        "weft",
+                        "error",
+                        &format!("request {id}: {} {detail}", status.as_u16()),
+                    );
+                    self.failures
+                        .record(&id, status, Some(workload.name()), &detail);
+                    crate::server::error_response(&err, &id)
                 }
             }
         };
@@ -557,25 +587,42 @@ fn routes_except(table: &RouteTable, name: &str) -> Vec<Route> {
         .collect()
 }
 
-fn not_found(host: Option<&str>, path: &str, routes: &RouteTable) -> http::Response<WasiBody> {
-    let mut body = format!(
-        "404 no workload serves host `{}` path `{path}`\n",
-        host.unwrap_or("(none)")
-    );
+/// Why nothing served a request: for the log and the admin API, never for the client.
+fn not_found_detail(
+    host: Option<&str>,
+    path: &str,
+    target: Option<&str>,
+    routes: &RouteTable,
+) -> String {
+    let mut detail = match target {
+        Some(t) => format!(
+            "no route served host `{}` path `{path}`: route target `{t}` is not running",
+            host.unwrap_or("(none)")
+        ),
+        None => format!(
+            "no route serves host `{}` path `{path}`",
+            host.unwrap_or("(none)")
+        ),
+    };
     if routes.routes().is_empty() {
-        body.push_str("no workloads are deployed: `weft deploy MANIFEST`\n");
+        detail.push_str("; no workloads are deployed (`weft deploy MANIFEST`)");
     } else {
-        body.push_str("routes on this host:\n");
-        for r in routes.routes() {
-            body.push_str(&format!(
-                "  {}{} -> {}\n",
-                r.host.as_deref().unwrap_or("*"),
-                r.path,
-                r.target
-            ));
-        }
+        detail.push_str("; routes on this host: ");
+        let list: Vec<String> = routes
+            .routes()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}{} -> {}",
+                    r.host.as_deref().unwrap_or("*"),
+                    r.path,
+                    r.target
+                )
+            })
+            .collect();
+        detail.push_str(&list.join(", "));
     }
-    crate::server::text_response(http::StatusCode::NOT_FOUND, body)
+    detail
 }
 
 /// `Running` or `Failed`, as `info_json` reports it.

@@ -3,6 +3,7 @@
 //! (`ui`), the Prometheus exporter (`metrics`), OTLP traces (`trace`) and desired state (`store`).
 
 pub mod admin;
+pub mod front;
 pub mod host;
 pub mod ingress;
 pub mod metrics;

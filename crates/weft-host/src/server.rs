@@ -1,5 +1,13 @@
 //! The HTTP front: an accept loop over hyper with bounded connections and graceful shutdown
 //! (stop accepting, let in-flight requests finish, close idle keep-alive connections).
+//!
+//! Limits on what a client may send before any handler runs ([`ServerLimits`]): a request head
+//! must arrive within the header read timeout (slow headers get the connection closed), have at
+//! most 100 header lines and 64 KiB (431 past either). hyper refuses the rest of the hostile
+//! shapes itself (conflicting `Content-Length`, `Content-Length` with `Transfer-Encoding`,
+//! obs-fold, NUL and other control bytes: 400 and the connection closed); the front door then
+//! checks RFC 9112's `Host` rules (`crate::front::admit`). Every request gets an
+//! `x-request-id` (the client's when sane), passed to the guest and set on the response.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,8 +23,34 @@ use tokio::sync::Semaphore;
 use weft_runtime::WasiBody;
 use weft_runtime::http::{HandleError, HttpService};
 
+use crate::front::{REQUEST_ID_HEADER, RequestId};
+
 /// Default cap on open client connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default time a client has to send a whole request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Most header lines in a request head (more: 431).
+pub const MAX_HEADERS: usize = 100;
+/// Largest request head, start line included (larger: 431).
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// What a client may do to the server before a handler sees its request.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Client connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time to send a request head; past it the connection is closed.
+    pub header_read_timeout: std::time::Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        }
+    }
+}
 
 /// Binds `addr` with `SO_REUSEADDR` (so a restarted server can rebind while old connections
 /// sit in TIME_WAIT).
@@ -30,10 +64,18 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Turns a handler failure into a response with a short plain-text body.
-pub fn error_response(err: &HandleError) -> http::Response<WasiBody> {
-    let status = err.status();
-    text_response(status, format!("{} {}\n", status.as_u16(), err))
+/// Turns a handler failure into a short, generic response that carries the request id; the
+/// failure itself belongs in the log line with that id.
+pub fn error_response(err: &HandleError, id: &RequestId) -> http::Response<WasiBody> {
+    let mut response = crate::front::generic_error(err.status(), id);
+    if err.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+        // Overloaded, draining, or the instance was retired: worth retrying soon.
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    response
 }
 
 /// A response with a body of `bytes` and the given content type.
@@ -73,20 +115,55 @@ pub trait Handler: Clone + Send + Sync + 'static {
 
 /// `weft serve`: one component.
 #[derive(Clone)]
-pub struct ComponentHandler(pub HttpService);
+pub struct ComponentHandler {
+    service: HttpService,
+    /// Headers set on every request before the component sees it (`--header`).
+    headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
+}
+
+impl ComponentHandler {
+    pub fn new(service: HttpService) -> Self {
+        ComponentHandler {
+            service,
+            headers: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Replaces (or adds) these request headers on every request, as `wasmtime serve -H`:
+    /// the client's values of each name are removed, then every given value appended.
+    pub fn with_request_headers(
+        mut self,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> Self {
+        self.headers = Arc::new(headers);
+        self
+    }
+}
 
 impl Handler for ComponentHandler {
     async fn handle(&self, request: http::Request<WasiBody>) -> http::Response<WasiBody> {
-        match self.0.handle(request).await {
+        let id = RequestId::of(&request);
+        if let Err(refusal) = crate::front::admit(&request) {
+            tracing::info!(request_id = %id, reason = %refusal, "request refused");
+            return crate::front::refusal_response(&refusal, &id);
+        }
+        let mut request = request;
+        for (name, _) in self.headers.iter() {
+            request.headers_mut().remove(name);
+        }
+        for (name, value) in self.headers.iter() {
+            request.headers_mut().append(name.clone(), value.clone());
+        }
+        match self.service.handle(request).await {
             Ok(r) => r,
             Err(err) => {
-                tracing::warn!(error = %err, "request failed");
-                error_response(&err)
+                tracing::warn!(request_id = %id, status = err.status().as_u16(), error = %err, "request failed");
+                error_response(&err, &id)
             }
         }
     }
     fn close(&self) {
-        self.0.close();
+        self.service.close();
     }
 }
 
@@ -137,7 +214,21 @@ pub async fn serve<H: Handler>(
     max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let connections = Arc::new(Semaphore::new(max_connections.max(1)));
+    let limits = ServerLimits {
+        max_connections,
+        ..ServerLimits::default()
+    };
+    serve_with(listener, service, limits, shutdown).await
+}
+
+/// [`serve`] with every limit given.
+pub async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    service: H,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -164,11 +255,15 @@ pub async fn serve<H: Handler>(
         let service = service.clone();
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(MAX_HEADERS)
+            .max_header_size(MAX_HEADER_BYTES)
             .serve_connection(
                 TokioIo::new(stream),
                 hyper::service::service_fn(move |req| {
                     let service = service.clone();
-                    async move { Ok::<_, Infallible>(service.handle(into_wasi_request(req)).await) }
+                    async move { Ok::<_, Infallible>(handle_one(&service, req).await) }
                 }),
             );
         let conn = graceful.watch(conn);
@@ -184,6 +279,33 @@ pub async fn serve<H: Handler>(
     tracing::info!("shutting down: waiting for in-flight requests");
     graceful.shutdown().await;
     Ok(())
+}
+
+/// One request: its id in, through the handler, its id out.
+async fn handle_one<H: Handler>(
+    service: &H,
+    request: http::Request<Incoming>,
+) -> http::Response<WasiBody> {
+    let id = RequestId::for_request(&request);
+    let mut request = into_wasi_request(request);
+    request
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, id.header_value());
+    request.extensions_mut().insert(id.clone());
+    let mut response = service.handle(request).await;
+    response
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, id.header_value());
+    // A body that fails mid-stream (trap, deadline, body limit) aborts the connection (hyper
+    // writes no terminating chunk and closes it); the event is logged with the request id.
+    let status = response.status().as_u16();
+    response.map(move |body| {
+        body.map_err(move |e| {
+            tracing::warn!(request_id = %id, status, error = %e, "response aborted: its body failed mid-stream");
+            e
+        })
+        .boxed_unsync()
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -131,6 +131,11 @@ pub enum Refusal {
     DotSegment,
     #[error("the request is not valid HTTP/1.x")]
     Malformed,
+    #[error(
+        "the request has both Content-Length and Transfer-Encoding (RFC 9112 section 6.1: \
+         a request smuggling shape)"
+    )]
+    LengthAndEncoding,
 }
 
 impl Refusal {

@@ -35,14 +35,19 @@ pub enum HandleError {
     TooLarge(u64),
     #[error("the workload's service is not serving: {0}")]
     Unavailable(String),
+    #[error(
+        "the instance handling this request was retired: another request on it ran past its deadline; retry"
+    )]
+    Retired,
 }
 
 impl HandleError {
     pub fn status(&self) -> StatusCode {
         match self {
-            HandleError::Overloaded | HandleError::ShuttingDown | HandleError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            HandleError::Overloaded
+            | HandleError::ShuttingDown
+            | HandleError::Unavailable(_)
+            | HandleError::Retired => StatusCode::SERVICE_UNAVAILABLE,
             HandleError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             HandleError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HandleError::Trap(_) | HandleError::Instantiate(_) | HandleError::Guest(_) => {

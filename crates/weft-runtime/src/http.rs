@@ -83,7 +83,13 @@ pub struct HttpOptions {
     /// Paces response bodies (bytes per second, shared by every response of the workload);
     /// `None`: unpaced.
     pub response_pace: Option<Arc<crate::limit::RateMeter>>,
+    /// Host plugins for `weft serve` (wasmtime's `-Sconfig`, `-Skeyvalue`), bound to the
+    /// component named [`SERVE_COMPONENT`]. Workloads bind theirs through `WorkloadExtras`.
+    pub plugins: Option<crate::plugins::BoundPlugins<HostState>>,
 }
+
+/// The component name `weft serve`'s plugins are bound to.
+pub const SERVE_COMPONENT: &str = "app";
 
 impl Default for HttpOptions {
     fn default() -> Self {
@@ -100,6 +106,7 @@ impl Default for HttpOptions {
             max_response_body: crate::limit::DEFAULT_MAX_RESPONSE_BODY,
             max_resources: crate::limit::DEFAULT_MAX_RESOURCES,
             response_pace: None,
+            plugins: None,
         }
     }
 }
@@ -180,14 +187,26 @@ impl HttpService {
                 kind: worlds.kind(),
             });
         };
-        if extras.is_none()
-            && let Some(msg) =
-                world::explain_unsatisfied(&ifaces.imports, SERVE_PROVIDES, "`weft serve`")
-        {
-            return Err(ServeError::Unsatisfied(msg));
+        if extras.is_none() {
+            let granted = options.plugins.as_ref().map(|p| p.granted()).unwrap_or(&[]);
+            let provides: Vec<&str> = SERVE_PROVIDES
+                .iter()
+                .copied()
+                .chain(granted.iter().map(String::as_str))
+                .collect();
+            if let Some(msg) =
+                world::explain_unsatisfied(&ifaces.imports, &provides, "`weft serve`")
+            {
+                return Err(ServeError::Unsatisfied(msg));
+            }
         }
         let mut linker = Linker::new(engine.engine());
         add_to_linker(&mut linker).map_err(|e| ServeError::Link(format!("{e:#}")))?;
+        if let (None, Some(plugins)) = (&extras, &options.plugins) {
+            plugins
+                .add_to_linker(&mut linker)
+                .map_err(|e| ServeError::Link(format!("{e:#}")))?;
+        }
         if let Some(extras) = &extras {
             extras
                 .plugins
@@ -265,17 +284,24 @@ impl HttpService {
             .extensions_mut()
             .remove::<crate::outbound::RequestTracer>()
             .map(|t| t.0);
+        let fate = FateSlot::default();
         let result = self
             .handler
-            .handle(tracer, request)
+            .handle((fate.clone(), tracer), request)
             .await
-            .map(|response| limit_response(response, max_response, pace));
+            .map(|response| limit_response(response, max_response, pace))
+            .map(|response| response.map(|body| honest(body, fate.clone())));
         drop(permit);
         result.map_err(|err| {
+            let retired = fate.get().is_some_and(|f| f.retired_at_deadline());
             // A P2 handler cut off at its deadline surfaces as "never set a response":
             // judge by the clock as well as by the error type.
             if err.is::<ExpirationError>() || started.elapsed() >= timeout {
                 HandleError::Timeout(timeout)
+            } else if retired {
+                // Another request on the same instance ran past its deadline, and the instance
+                // was torn down with this one in flight (docs/security.md, "Deadlines").
+                HandleError::Retired
             } else if err.is::<TrapOrPanicError>() || err.is::<wasmtime::Trap>() {
                 HandleError::Trap(format!("{err:?}"))
             } else if let Some(e) = err.downcast_ref::<InstantiationError<()>>() {
@@ -316,7 +342,10 @@ impl ServiceState {
                 } else {
                     builder.inherit_stdout().inherit_stderr();
                 }
-                Default::default()
+                match &self.options.plugins {
+                    Some(plugins) => plugins.instance(SERVE_COMPONENT),
+                    None => Default::default(),
+                }
             }
         };
         HostState::new_store(
@@ -341,6 +370,7 @@ impl HandlerState for ServiceState {
         let id = self.next_instance_id.fetch_add(1, Ordering::Relaxed);
         let mut store = self.new_store(id)?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
+        let fate = Arc::new(Fate::default());
         Ok(Instance {
             store,
             proxy,
@@ -349,22 +379,128 @@ impl HandlerState for ServiceState {
                 idle_timeout: self.options.idle_instance_timeout,
                 request_timeout: self.request_timeout,
                 sleep: Box::pin(tokio::time::sleep(Duration::MAX)),
+                fate: fate.clone(),
             },
             state: Worker {
                 instance_id: id,
                 reuse: self.reuse,
                 concurrent_reuse: self.concurrent_reuse,
                 request_timeout: self.request_timeout,
+                fate,
             },
         })
     }
 }
 
-/// Expires a worker when it is idle too long, or its newest request is past its deadline.
+/// What became of one instance, shared by its worker, its expiration and the requests it
+/// took: the deadlines of the requests in flight on it, whether one of them ran past its
+/// deadline (then the instance is torn down at once: [`Expiration`]), and whether it ended in
+/// an error (then a response body it was still producing is cut, not ended: [`honest`]).
+#[derive(Default)]
+pub struct Fate {
+    /// Deadlines of the requests in flight that have not produced a response yet, by key.
+    deadlines: std::sync::Mutex<std::collections::BTreeMap<u64, tokio::time::Instant>>,
+    next_key: AtomicU64,
+    /// A request on this instance ran past its deadline.
+    expired: std::sync::atomic::AtomicBool,
+    /// The instance is gone, torn down by an error (trap, deadline): not a clean exit.
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl Fate {
+    fn earliest_deadline(&self) -> Option<tokio::time::Instant> {
+        let deadlines = match self.deadlines.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        deadlines.values().min().copied()
+    }
+
+    fn add_deadline(&self, deadline: tokio::time::Instant) -> u64 {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let mut deadlines = match self.deadlines.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        deadlines.insert(key, deadline);
+        key
+    }
+
+    fn remove_deadline(&self, key: u64) {
+        let mut deadlines = match self.deadlines.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        deadlines.remove(&key);
+    }
+
+    /// The instance was torn down because a request on it ran past its deadline.
+    pub fn retired_at_deadline(&self) -> bool {
+        self.expired.load(Ordering::Acquire)
+    }
+
+    /// The instance ended in an error (trap, deadline, panic).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+}
+
+/// Where a request learns which instance took it (set when the instance accepts it).
+pub type FateSlot = Arc<std::sync::OnceLock<Arc<Fate>>>;
+
+/// A response body that tells a failed guest from a finished one: wasmtime-wasi-http ends a
+/// P3 body cleanly when the instance producing it dies (its trailers channel closes), which
+/// would let the front end write a terminating chunk after a trap. When the inner body ends
+/// and the instance that produced it ended in an error, this yields an error instead, and the
+/// HTTP server aborts the response (HTTP/1.1: no terminating chunk, connection closed).
+pub fn honest(body: WasiBody, fate: FateSlot) -> WasiBody {
+    use http_body_util::BodyExt;
+    Honest { inner: body, fate }.boxed_unsync()
+}
+
+struct Honest {
+    inner: WasiBody,
+    fate: FateSlot,
+}
+
+impl http_body::Body for Honest {
+    type Data = bytes::Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BodyError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled
+            && self.fate.get().is_some_and(|f| f.failed())
+        {
+            return std::task::Poll::Ready(Some(Err(BodyError::InternalError(Some(
+                "the guest failed before its response body ended".into(),
+            )))));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // A body whose instance failed is never at its end: the next poll reports the failure.
+        self.inner.is_end_stream() && !self.fate.get().is_some_and(|f| f.failed())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Expires a worker when it is idle too long, when its oldest request still waiting for a
+/// response is past its deadline, or at once when any request on it ran past its deadline:
+/// an instance that let one request run out of time takes no other request and is torn down
+/// (its other requests in flight get `HandleError::Retired`, a 503).
 pub struct Expiration {
     idle_timeout: Duration,
     request_timeout: Duration,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    fate: Arc<Fate>,
 }
 
 impl WorkerExpiration for Expiration {
@@ -374,6 +510,9 @@ impl WorkerExpiration for Expiration {
         status: WorkerStatus,
         start: Instant,
     ) -> std::task::Poll<()> {
+        if self.fate.retired_at_deadline() {
+            return std::task::Poll::Ready(());
+        }
         let timeout = match status {
             WorkerStatus::Idle => self.idle_timeout,
             WorkerStatus::Requests | WorkerStatus::PostReturn => self.request_timeout,
@@ -381,7 +520,20 @@ impl WorkerExpiration for Expiration {
         let Some(deadline) = start.checked_add(timeout) else {
             return std::task::Poll::Pending;
         };
-        let deadline = tokio::time::Instant::from_std(deadline);
+        let mut deadline = tokio::time::Instant::from_std(deadline);
+        if status != WorkerStatus::Idle
+            && let Some(earliest) = self.fate.earliest_deadline()
+        {
+            // `start` is the newest request's; a guest spinning on the CPU keeps the inner
+            // deadline futures from being polled, so the oldest one is enforced here.
+            deadline = deadline.min(earliest);
+        }
+        if deadline <= tokio::time::Instant::now() {
+            if status != WorkerStatus::Idle {
+                self.fate.expired.store(true, Ordering::Release);
+            }
+            return std::task::Poll::Ready(());
+        }
         if self.sleep.deadline() != deadline {
             self.sleep.as_mut().reset(deadline);
         }
@@ -395,15 +547,30 @@ pub struct Worker {
     reuse: usize,
     concurrent_reuse: usize,
     request_timeout: Duration,
+    fate: Arc<Fate>,
+}
+
+/// Removes a request's deadline from its instance's [`Fate`] when the request is done with
+/// (it produced a response, or the future was dropped).
+struct DeadlineGuard {
+    fate: Arc<Fate>,
+    key: u64,
+}
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        self.fate.remove_deadline(self.key);
+    }
 }
 
 impl WorkerState for Worker {
     type StoreData = HostState;
-    /// The ingress request's tracer, for the spans of its outgoing requests.
-    type RequestData = Option<Arc<dyn crate::outbound::OutgoingTracer>>;
+    /// The slot that learns the serving instance's fate, and the ingress request's tracer
+    /// (for the spans of its outgoing requests).
+    type RequestData = (FateSlot, Option<Arc<dyn crate::outbound::OutgoingTracer>>);
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
-        if total >= self.reuse {
+        if self.fate.retired_at_deadline() || total >= self.reuse {
             ShouldAccept::Never
         } else if concurrent >= self.concurrent_reuse {
             ShouldAccept::No
@@ -415,21 +582,41 @@ impl WorkerState for Worker {
     fn on_request_start(
         &self,
         mut store: StoreContextMut<'_, HostState>,
-        tracer: Self::RequestData,
+        (slot, tracer): Self::RequestData,
         _task: GuestTaskId,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         store.data_mut().hooks.tracer = tracer;
         tracing::trace!(instance = self.instance_id, "request accepted");
-        if self.request_timeout == Duration::MAX {
-            Box::pin(std::future::pending())
-        } else {
-            Box::pin(tokio::time::sleep(self.request_timeout))
-        }
+        let _ = slot.set(self.fate.clone());
+        let Some(deadline) = tokio::time::Instant::now().checked_add(self.request_timeout) else {
+            return Box::pin(std::future::pending());
+        };
+        let guard = DeadlineGuard {
+            fate: self.fate.clone(),
+            key: self.fate.add_deadline(deadline),
+        };
+        Box::pin(async move {
+            tokio::time::sleep_until(deadline).await;
+            // The request ran out of time: the instance takes no more and is torn down as
+            // soon as the worker's expiration is polled (right after this future completes).
+            guard.fate.expired.store(true, Ordering::Release);
+            drop(guard);
+        })
     }
 
     fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
-        if let Err(err) = result {
-            tracing::warn!(instance = self.instance_id, error = ?err, "handler instance failed");
+        if let Err(err) = &result {
+            // Set before the store is dropped: a response body still streaming from this
+            // instance sees its end only once the store is gone, and must see it as a failure.
+            self.fate.failed.store(true, Ordering::Release);
+            if self.fate.retired_at_deadline() {
+                tracing::warn!(
+                    instance = self.instance_id,
+                    "handler instance retired: a request on it ran past its deadline"
+                );
+            } else {
+                tracing::warn!(instance = self.instance_id, error = ?err, "handler instance failed");
+            }
         }
         drop(store);
     }

@@ -86,6 +86,17 @@ pub struct WasiGrants {
     pub sockets: Option<Arc<NetPolicy>>,
     /// The component's meter on linear-memory growth (`None`: unmetered).
     pub growth: Option<Arc<crate::limit::RateMeter>>,
+    /// With `inherit_network`: parts of the host's network left out (wasmtime's `-Stcp=n`,
+    /// `-Sudp=n`, `-Sallow-ip-name-lookup=n`).
+    pub network_off: NetworkOff,
+}
+
+/// Parts of an inherited network turned off; by default none is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkOff {
+    pub tcp: bool,
+    pub udp: bool,
+    pub name_lookup: bool,
 }
 
 impl WasiGrants {
@@ -121,8 +132,10 @@ impl WasiGrants {
         }
         if self.inherit_network {
             builder.inherit_network();
-            builder.allow_tcp(true).allow_udp(true);
-            builder.allow_ip_name_lookup(true);
+            builder
+                .allow_tcp(!self.network_off.tcp)
+                .allow_udp(!self.network_off.udp);
+            builder.allow_ip_name_lookup(!self.network_off.name_lookup);
             return Ok(NetStore::unrestricted());
         }
         if let Some(policy) = &self.sockets {

@@ -694,6 +694,7 @@ fn http_options(
                 std::time::Instant::now(),
             ))
         }),
+        network_off: Default::default(),
     };
     grants.validate()?;
     let allowed_hosts = AllowedHosts::parse(&res.allowed_hosts)

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod inspect;
+pub mod wasmtime_flags;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -228,6 +229,9 @@ struct UpArgs {
     /// share queue groups (docs/messaging.md).
     #[arg(long, value_name = "URL")]
     nats: Option<String>,
+    /// Time an ingress client has to send a request head; past it the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
     /// Manifests to deploy at start (in addition to the stored desired state).
     #[arg(value_name = "MANIFEST")]
     manifests: Vec<PathBuf>,
@@ -374,6 +378,111 @@ struct GrantArgs {
     /// Linear memory limit per instance: `64M`, `1G`, bytes.
     #[arg(long, value_parser = parse_size)]
     max_memory: Option<u64>,
+    /// wasmtime's WASI options, e.g. `-Scli`, `-Sinherit-network`, `-Sconfig-var=K=V`
+    /// (`-S help` lists what weft takes; docs/wasmtime-flags.md).
+    #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL[,..]]")]
+    wasi_opts: Vec<String>,
+    /// wasmtime's Wasm options, e.g. `-Wtimeout=2s`, `-Wmax-memory-size=N`,
+    /// `-Wcomponent-model-async` (`-W help`).
+    #[arg(short = 'W', long = "wasm", value_name = "KEY[=VAL[,..]]")]
+    wasm_opts: Vec<String>,
+    /// wasmtime's optimization options: `-Opooling-allocator[=n]` (`-O help`).
+    #[arg(short = 'O', long = "optimize", value_name = "KEY[=VAL[,..]]")]
+    optimize_opts: Vec<String>,
+    /// wasmtime's codegen options: `-Ccache=n`, `-Cinlining` (`-C help`).
+    #[arg(short = 'C', long = "codegen", value_name = "KEY[=VAL[,..]]")]
+    codegen_opts: Vec<String>,
+    /// wasmtime's debug options (weft takes none; each is refused by name).
+    #[arg(short = 'D', long = "debug", value_name = "KEY[=VAL[,..]]")]
+    debug_opts: Vec<String>,
+}
+
+impl GrantArgs {
+    /// The wasmtime-style options, parsed (`-X help` prints the table and exits).
+    fn wasmtime_flags(
+        &self,
+        command: wasmtime_flags::Command,
+    ) -> anyhow::Result<wasmtime_flags::WasmtimeFlags> {
+        let mut values = Vec::new();
+        for (group, list) in [
+            ('S', &self.wasi_opts),
+            ('W', &self.wasm_opts),
+            ('O', &self.optimize_opts),
+            ('C', &self.codegen_opts),
+            ('D', &self.debug_opts),
+        ] {
+            for v in list {
+                if v == "help" || v == "help-long" {
+                    print!("{}", wasmtime_flags::help(group));
+                    std::process::exit(0);
+                }
+                values.push((group, v.clone()));
+            }
+        }
+        Ok(wasmtime_flags::parse(&values, command)?)
+    }
+
+    /// Folds wasmtime's spellings into weft's: both work, and they must agree when both are
+    /// given.
+    fn merge(
+        &mut self,
+        engine: &mut EngineArgs,
+        flags: &wasmtime_flags::WasmtimeFlags,
+    ) -> anyhow::Result<()> {
+        if let Some(t) = flags.timeout {
+            match self.timeout {
+                Some(mine) if mine != t => bail!(
+                    "--timeout {} and -W timeout={} disagree: give one",
+                    humantime::format_duration(mine),
+                    humantime::format_duration(t)
+                ),
+                _ => self.timeout = Some(t),
+            }
+        }
+        if let Some(m) = flags.max_memory_size {
+            match self.max_memory {
+                Some(mine) if mine != m => {
+                    bail!("--max-memory {mine} and -W max-memory-size={m} disagree: give one")
+                }
+                _ => self.max_memory = Some(m),
+            }
+        }
+        match flags.inherit_network {
+            Some(true) => self.inherit_network = true,
+            Some(false) if self.inherit_network => {
+                bail!("--inherit-network and -S inherit-network=n disagree: give one")
+            }
+            _ => {}
+        }
+        if let Some(p) = flags.pooling_allocator {
+            let wanted = if p {
+                Allocator::Pooling
+            } else {
+                Allocator::OnDemand
+            };
+            match engine.allocator {
+                Allocator::Auto => engine.allocator = wanted,
+                mine if std::mem::discriminant(&mine) != std::mem::discriminant(&wanted) => bail!(
+                    "--allocator and -O pooling-allocator={} disagree: give one",
+                    if p { "y" } else { "n" }
+                ),
+                _ => {}
+            }
+        }
+        if flags.cache == Some(false) {
+            engine.no_cache = true;
+        }
+        if flags.inlining == Some(true) {
+            engine.inline = true;
+        }
+        if flags.inherit_env == Some(true) {
+            // Every host variable first; --env (given later on the line or not) overrides.
+            let mut env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+            env.append(&mut self.env);
+            self.env = env;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -386,6 +495,9 @@ struct RunArgs {
     /// (`add(1, 2)`, `example:calc/ops.add(1, 2)`), a function name for core modules.
     #[arg(long, value_name = "CALL")]
     invoke: Option<String>,
+    /// The guest's `argv[0]` (default: the file's base name), as `wasmtime run --argv0`.
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<String>,
     /// The Wasm file (`.wasm` or `.wat`) and the arguments passed to it.
     #[arg(
         value_name = "FILE",
@@ -433,6 +545,17 @@ struct ServeArgs {
     /// worth (e.g. 512M; `0`, the default: unpaced).
     #[arg(long, default_value = "0", value_parser = parse_size)]
     max_response_rate: u64,
+    /// Replace or add a request header before the component sees the request: `NAME: VALUE`,
+    /// or `@FILE` with one such line per line (repeatable; as `wasmtime serve -H`).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// An address that, when a client connects to it, starts a graceful shutdown (as
+    /// `wasmtime serve --shutdown-addr`; SIGINT/SIGTERM also do).
+    #[arg(long, value_name = "SOCKADDR")]
+    shutdown_addr: Option<SocketAddr>,
+    /// Time a client has to send a request head; past it the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
     /// The component to serve (`.wasm` or `.wat`).
     #[arg(value_name = "FILE")]
     file: PathBuf,
@@ -481,19 +604,26 @@ fn build_engine(
     Ok((engine, cache))
 }
 
-fn grants(args: &GrantArgs) -> anyhow::Result<(WasiGrants, AllowedHosts)> {
-    let mut env = Vec::new();
+fn grants(
+    args: &GrantArgs,
+    flags: &wasmtime_flags::WasmtimeFlags,
+) -> anyhow::Result<(WasiGrants, AllowedHosts)> {
+    let mut env: Vec<(String, String)> = Vec::new();
     for e in &args.env {
-        match e.split_once('=') {
-            Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
+        let (k, v) = match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => (k.to_string(), v.to_string()),
             Some(_) => bail!("invalid --env `{e}`: expected K=V"),
             None => {
                 // `--env K` passes the host's value, as wasmtime does; unset stays unset.
-                if let Ok(v) = std::env::var(e) {
-                    env.push((e.clone(), v));
+                match std::env::var(e) {
+                    Ok(v) => (e.clone(), v),
+                    Err(_) => continue,
                 }
             }
-        }
+        };
+        // A later definition (--env after -Sinherit-env) replaces an earlier one.
+        env.retain(|(name, _)| *name != k);
+        env.push((k, v));
     }
     let dirs = args
         .dirs
@@ -508,10 +638,85 @@ fn grants(args: &GrantArgs) -> anyhow::Result<(WasiGrants, AllowedHosts)> {
         timeout: args.timeout,
         sockets: None,
         growth: None,
+        network_off: weft_runtime::wasi::NetworkOff {
+            tcp: flags.tcp == Some(false),
+            udp: flags.udp == Some(false),
+            name_lookup: flags.allow_ip_name_lookup == Some(false),
+        },
     };
     grants.validate().map_err(anyhow::Error::msg)?;
     let allowed = AllowedHosts::parse(&args.allow_hosts)?;
     Ok((grants, allowed))
+}
+
+/// `weft serve`'s host plugins from wasmtime's `-Sconfig`/`-Sconfig-var` and
+/// `-Skeyvalue`/`-Skeyvalue-in-memory-data`: bound like a workload's (a manifest is written
+/// for them and validated), the in-memory bucket preset with the given keys.
+async fn serve_plugins(
+    flags: &wasmtime_flags::WasmtimeFlags,
+) -> anyhow::Result<Option<weft_runtime::plugins::BoundPlugins<weft_runtime::state::HostState>>> {
+    let config = flags.config == Some(true) || !flags.config_vars.is_empty();
+    let keyvalue = flags.keyvalue == Some(true) || !flags.keyvalue_data.is_empty();
+    if !config && !keyvalue {
+        return Ok(None);
+    }
+    let vars: serde_json::Map<String, serde_json::Value> = flags
+        .config_vars
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let mut interfaces = Vec::new();
+    if config {
+        interfaces.push(serde_json::json!({
+            "namespace": "wasi", "package": "config", "interfaces": ["store"]
+        }));
+    }
+    if keyvalue {
+        interfaces.push(serde_json::json!({
+            "namespace": "wasi", "package": "keyvalue",
+            "interfaces": ["store", "atomics", "batch"],
+            "config": { "backend": "memory" }
+        }));
+    }
+    let manifest = serde_json::json!({
+        "apiVersion": "weft.dev/v1alpha1",
+        "kind": "Workload",
+        "metadata": { "name": "serve" },
+        "spec": {
+            "components": [{
+                "name": weft_runtime::http::SERVE_COMPONENT,
+                "image": "./component.wasm",
+                "localResources": { "config": vars },
+            }],
+            "hostInterfaces": interfaces,
+        },
+    });
+    let text = serde_norway::to_string(&manifest).context("cannot write the plugin manifest")?;
+    let mut parsed = weft_manifest::parse_str(&text, std::path::Path::new("-S options"))
+        .map_err(|e| anyhow::anyhow!("-S config / -S keyvalue: {e}"))?;
+    let manifest = parsed.pop().context("no manifest")?;
+    let logs = weft_runtime::logs::LogSink::new("serve");
+    let plugins = weft_runtime::plugins::BoundPlugins::bind(&manifest, std::env::temp_dir(), &logs)
+        .map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("-S config / -S keyvalue: {}", list.join("; "))
+        })?;
+    if !flags.keyvalue_data.is_empty() {
+        let instance = plugins.instance(weft_runtime::http::SERVE_COMPONENT);
+        let bucket = instance
+            .keyvalue
+            .as_ref()
+            .context("the keyvalue plugin did not bind")?
+            .open("")
+            .map_err(|e| anyhow::anyhow!("-S keyvalue-in-memory-data: {e}"))?;
+        for (k, v) in &flags.keyvalue_data {
+            bucket
+                .set(k, v.clone().into_bytes())
+                .await
+                .map_err(|e| anyhow::anyhow!("-S keyvalue-in-memory-data={k}=...: {e}"))?;
+        }
+    }
+    Ok(Some(plugins))
 }
 
 fn load_file(
@@ -559,9 +764,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("could not start the async runtime")
 }
 
-fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
+fn cmd_run(mut args: RunArgs) -> anyhow::Result<i32> {
     init_logging(&args.engine.log);
-    let (grants, allowed_hosts) = grants(&args.grants)?;
+    let flags = args.grants.wasmtime_flags(wasmtime_flags::Command::Run)?;
+    if flags.config.is_some() || !flags.config_vars.is_empty() {
+        bail!(
+            "-S config: `weft run` does not link wasi:config; serve the component with \
+             `weft serve -Sconfig -Sconfig-var=NAME=VALUE`, or grant it in a workload manifest"
+        );
+    }
+    if flags.keyvalue.is_some() || !flags.keyvalue_data.is_empty() {
+        bail!(
+            "-S keyvalue: `weft run` does not link wasi:keyvalue; serve the component with \
+             `weft serve -Skeyvalue`, or grant it in a workload manifest"
+        );
+    }
+    if flags.max_resources.is_some() {
+        bail!(
+            "-S max-resources: `weft run` keeps wasmtime's resource-table limit; the flag applies to `weft serve`"
+        );
+    }
+    args.grants.merge(&mut args.engine, &flags)?;
+    let (grants, allowed_hosts) = grants(&args.grants, &flags)?;
     let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
     let file = PathBuf::from(&args.file_and_args[0]);
     if inspect::is_manifest(&file) {
@@ -615,7 +839,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    argv.push(name);
+    argv.push(args.argv0.clone().unwrap_or(name));
     for a in &args.file_and_args[1..] {
         argv.push(
             a.to_str()
@@ -644,10 +868,17 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
+fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
     raise_open_files_limit();
     init_logging(&args.engine.log);
-    let (grants, allowed_hosts) = grants(&args.grants)?;
+    let flags = args.grants.wasmtime_flags(wasmtime_flags::Command::Serve)?;
+    args.grants.merge(&mut args.engine, &flags)?;
+    let (grants, allowed_hosts) = grants(&args.grants, &flags)?;
+    let headers = wasmtime_flags::parse_headers(&args.headers).map_err(anyhow::Error::msg)?;
+    let plugins = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start a runtime for the -S plugins")?
+        .block_on(serve_plugins(&flags))?;
     let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
     let loaded = load_file(&engine, &args.file, cache.as_ref())?;
     let weft_runtime::load::Compiled::Component(component) = &loaded.compiled else {
@@ -667,22 +898,60 @@ fn cmd_serve(args: ServeArgs) -> anyhow::Result<i32> {
         max_request_body: args.max_request_body,
         max_response_body: args.max_response_body,
         response_pace: weft_runtime::limit::response_pace(args.max_response_rate),
+        max_resources: flags
+            .max_resources
+            .unwrap_or(weft_runtime::limit::DEFAULT_MAX_RESOURCES),
+        plugins: plugins.clone(),
         ..HttpOptions::default()
     };
-    let service = HttpService::new(&engine, component, options)
-        .with_context(|| format!("{}: cannot serve", args.file.display()))?;
+    let service = match HttpService::new(&engine, component, options) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut msg = format!("{}: cannot serve: {e}", args.file.display());
+            if plugins.is_none() && msg.contains("wasi:config") {
+                msg.push_str(
+                    "\nhint: -Sconfig links wasi:config (values: -Sconfig-var=NAME=VALUE)",
+                );
+            }
+            if plugins.is_none() && msg.contains("wasi:keyvalue") {
+                msg.push_str("\nhint: -Skeyvalue links wasi:keyvalue in memory (preset keys: -Skeyvalue-in-memory-data=KEY=VALUE)");
+            }
+            bail!(msg);
+        }
+    };
     let rt = runtime()?;
     rt.block_on(async {
         let listener = weft_host::server::bind(args.addr)
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let local = listener.local_addr()?;
+        let shutdown_listener = match args.shutdown_addr {
+            Some(addr) => {
+                let l = weft_host::server::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (--shutdown-addr)"))?;
+                eprintln!("Listening for shutdown on tcp://{}/", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
         eprintln!("Serving HTTP on http://{local}/");
         tracing::info!(kind = %service.kind(), allocator = %engine.allocator(), "serving");
-        weft_host::server::serve(
+        let shutdown = async move {
+            match shutdown_listener {
+                Some(l) => tokio::select! {
+                    _ = weft_host::server::shutdown_signal() => {}
+                    _ = l.accept() => {}
+                },
+                None => weft_host::server::shutdown_signal().await,
+            }
+        };
+        weft_host::server::serve_with(
             listener,
-            weft_host::server::ComponentHandler(service),
-            args.max_concurrent_connections,
-            weft_host::server::shutdown_signal(),
+            weft_host::server::ComponentHandler::new(service).with_request_headers(headers),
+            weft_host::server::ServerLimits {
+                max_connections: args.max_concurrent_connections,
+                header_read_timeout: args.header_read_timeout,
+            },
+            shutdown,
         )
         .await?;
         anyhow::Ok(())
@@ -777,10 +1046,13 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|v| *v).await;
         };
-        let ingress_task = tokio::spawn(weft_host::server::serve(
+        let ingress_task = tokio::spawn(weft_host::server::serve_with(
             ingress,
             weft_host::ingress::Ingress(host.clone()),
-            weft_host::server::DEFAULT_MAX_CONNECTIONS,
+            weft_host::server::ServerLimits {
+                max_connections: weft_host::server::DEFAULT_MAX_CONNECTIONS,
+                header_read_timeout: args.header_read_timeout,
+            },
             wait(stop_rx.clone()),
         ));
         let addrs = weft_host::ui::HostAddrs {

@@ -86,12 +86,22 @@ fn routes_by_host_and_path_across_workloads_and_survives_restart() {
         "Hello from weft!\n",
         "prefixes match whole segments"
     );
+    // A 404 names no tenant: a generic body and the request id; the route table goes to the
+    // admin API under that id.
     let r = up.get("nowhere.localhost", "/");
     assert_eq!(r.status, 404);
+    let id = r.header("x-request-id").expect("x-request-id").to_string();
+    assert_eq!(r.text(), format!("404 Not Found\nrequest id: {id}\n"));
+    for tenant in ["a.localhost", "b.localhost", "echo-c", "hello-a", "p3-b"] {
+        assert!(!r.text().contains(tenant), "{}", r.text());
+    }
+    let detail = up.admin(&format!("/v1/requests/{id}"));
+    assert_eq!(detail.status, 200, "{}", detail.text());
     assert!(
-        r.text().contains("a.localhost/echo -> echo-c"),
+        detail.text().contains("a.localhost/echo -> echo-c")
+            && detail.text().contains("nowhere.localhost"),
         "{}",
-        r.text()
+        detail.text()
     );
 
     let out = up.cli(&["get", "workloads", "-o", "json"]);

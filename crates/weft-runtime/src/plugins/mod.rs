@@ -108,6 +108,14 @@ pub struct BoundPlugins<T> {
     messaging_stats: Arc<weft_messaging::Stats>,
 }
 
+impl<T> std::fmt::Debug for BoundPlugins<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundPlugins")
+            .field("granted", &self.granted)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> Clone for BoundPlugins<T> {
     fn clone(&self) -> Self {
         BoundPlugins {

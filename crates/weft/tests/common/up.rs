@@ -136,6 +136,16 @@ impl Up {
         request(self.http, "GET", path, &[("Host", host)], b"")
     }
 
+    /// A GET on the admin API, with the host's bearer token.
+    pub fn admin(&self, path: &str) -> Response {
+        let addr = std::fs::read_to_string(self.data_dir.join("admin-addr")).expect("admin-addr");
+        let token =
+            std::fs::read_to_string(self.data_dir.join("admin-token")).expect("admin-token");
+        let addr = addr.trim().parse().expect("admin address");
+        let auth = format!("Bearer {}", token.trim());
+        request(addr, "GET", path, &[("Authorization", &auth)], b"")
+    }
+
     pub fn deploy_ok(&self, file: &Path) {
         let out = self.cli(&["deploy", file.to_str().unwrap()]);
         assert!(

@@ -1,0 +1,514 @@
+//! The front door, over real loopback sockets against real `weft serve` and `weft up`
+//! processes: RFC 9112 routing decisions, generic error bodies with request ids, honest
+//! truncation (a trap mid-body aborts the connection), deadlines under instance reuse (the
+//! `p3-unruly` guest), and a corpus of hostile requests.
+// Test code: a failed unwrap is a test failure with a location (docs/lints.md).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::up::Up;
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Sends `raw` as is and reads until the server closes the connection (or 15 s pass).
+/// Returns what was read and whether the server closed the connection.
+fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    // The server may close before it reads everything (a refused head): ignore write errors.
+    let _ = stream.write_all(raw);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // A reset is a closed connection too.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, true),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+fn status_of(raw: &[u8]) -> Option<u16> {
+    let line = raw.split(|b| *b == b'\r').next()?;
+    std::str::from_utf8(line)
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn manifest(name: &str, image: &Path, host: &str, extra_resources: &str) -> String {
+    format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: app\n      image: {}\n{extra_resources}  hostInterfaces:\n    - namespace: wasi\n      package: http\n      interfaces: [incoming-handler]\n      config: {{ host: {host}, path: / }}\n",
+        image.display()
+    )
+}
+
+fn up_with_two_tenants(dir: &Path) -> Up {
+    let up = Up::start(&dir.join("data"));
+    let hello = write(
+        dir,
+        "hello.yaml",
+        &manifest("hello", &guest("http-hello.wasm"), "hello.localhost", ""),
+    );
+    let counter = write(
+        dir,
+        "counter.yaml",
+        &manifest(
+            "counter",
+            &guest("p3-unruly.wasm"),
+            "counter.localhost",
+            "      localResources:\n        timeoutMs: 1000\n",
+        ),
+    );
+    up.deploy_ok(&hello);
+    up.deploy_ok(&counter);
+    up
+}
+
+/// RFC 9112 section 3.2 / 3.2.2 decisions and the request id, as a client sees them.
+fn check_rfc9112(addr: SocketAddr, host: &str, other_host: Option<&str>) {
+    // Two Host headers: 400, whatever they say.
+    let raw =
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let (resp, _) = raw_exchange(addr, raw.as_bytes());
+    assert_eq!(
+        status_of(&resp),
+        Some(400),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    let text = String::from_utf8_lossy(&resp).to_lowercase();
+    assert!(text.contains("x-request-id:"), "{text}");
+    // No Host on HTTP/1.1: 400.
+    let (resp, _) = raw_exchange(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        status_of(&resp),
+        Some(400),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    // An absolute-form target whose authority the Host header contradicts: refused.
+    if let Some(other) = other_host {
+        let raw =
+            format!("GET http://{other}/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let (resp, _) = raw_exchange(addr, raw.as_bytes());
+        assert_eq!(
+            status_of(&resp),
+            Some(400),
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+        // The same target with a Host that agrees is served by the target's tenant.
+        let raw = format!(
+            "GET http://{other}/count HTTP/1.1\r\nHost: {other}\r\nConnection: close\r\n\r\n"
+        );
+        let (resp, _) = raw_exchange(addr, raw.as_bytes());
+        let r = parse_response(&resp);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            r.text().starts_with("count "),
+            "routed to {other}: {}",
+            r.text()
+        );
+    }
+    // An incoming request id is kept and returned; an insane one is replaced.
+    let r = request(
+        addr,
+        "GET",
+        "/",
+        &[("Host", host), ("x-request-id", "abc-123")],
+        b"",
+    );
+    assert_eq!(r.header("x-request-id"), Some("abc-123"));
+    let r = request(
+        addr,
+        "GET",
+        "/",
+        &[("Host", host), ("x-request-id", "<script>")],
+        b"",
+    );
+    let id = r.header("x-request-id").expect("x-request-id");
+    assert!(id != "<script>" && id.len() == 16, "{id}");
+}
+
+#[test]
+fn frontdoor_serve_rfc9112_and_generic_errors() {
+    let server = Server::start(&guest("http-hello.wasm"), &[]);
+    check_rfc9112(server.addr, "example.com", None);
+    // A trap: a generic 500 with the request id, no internals.
+    let r = request(
+        server.addr,
+        "GET",
+        "/trap",
+        &[("x-request-id", "trap-1")],
+        b"",
+    );
+    assert_eq!(r.status, 500);
+    assert_eq!(r.text(), "500 Internal Server Error\nrequest id: trap-1\n");
+    assert_eq!(r.header("x-request-id"), Some("trap-1"));
+    // The details are in the log line with that id.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut found = false;
+    while Instant::now() < deadline && !found {
+        if let Ok(line) = server.stderr_lines.recv_timeout(Duration::from_millis(500)) {
+            found = line.contains("trap-1") && line.contains("request failed");
+        }
+    }
+    assert!(found, "the failure is logged with its request id");
+}
+
+#[test]
+fn frontdoor_up_rfc9112_routing_and_no_tenant_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with_two_tenants(dir.path());
+    check_rfc9112(up.http, "hello.localhost", Some("counter.localhost"));
+    // The absolute-form target's authority is the host (no Host contradiction: HTTP/1.0
+    // without Host).
+    let (resp, _) = raw_exchange(
+        up.http,
+        b"GET http://counter.localhost/count HTTP/1.0\r\n\r\n",
+    );
+    let r = parse_response(&resp);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with("count "), "{}", r.text());
+    // A 404 names no tenant.
+    let r = up.get("nowhere.localhost", "/");
+    assert_eq!(r.status, 404);
+    let id = r.header("x-request-id").unwrap().to_string();
+    assert_eq!(r.text(), format!("404 Not Found\nrequest id: {id}\n"));
+    for tenant in ["hello", "counter", "localhost"] {
+        assert!(!r.text().contains(tenant), "{}", r.text());
+    }
+    // The admin API has the details under that id.
+    let detail = up.admin(&format!("/v1/requests/{id}"));
+    assert_eq!(detail.status, 200, "{}", detail.text());
+    assert!(
+        detail.text().contains("counter.localhost"),
+        "{}",
+        detail.text()
+    );
+}
+
+/// Asserts a response to `/body-then-trap` read raw: a 200 head, chunked, some of the body,
+/// and the connection closed without the terminating chunk.
+fn assert_truncated(addr: SocketAddr, host: &str) {
+    let raw = format!("GET /body-then-trap HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let (resp, closed) = raw_exchange(addr, raw.as_bytes());
+    let text = String::from_utf8_lossy(&resp[..resp.len().min(400)]).to_string();
+    assert!(closed, "the connection is closed after a broken body");
+    // hyper may not have flushed the head and the first chunk when the body fails: then the
+    // client gets nothing at all, which is as visibly broken. What must never arrive is a
+    // whole-looking response.
+    if !resp.is_empty() {
+        assert_eq!(status_of(&resp), Some(200), "{text}");
+        assert!(
+            text.to_lowercase().contains("transfer-encoding: chunked"),
+            "{text}"
+        );
+        assert!(
+            !resp.ends_with(b"0\r\n\r\n"),
+            "no terminating chunk after a trap mid-body"
+        );
+    }
+    // And curl, as a client, sees the response as incomplete.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-H", &format!("Host: {host}")])
+        .arg(format!("http://{addr}/body-then-trap"))
+        .output()
+        .expect("curl must be installed (scripts/test.sh installs it)");
+    assert!(
+        !out.status.success(),
+        "curl exits non-zero on a truncated body: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn frontdoor_trap_mid_body_aborts_the_connection() {
+    let server = Server::start(&guest("p3-unruly.wasm"), &[]);
+    assert_truncated(server.addr, "example.com");
+    // The event is logged with the request id.
+    let r = raw_exchange(
+        server.addr,
+        b"GET /body-then-trap HTTP/1.1\r\nHost: x\r\nx-request-id: cut-1\r\n\r\n",
+    );
+    assert!(r.1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut found = false;
+    while Instant::now() < deadline && !found {
+        if let Ok(line) = server.stderr_lines.recv_timeout(Duration::from_millis(500)) {
+            found = line.contains("cut-1") && line.contains("aborted");
+        }
+    }
+    assert!(found, "the aborted response is logged with its request id");
+    // A whole body still ends properly.
+    let r = server.get("/empty-writes?n=10");
+    assert_eq!((r.status, r.text().as_str()), (200, "done\n"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with_two_tenants(dir.path());
+    assert_truncated(up.http, "counter.localhost");
+}
+
+/// Sends `/count` and returns (its N, how long it took).
+fn count(addr: SocketAddr, host: &str) -> (u64, Duration) {
+    let start = Instant::now();
+    let r = request(addr, "GET", "/count", &[("Host", host)], b"");
+    let took = start.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let n = r
+        .text()
+        .trim()
+        .strip_prefix("count ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("bad /count body {:?}", r.text()));
+    (n, took)
+}
+
+/// A request that runs into the deadline (`path`: `/hang` or `/spin`) is cut at the deadline,
+/// and the instance that ran it takes no request after that: the next `/count` is served by a
+/// fresh instance (its count starts again at 1) and fast.
+fn check_deadline(addr: SocketAddr, host: &str, path: &'static str, timeout: Duration) {
+    // Warm one instance and see it reused.
+    count(addr, host);
+    let host_owned = host.to_string();
+    let start = Instant::now();
+    let slow = std::thread::spawn(move || {
+        let r = request(addr, "GET", path, &[("Host", &host_owned)], b"");
+        (r.status, Instant::now())
+    });
+    // Neighbours while the runaway request is in flight are served promptly.
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..5 {
+        let (_, took) = count(addr, host);
+        assert!(took < Duration::from_millis(500), "neighbour took {took:?}");
+    }
+    let (status, at) = slow.join().unwrap();
+    let cut = at - start;
+    assert_eq!(status, 504, "{path}");
+    assert!(
+        cut >= timeout - Duration::from_millis(50) && cut <= timeout + Duration::from_millis(300),
+        "{path} cut at {cut:?}, deadline {timeout:?}"
+    );
+    // Right after the deadline: every request is fast and none goes to the retired instance
+    // (which had counted past 1); fresh instances count from 1 again.
+    for i in 0..20 {
+        let (_, took) = count(addr, host);
+        assert!(
+            took < Duration::from_millis(300),
+            "request {i} after the deadline took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn frontdoor_deadline_retires_the_instance_under_reuse() {
+    let timeout = Duration::from_secs(1);
+    let server = Server::start(&guest("p3-unruly.wasm"), &["--timeout", "1s"]);
+    check_deadline(server.addr, "example.com", "/hang", timeout);
+    check_deadline(server.addr, "example.com", "/spin", timeout);
+    // Each runaway request retired its instance at once (not at the next expiration).
+    let retired = server
+        .drain_stderr()
+        .iter()
+        .filter(|l| l.contains("handler instance retired"))
+        .count();
+    assert!(
+        retired >= 2,
+        "two instances retired at their deadline, saw {retired}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with_two_tenants(dir.path());
+    check_deadline(up.http, "counter.localhost", "/hang", timeout);
+    check_deadline(up.http, "counter.localhost", "/spin", timeout);
+}
+
+/// The hostile corpus: each request gets a 4xx or a closed connection, never a crash, and a
+/// neighbour keeps being served.
+fn hostile_corpus(host: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let mut many = format!("GET / HTTP/1.1\r\nHost: {host}\r\n");
+    for i in 0..500 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nx-big: {}\r\n\r\n",
+        "a".repeat(200 << 10)
+    );
+    vec![
+        (
+            "CL+TE",
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
+        ),
+        (
+            "conflicting Content-Length",
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!").into_bytes(),
+        ),
+        (
+            "duplicate Content-Length in one line",
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5, 6\r\n\r\nhello!").into_bytes(),
+        ),
+        (
+            "obs-fold",
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nx-a: one\r\n two\r\n\r\n").into_bytes(),
+        ),
+        (
+            "NUL in a header",
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nx-a: a\0b\r\n\r\n").into_bytes(),
+        ),
+        ("NUL in the target", format!("GET /a\0b HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()),
+        ("huge header", huge.into_bytes()),
+        ("many headers", many.into_bytes()),
+        (
+            "bad chunk size",
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").into_bytes(),
+        ),
+        ("two Hosts", format!("GET / HTTP/1.1\r\nHost: {host}\r\nHost: evil\r\n\r\n").into_bytes()),
+        ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec()),
+    ]
+}
+
+fn run_corpus(addr: SocketAddr, host: &str, neighbour: &dyn Fn() -> u16) -> Vec<String> {
+    let mut results = Vec::new();
+    for (name, raw) in hostile_corpus(host) {
+        let (resp, closed) = raw_exchange(addr, &raw);
+        let status = status_of(&resp);
+        let text = String::from_utf8_lossy(&resp[..resp.len().min(300)]).to_string();
+        assert!(
+            !text.contains("smuggled"),
+            "{name}: a second request was smuggled through: {text}"
+        );
+        let responses = resp.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
+        match status {
+            // RFC 9112 section 6.1 lets a server process CL+TE by Transfer-Encoding alone if
+            // it closes the connection after responding (hyper does): one response, then EOF.
+            // A body error after a handler that never reads its body has answered: the
+            // response stands, the connection is closed and nothing after it is parsed.
+            Some(200) if name == "CL+TE" || name == "bad chunk size" => assert!(
+                closed && responses == 1,
+                "{name}: answered {responses} times, closed: {closed}: {text}"
+            ),
+            Some(s) => assert!((400..500).contains(&s), "{name}: got {s}: {text}"),
+            None => assert!(
+                closed && resp.is_empty(),
+                "{name}: neither a 4xx nor a closed connection: {text}"
+            ),
+        }
+        results.push(format!(
+            "{name}: {}",
+            status.map_or("connection closed".to_string(), |s| s.to_string())
+        ));
+        assert_eq!(neighbour(), 200, "the neighbour is served after {name}");
+    }
+    // Slow headers: a head that never ends is cut at the header read timeout.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nx-a: ").as_bytes())
+        .unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        neighbour(),
+        200,
+        "the neighbour is served during a slow head"
+    );
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "a slow head is cut at the header read timeout, took {took:?}"
+    );
+    let s = status_of(&buf);
+    assert!(
+        s.is_none_or(|s| (400..500).contains(&s)),
+        "slow headers: {s:?}"
+    );
+    results.push(format!(
+        "slow headers: {}",
+        s.map_or("connection closed".to_string(), |s| s.to_string())
+    ));
+    results
+}
+
+#[test]
+fn frontdoor_hostile_corpus_serve_and_up() {
+    let server = Server::start(&guest("http-hello.wasm"), &["--header-read-timeout", "1s"]);
+    let addr = server.addr;
+    let results = run_corpus(addr, "example.com", &|| server.get("/").status);
+    eprintln!("weft serve: {results:#?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(
+        &dir.path().join("data"),
+        &[],
+        &["--header-read-timeout", "1s"],
+    );
+    let hello = write(
+        dir.path(),
+        "hello.yaml",
+        &manifest("hello", &guest("http-hello.wasm"), "hello.localhost", ""),
+    );
+    up.deploy_ok(&hello);
+    let results = run_corpus(up.http, "hello.localhost", &|| {
+        up.get("hello.localhost", "/").status
+    });
+    eprintln!("weft up: {results:#?}");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+/// The shape of GHSA-5m8g-xhq4-4h93 (unbounded host memory from empty stream writes): a guest
+/// writing empty chunks, a bounded number then forever. The bounded one finishes, the endless
+/// one is cut at the deadline (the connection aborted), host memory stays bounded, nothing
+/// panics, and a neighbour is served.
+#[test]
+fn frontdoor_advisory_empty_stream_writes() {
+    let server = Server::start(&guest("p3-unruly.wasm"), &["--timeout", "1s"]);
+    let pid = server.child.id();
+    assert_eq!(server.get("/count").status, 200);
+    let before = rss_kib(pid);
+    let r = server.get("/empty-writes?n=20000");
+    assert_eq!((r.status, r.text().as_str()), (200, "done\n"));
+    let start = Instant::now();
+    let (resp, closed) = raw_exchange(
+        server.addr,
+        b"GET /empty-writes-forever HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let took = start.elapsed();
+    assert!(closed, "the endless body is cut");
+    assert!(took < Duration::from_secs(5), "cut after {took:?}");
+    assert!(
+        !resp.ends_with(b"0\r\n\r\n"),
+        "not presented as a whole body"
+    );
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 64 * 1024,
+        "host memory grew from {before} KiB to {after} KiB"
+    );
+    assert_eq!(server.get("/count").status, 200, "a neighbour is served");
+    let panicked = server
+        .drain_stderr()
+        .iter()
+        .any(|l| l.contains("panicked") && !l.contains("stderr ["));
+    assert!(!panicked, "the host did not panic");
+}
