@@ -146,6 +146,39 @@ fn check_commands(state: &State, commands: &[Command]) {
     }
 }
 
+/// Hosts act: every placement on a ready host runs its version, ready, unless that version is
+/// reported failed there. Returns whether any report changed.
+fn hosts_act(state: &mut State) -> bool {
+    let mut changed = false;
+    let placed: Vec<Placement> = state.placements.values().cloned().collect();
+    for p in placed {
+        if state
+            .hosts
+            .get(&p.host)
+            .is_none_or(|h| h.status == HostStatus::Lost)
+        {
+            continue;
+        }
+        let report = state.reports.entry(p.host.clone()).or_default();
+        if report
+            .failures
+            .get(&p.workload)
+            .is_some_and(|f| f.version == p.version)
+        {
+            continue;
+        }
+        let now = Running {
+            version: p.version.clone(),
+            ready: true,
+        };
+        if report.running.get(&p.workload) != Some(&now) {
+            report.running.insert(p.workload.clone(), now);
+            changed = true;
+        }
+    }
+    changed
+}
+
 fuzz_target!(|input: Input| {
     let mut state = build(&input);
     let first = reconcile(&state);
@@ -153,7 +186,11 @@ fuzz_target!(|input: Input| {
     for _ in 0..100 {
         let commands = reconcile(&state);
         check_commands(&state, &commands);
-        if commands.is_empty() {
+        state.apply(&commands);
+        // No commands may still mean "waiting for hosts" (a placement not yet reported ready):
+        // the state is a fixed point only when the hosts have nothing left to report either.
+        let changed = hosts_act(&mut state);
+        if commands.is_empty() && !changed {
             for d in state.deployments.values() {
                 let n = state
                     .placements
@@ -163,34 +200,6 @@ fuzz_target!(|input: Input| {
                 assert!(n <= d.replicas as usize, "{}: {n} > {}", d.name, d.replicas);
             }
             return;
-        }
-        state.apply(&commands);
-        // Hosts act: every placement on a ready host runs its version, ready, unless that
-        // version is reported failed there.
-        let placed: Vec<Placement> = state.placements.values().cloned().collect();
-        for p in placed {
-            if state
-                .hosts
-                .get(&p.host)
-                .is_none_or(|h| h.status == HostStatus::Lost)
-            {
-                continue;
-            }
-            let report = state.reports.entry(p.host.clone()).or_default();
-            if report
-                .failures
-                .get(&p.workload)
-                .is_some_and(|f| f.version == p.version)
-            {
-                continue;
-            }
-            report.running.insert(
-                p.workload.clone(),
-                Running {
-                    version: p.version.clone(),
-                    ready: true,
-                },
-            );
         }
     }
     panic!("no fixed point in 100 rounds: {:?}", reconcile(&state));

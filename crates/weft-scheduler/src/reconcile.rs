@@ -268,6 +268,9 @@ fn plan<'a>(
             if let Some(l) = load.get_mut(s.host) {
                 *l = l.saturating_sub(1);
             }
+            // A removal supersedes this round's rollback of the same placement (one command
+            // per placement per round).
+            out.retain(|c| !(c.workload() == d.name && c.host() == s.host));
             out.push(Command::Remove {
                 workload: d.name.clone(),
                 host: s.host.to_string(),

@@ -552,3 +552,52 @@ fn more_replicas_than_hosts_is_unschedulable_not_stacked() {
             .contains("3 replicas wanted, 1 eligible")
     );
 }
+
+/// Found by the `lattice_reconcile` fuzz target: scaling to zero a placement whose desired
+/// version failed on its host while an older version still runs there gave two commands for
+/// one placement (a rollback `Update`, then a `Remove`). The removal wins, alone.
+#[test]
+fn scale_to_zero_of_a_failed_placement_is_one_remove() {
+    let v3 = "000000000003";
+    let mut report = weft_scheduler::Report::default();
+    report.running.insert(
+        "w3".into(),
+        Running {
+            version: v3.into(),
+            ready: true,
+        },
+    );
+    report.failures.insert(
+        "w3".into(),
+        Failure {
+            version: V1.into(),
+            error: "e".into(),
+        },
+    );
+    let state = State::from_parts(
+        [Deployment {
+            name: "w3".into(),
+            version: V1.into(),
+            replicas: 0,
+            selector: Labels::new(),
+            spread_by: None,
+        }],
+        [Host {
+            name: "h7".into(),
+            labels: Labels::new(),
+            status: HostStatus::Ready,
+        }],
+        [Placement {
+            workload: "w3".into(),
+            host: "h7".into(),
+            version: V1.into(),
+        }],
+        [("h7".to_string(), report)],
+    );
+    let commands = reconcile(&state);
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    assert!(
+        matches!(&commands[0], Command::Remove { workload, host, .. } if workload == "w3" && host == "h7"),
+        "{commands:?}"
+    );
+}
