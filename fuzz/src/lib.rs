@@ -1,8 +1,8 @@
 //! Shared invariants for the fuzz targets in `fuzz_targets/`.
 //!
-//! The key one is [`runtime_rejection`]: the manifest-derived checks that `weft-runtime` and
-//! `weft-host` make when a workload is deployed, restated here over the pure crates (this crate
-//! must not link wasmtime). A manifest that `weft_manifest` validates must pass all of them;
+//! The key one is [`runtime_rejection`]: the manifest-derived checks that `weft-runtime`,
+//! `weft-interfaces` and `weft-host` make when a workload is deployed, restated here over the
+//! pure crates (this crate must not link wasmtime). A manifest that `weft_manifest` validates must pass all of them;
 //! if it does not, validation accepted something the runtime later rejects for a manifest
 //! reason, and the fuzz target fails.
 
@@ -16,7 +16,7 @@ use weft_policy::sockets::{Protocol, SocketRule, SocketRules};
 /// The name fuzz inputs are parsed under.
 pub const SOURCE: &str = "fuzz.yaml";
 
-/// The key-value plugin's limit (`weft-runtime` `plugins::keyvalue::MAX_BUCKET_NAME_BYTES` is
+/// The key-value plugin's limit (`weft-interfaces` `plugins::keyvalue::MAX_BUCKET_NAME_BYTES` is
 /// defined as this constant).
 pub const MAX_BUCKET_NAME_BYTES: usize = weft_manifest::MAX_BUCKET_NAME_BYTES;
 

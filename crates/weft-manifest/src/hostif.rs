@@ -19,7 +19,7 @@ pub struct KnownHostInterface {
 }
 
 /// Every host interface a manifest may grant. Adding one is one entry here (plus its plugin in
-/// `weft-runtime`).
+/// `weft-interfaces`).
 pub const KNOWN_HOST_INTERFACES: &[KnownHostInterface] = &[
     KnownHostInterface {
         namespace: "wasi",

@@ -92,7 +92,8 @@ pub fn limit_request(
     }
     Ok(request.map(|body| {
         use http_body_util::BodyExt;
-        crate::limit::Limited::new(body, max, crate::limit::Direction::Request).boxed_unsync()
+        weft_engine::limit::Limited::new(body, max, weft_engine::limit::Direction::Request)
+            .boxed_unsync()
     }))
 }
 
@@ -100,11 +101,11 @@ pub fn limit_request(
 pub fn limit_response(
     response: http::Response<WasiBody>,
     max: u64,
-    pace: Option<Arc<crate::limit::RateMeter>>,
+    pace: Option<Arc<weft_engine::limit::RateMeter>>,
 ) -> http::Response<WasiBody> {
     response.map(|body| {
         use http_body_util::BodyExt;
-        crate::limit::Limited::new(body, max, crate::limit::Direction::Response)
+        weft_engine::limit::Limited::new(body, max, weft_engine::limit::Direction::Response)
             .paced(pace)
             .boxed_unsync()
     })

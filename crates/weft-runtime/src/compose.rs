@@ -15,10 +15,10 @@ use wasmtime::component::Component;
 use weft_inspect::{LinkPlan, PlanComponent, Provider};
 use weft_manifest::{Compose, Manifest};
 
-use crate::cache::CompileCache;
-use crate::engine::WeftEngine;
-use crate::load::sha256_hex;
 use crate::plan::{LoadedComponents, needed_by, plan_manifest, service_from_image};
+use weft_engine::cache::CompileCache;
+use weft_engine::engine::WeftEngine;
+use weft_engine::load::sha256_hex;
 
 /// Why components could not be composed.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ pub fn compose_cached(
     }
     let mut bytes = vec![Vec::new(); names.len()];
     for i in needed_by(plan, root) {
-        bytes[i] = crate::load::read_wasm(&paths[i]).map_err(|e| ComposeError::Read {
+        bytes[i] = weft_engine::load::read_wasm(&paths[i]).map_err(|e| ComposeError::Read {
             component: names[i].clone(),
             message: e.to_string(),
         })?;
@@ -219,10 +219,10 @@ pub fn choose(
     let composed =
         compose_cached(cache, &names, &digests, &paths, plan, root).and_then(|(bytes, hit)| {
             let path = PathBuf::from(format!("{}.composed.wasm", names[root]));
-            let loaded = crate::load::load_bytes(engine, &path, &bytes, cache)
+            let loaded = weft_engine::load::load_bytes(engine, &path, &bytes, cache)
                 .map_err(|e| ComposeError::Compile(e.to_string()))?;
             match loaded.compiled {
-                crate::load::Compiled::Component(c) => {
+                weft_engine::load::Compiled::Component(c) => {
                     tracing::info!(
                         workload = %manifest.metadata.name,
                         root = %names[root],
@@ -232,7 +232,7 @@ pub fn choose(
                     );
                     Ok(c)
                 }
-                crate::load::Compiled::Module(_) => Err(ComposeError::Compile(
+                weft_engine::load::Compiled::Module(_) => Err(ComposeError::Compile(
                     "composition produced a core module".into(),
                 )),
             }
@@ -287,7 +287,7 @@ pub fn compose_manifest(manifest: &Manifest) -> Result<(Vec<u8>, String), Compos
         };
         let path = weft_manifest::resolve_image(&c.image, &base_dir)
             .map_err(|e| read(format!("image `{}`: {e}", c.image)))?;
-        let b = crate::load::read_wasm(&path).map_err(|e| read(e.to_string()))?;
+        let b = weft_engine::load::read_wasm(&path).map_err(|e| read(e.to_string()))?;
         let info = weft_inspect::inspect(&b).map_err(|e| read(e.to_string()))?;
         parts.push(PlanComponent {
             name: c.name.clone(),
@@ -329,7 +329,7 @@ mod tests {
         let mut digests = Vec::new();
         let mut parts = Vec::new();
         for (name, path) in names.iter().zip(&paths) {
-            let bytes = crate::load::read_wasm(path).expect("fixture");
+            let bytes = weft_engine::load::read_wasm(path).expect("fixture");
             digests.push(sha256_hex(&bytes));
             let info = weft_inspect::inspect(&bytes).expect("inspect");
             parts.push(PlanComponent {

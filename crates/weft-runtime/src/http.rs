@@ -20,14 +20,14 @@ use wasmtime_wasi_http::handler::{
 
 pub use crate::admission::{DEFAULT_QUEUE_TIMEOUT, HandleError};
 use crate::admission::{admit, limit_request, limit_response};
-use crate::allow::AllowedHosts;
-use crate::engine::WeftEngine;
 use crate::state::{HostState, OutgoingHttp};
-use crate::stdio::{Output, SinkStream, prefixed_stream};
-use crate::wasi::WasiGrants;
+use weft_engine::engine::WeftEngine;
+use weft_engine::world::{self, WorldKind};
+use weft_interfaces::stdio::{Output, SinkStream, prefixed_stream};
+use weft_interfaces::wasi::WasiGrants;
 /// Moved to `wasi.rs`; the name stays here for existing callers.
-pub use crate::wasi::add_to_linker;
-use crate::world::{self, WorldKind};
+pub use weft_interfaces::wasi::add_to_linker;
+use weft_policy::allow::AllowedHosts;
 
 /// wasmtime serve's defaults, kept so users can swap binaries.
 pub const DEFAULT_P3_MAX_INSTANCE_REUSE: usize = 128;
@@ -82,10 +82,10 @@ pub struct HttpOptions {
     pub max_resources: usize,
     /// Paces response bodies (bytes per second, shared by every response of the workload);
     /// `None`: unpaced.
-    pub response_pace: Option<Arc<crate::limit::RateMeter>>,
+    pub response_pace: Option<Arc<weft_engine::limit::RateMeter>>,
     /// Host plugins for `weft serve` (wasmtime's `-Sconfig`, `-Skeyvalue`), bound to the
     /// component named [`SERVE_COMPONENT`]. Workloads bind theirs through `WorkloadExtras`.
-    pub plugins: Option<crate::plugins::BoundPlugins<HostState>>,
+    pub plugins: Option<weft_interfaces::plugins::BoundPlugins<HostState>>,
 }
 
 /// The component name `weft serve`'s plugins are bound to.
@@ -102,9 +102,9 @@ impl Default for HttpOptions {
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             log_prefix: true,
-            max_request_body: crate::limit::DEFAULT_MAX_REQUEST_BODY,
-            max_response_body: crate::limit::DEFAULT_MAX_RESPONSE_BODY,
-            max_resources: crate::limit::DEFAULT_MAX_RESOURCES,
+            max_request_body: weft_engine::limit::DEFAULT_MAX_REQUEST_BODY,
+            max_response_body: weft_engine::limit::DEFAULT_MAX_RESPONSE_BODY,
+            max_resources: weft_engine::limit::DEFAULT_MAX_RESOURCES,
             response_pace: None,
             plugins: None,
         }
@@ -116,8 +116,8 @@ impl Default for HttpOptions {
 #[derive(Clone)]
 pub struct WorkloadExtras {
     pub component: String,
-    pub plugins: crate::plugins::BoundPlugins<HostState>,
-    pub logs: crate::logs::LogSink,
+    pub plugins: weft_interfaces::plugins::BoundPlugins<HostState>,
+    pub logs: weft_engine::logs::LogSink,
     /// The imports the workload's service satisfies (forwarded into its instance).
     pub service: Option<crate::svccall::ServiceImports>,
 }
@@ -282,7 +282,7 @@ impl HttpService {
         let mut request = request;
         let tracer = request
             .extensions_mut()
-            .remove::<crate::outbound::RequestTracer>()
+            .remove::<weft_interfaces::outbound::RequestTracer>()
             .map(|t| t.0);
         let fate = FateSlot::default();
         let result = self
@@ -567,7 +567,10 @@ impl WorkerState for Worker {
     type StoreData = HostState;
     /// The slot that learns the serving instance's fate, and the ingress request's tracer
     /// (for the spans of its outgoing requests).
-    type RequestData = (FateSlot, Option<Arc<dyn crate::outbound::OutgoingTracer>>);
+    type RequestData = (
+        FateSlot,
+        Option<Arc<dyn weft_interfaces::outbound::OutgoingTracer>>,
+    );
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         if self.fate.retired_at_deadline() || total >= self.reuse {
@@ -636,9 +639,9 @@ mod tests {
     use weft_manifest::Manifest;
 
     use super::*;
-    use crate::logs::LogSink;
-    use crate::plugins::BoundPlugins;
-    use crate::plugins::keyvalue::MAX_VALUE_BYTES;
+    use weft_engine::logs::LogSink;
+    use weft_interfaces::plugins::BoundPlugins;
+    use weft_interfaces::plugins::keyvalue::MAX_VALUE_BYTES;
 
     /// A name no other test uses (memory stores are process-wide by owner).
     fn unique(prefix: &str) -> String {
@@ -734,8 +737,8 @@ mod tests {
             return;
         };
         let engine = WeftEngine::new(&Default::default()).unwrap();
-        let loaded = crate::load::load(&engine, &wasm, None).unwrap();
-        let crate::load::Compiled::Component(component) = loaded.compiled else {
+        let loaded = weft_engine::load::load(&engine, &wasm, None).unwrap();
+        let weft_engine::load::Compiled::Component(component) = loaded.compiled else {
             panic!("kv-counter.wasm is not a component");
         };
         let dir = tempfile::tempdir().unwrap();

@@ -9,13 +9,13 @@ use wasmtime::component::{Component, Val};
 use weft_inspect::{LinkPlan, Provider};
 use weft_manifest::Manifest;
 
-use crate::cache::CompileCache;
 use crate::compose::{self, Strategy};
-use crate::engine::WeftEngine;
 use crate::link::{Wired, base_linker, base_linker_p2, linking_engine, plain_store};
 use crate::plan::{load_components, needed_by, plan_manifest, service_from_image};
 use crate::run::RunError;
-use crate::world::find_export;
+use weft_engine::cache::CompileCache;
+use weft_engine::engine::WeftEngine;
+use weft_engine::world::find_export;
 
 /// Which component of a workload exports the function a `--invoke` call names: the one that no
 /// other component imports from when several do.

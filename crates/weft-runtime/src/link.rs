@@ -17,12 +17,12 @@ use wasmtime::component::{
 use wasmtime::{Engine, Store};
 use weft_inspect::{LinkPlan, PlanError, Provider};
 
-pub use crate::link_slots::LinkSlots;
-use crate::link_slots::{crosses_handles, define_proxy, forward};
 use crate::plan::needed_by;
 /// Planning moved to `plan.rs`; these names stay here for existing callers.
 pub use crate::plan::{host_prefixes, plan_component, plan_manifest, service_from_image};
 use crate::state::HostState;
+pub use weft_interfaces::link_slots::LinkSlots;
+use weft_interfaces::link_slots::{crosses_handles, define_proxy, forward};
 
 /// Why components could not be linked at run time.
 #[derive(Debug, thiserror::Error)]
@@ -341,9 +341,9 @@ impl Linked {
 
 /// An engine for run-time linked components: on-demand allocation, no component-model
 /// concurrency (so no WASI 0.3 components).
-pub fn linking_engine() -> wasmtime::Result<crate::engine::WeftEngine> {
-    crate::engine::WeftEngine::new(&crate::engine::EngineOptions {
-        allocator: crate::engine::AllocatorChoice::OnDemand,
+pub fn linking_engine() -> wasmtime::Result<weft_engine::engine::WeftEngine> {
+    weft_engine::engine::WeftEngine::new(&weft_engine::engine::EngineOptions {
+        allocator: weft_engine::engine::AllocatorChoice::OnDemand,
         max_memory_bytes: None,
         no_concurrency: true,
         ..Default::default()
@@ -395,7 +395,7 @@ pub use crate::state::plain_store;
 /// A linker with the host interfaces a workload's components may import outside HTTP serving.
 pub fn base_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
-    crate::wasi::add_to_linker(&mut linker)?;
+    weft_interfaces::wasi::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -11,10 +11,10 @@ use wasmtime::component::Component;
 use weft_inspect::{LinkPlan, PlanComponent, PlanError, PlanService, Provider};
 use weft_manifest::Manifest;
 
-use crate::cache::CompileCache;
-use crate::engine::WeftEngine;
-use crate::load::{self, Compiled};
-use crate::world::{self, WorldKind};
+use weft_engine::cache::CompileCache;
+use weft_engine::engine::WeftEngine;
+use weft_engine::load::{self, Compiled};
+use weft_engine::world::{self, WorldKind};
 
 /// Interfaces every component may import: their capabilities are handles the host hands out
 /// (no preopens unless volumes are mounted, no socket address allowed, only the granted
@@ -173,7 +173,7 @@ pub fn service_from_image(manifest: &Manifest) -> Result<Option<PlanService>, Pl
             svc.name, svc.image
         ))
     })?;
-    let bytes = crate::load::read_wasm(&path)
+    let bytes = weft_engine::load::read_wasm(&path)
         .map_err(|e| service(format!("spec.service ({}): {e}", svc.name)))?;
     let info = weft_inspect::inspect(&bytes).map_err(|e| {
         service(format!(
@@ -190,7 +190,7 @@ pub fn service_from_image(manifest: &Manifest) -> Result<Option<PlanService>, Pl
 
 /// The plan's view of a compiled component.
 pub fn plan_component(engine: &Engine, name: &str, component: &Component) -> PlanComponent {
-    let ifaces = crate::world::interfaces(engine, component);
+    let ifaces = weft_engine::world::interfaces(engine, component);
     PlanComponent {
         name: name.to_string(),
         imports: ifaces.imports,

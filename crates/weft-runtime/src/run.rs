@@ -7,14 +7,14 @@ use wasmtime::component::{Component, Val};
 use wasmtime::{Module, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::allow::AllowedHosts;
-use crate::engine::WeftEngine;
-use crate::load::{Compiled, Loaded};
 use crate::state::{CliRunState, OutgoingHttp};
-use crate::wasi::WasiGrants;
-use crate::world::{self, WorldKind};
+use weft_engine::engine::WeftEngine;
+use weft_engine::load::{Compiled, Loaded};
+use weft_engine::world::{self, WorldKind};
 /// Moved to `world.rs`; these names stay here for existing callers.
-pub use crate::world::{explain_unsatisfied, find_export};
+pub use weft_engine::world::{explain_unsatisfied, find_export};
+use weft_interfaces::wasi::WasiGrants;
+use weft_policy::allow::AllowedHosts;
 
 /// Interfaces `weft run` provides to components (every version it links).
 pub const RUN_PROVIDES: &[&str] = &[
@@ -239,7 +239,7 @@ pub fn cli_linker(
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
-    crate::p3client::add_p3_client_override(&mut linker)?;
+    weft_interfaces::p3client::add_p3_client_override(&mut linker)?;
     Ok(linker)
 }
 

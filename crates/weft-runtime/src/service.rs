@@ -24,13 +24,13 @@ use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{ExpirationError, Prepared, Proxy};
 
 use crate::admission::{self, HandleError};
-use crate::logs::LogSink;
-use crate::net::VirtualNet;
-use crate::plugins::BoundPlugins;
 use crate::state::{HostState, OutgoingHttp};
-use crate::stdio::{Output, SinkStream};
 use crate::svccall::{ServiceCall, ServiceCalls};
-use crate::wasi::WasiGrants;
+use weft_engine::logs::LogSink;
+use weft_interfaces::net::VirtualNet;
+use weft_interfaces::plugins::BoundPlugins;
+use weft_interfaces::stdio::{Output, SinkStream};
+use weft_interfaces::wasi::WasiGrants;
 
 /// First restart delay; doubles per restart.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -115,7 +115,7 @@ pub struct FrontOptions {
     pub max_request_body: u64,
     pub max_response_body: u64,
     /// Paces response bodies (see `HttpOptions::response_pace`).
-    pub response_pace: Option<Arc<crate::limit::RateMeter>>,
+    pub response_pace: Option<Arc<weft_engine::limit::RateMeter>>,
 }
 
 impl FrontOptions {
@@ -125,8 +125,8 @@ impl FrontOptions {
             request_timeout,
             max_concurrency: max_concurrency.max(1),
             queue_timeout: admission::DEFAULT_QUEUE_TIMEOUT,
-            max_request_body: crate::limit::DEFAULT_MAX_REQUEST_BODY,
-            max_response_body: crate::limit::DEFAULT_MAX_RESPONSE_BODY,
+            max_request_body: weft_engine::limit::DEFAULT_MAX_REQUEST_BODY,
+            max_response_body: weft_engine::limit::DEFAULT_MAX_RESPONSE_BODY,
             response_pace: None,
         }
     }
@@ -209,7 +209,7 @@ impl Runner {
         pre: InstancePre<HostState>,
         front: bool,
     ) -> Result<Runner, ServiceError> {
-        let ifaces = crate::world::interfaces(engine, component);
+        let ifaces = weft_engine::world::interfaces(engine, component);
         let has = |prefix: &str| ifaces.exports.iter().any(|e| e.starts_with(prefix));
         let exports = || {
             if ifaces.exports.is_empty() {
@@ -270,7 +270,7 @@ impl ServiceHandle {
         vnet: Arc<VirtualNet>,
     ) -> Result<ServiceHandle, ServiceError> {
         let mut linker = Linker::new(engine);
-        crate::wasi::add_to_linker(&mut linker)
+        weft_interfaces::wasi::add_to_linker(&mut linker)
             .map_err(|e| ServiceError::Link(format!("{e:#}")))?;
         spec.plugins
             .add_to_linker(&mut linker)

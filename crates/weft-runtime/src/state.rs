@@ -10,14 +10,14 @@ use wasmtime::{Engine, Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::allow::AllowedHosts;
-use crate::limit::Limiter;
-use crate::link_slots::{LinkSlots, LinkView};
-use crate::net::{NetStore, NetView};
-pub use crate::outbound::OutgoingHttp;
-use crate::p3client::HasOutgoing;
-use crate::plugins::{PluginCtx, PluginInstances, PluginView};
-use crate::wasi::WasiGrants;
+use weft_engine::limit::Limiter;
+use weft_interfaces::link_slots::{LinkSlots, LinkView};
+use weft_interfaces::net::{NetStore, NetView};
+pub use weft_interfaces::outbound::OutgoingHttp;
+use weft_interfaces::p3client::HasOutgoing;
+use weft_interfaces::plugins::{PluginCtx, PluginInstances, PluginView};
+use weft_interfaces::wasi::WasiGrants;
+use weft_policy::allow::AllowedHosts;
 
 /// Store data for `weft run`: WASI for components (preview 1 modules run as components through
 /// the preview 1 adapter, see `load.rs`), plus outgoing wasi:http behind the allow-list.

@@ -292,7 +292,7 @@ pub struct ServiceImports {
     pub timeout: Duration,
     /// Where a failed call is reported, under the importing component's name (a P2 HTTP
     /// handler's trap reaches its client only as a 500).
-    pub logs: Option<(crate::logs::LogSink, String)>,
+    pub logs: Option<(weft_engine::logs::LogSink, String)>,
 }
 
 impl ServiceImports {
@@ -384,7 +384,7 @@ struct Forward {
     calls: Arc<ServiceCalls>,
     slot: usize,
     timeout: Duration,
-    logs: Option<(crate::logs::LogSink, String)>,
+    logs: Option<(weft_engine::logs::LogSink, String)>,
 }
 
 impl Forward {
@@ -517,7 +517,7 @@ mod tests {
 
     /// Checks a component importing `x:y/z@1.0.0` with the instance type `body`.
     fn check(body: &str) -> Result<(), String> {
-        let engine = crate::engine::WeftEngine::new(&Default::default()).expect("engine");
+        let engine = weft_engine::engine::WeftEngine::new(&Default::default()).expect("engine");
         let wat = format!(r#"(component (import "x:y/z@1.0.0" (instance {body})))"#);
         let bytes = wat::parse_str(&wat).expect("wat");
         let component = Component::new(engine.engine(), &bytes).expect("component");

@@ -23,13 +23,13 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use weft_messaging::{Bus, Message, Stats};
 
-use crate::logs::LogSink;
-use crate::plugins::BoundPlugins;
-use crate::plugins::messaging::BrokerMessage;
-use crate::plugins::messaging::bindings::{MessagingHandler, MessagingHandlerPre};
 use crate::state::{HostState, OutgoingHttp};
-use crate::stdio::{Output, SinkStream};
-use crate::wasi::WasiGrants;
+use weft_engine::logs::LogSink;
+use weft_interfaces::plugins::BoundPlugins;
+use weft_interfaces::plugins::messaging::BrokerMessage;
+use weft_interfaces::plugins::messaging::bindings::{MessagingHandler, MessagingHandlerPre};
+use weft_interfaces::stdio::{Output, SinkStream};
+use weft_interfaces::wasi::WasiGrants;
 
 /// The exported interface that makes a component a message handler.
 pub const HANDLER_EXPORT: &str = "wasmcloud:messaging/handler@0.2.0";
@@ -86,7 +86,7 @@ impl Trigger {
         bus: Arc<dyn Bus>,
     ) -> Result<Trigger, String> {
         let mut linker = Linker::new(engine);
-        crate::wasi::add_to_linker(&mut linker).map_err(|e| format!("{e:#}"))?;
+        weft_interfaces::wasi::add_to_linker(&mut linker).map_err(|e| format!("{e:#}"))?;
         plugins
             .add_to_linker(&mut linker)
             .map_err(|e| format!("{e:#}"))?;

@@ -8,21 +8,21 @@ use std::time::{Duration, SystemTime};
 
 use weft_manifest::Manifest;
 
-use crate::allow::AllowedHosts;
-use crate::cache::CompileCache;
-use crate::engine::WeftEngine;
 use crate::http::{HandleError, HttpOptions, HttpService, WorkloadExtras};
-use crate::load::{self, Compiled};
-use crate::logs::LogSink;
-use crate::net::{NetPolicy, Role, SocketBudget, VirtualNet};
 use crate::plan::PlanningError;
 /// Component loading moved to `plan.rs`; these names stay here for existing callers.
 pub use crate::plan::{BASE_INTERFACES, ComponentInfo, LoadedComponents, load_components};
-use crate::plugins::BoundPlugins;
 use crate::service::{FrontOptions, ServiceHandle, ServiceSpec};
 use crate::state::{HostState, OutgoingHttp};
-use crate::wasi::{DirGrant, WasiGrants};
-use crate::world;
+use weft_engine::cache::CompileCache;
+use weft_engine::engine::WeftEngine;
+use weft_engine::load::{self, Compiled};
+use weft_engine::logs::LogSink;
+use weft_engine::world;
+use weft_interfaces::net::{NetPolicy, Role, SocketBudget, VirtualNet};
+use weft_interfaces::plugins::BoundPlugins;
+use weft_interfaces::wasi::{DirGrant, WasiGrants};
+use weft_policy::allow::AllowedHosts;
 
 /// A route from the `wasi:http` `incoming-handler` grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub enum DeployError {
         message: String,
     },
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
-    Plugins(Vec<crate::plugins::PluginError>),
+    Plugins(Vec<weft_interfaces::plugins::PluginError>),
 }
 
 impl From<PlanningError> for DeployError {
@@ -79,7 +79,7 @@ pub struct WorkloadDefaults {
     /// after a burst of `limit::response_burst`; `None`: unpaced.
     pub response_rate: Option<u64>,
     /// Sustained linear-memory growth per component, bytes per second, past each instance's
-    /// free allowance (`crate::limit::RateMeter`); `None`: unmetered.
+    /// free allowance (`weft_engine::limit::RateMeter`); `None`: unmetered.
     pub memory_growth_rate: Option<u64>,
 }
 
@@ -93,10 +93,10 @@ impl Default for WorkloadDefaults {
         WorkloadDefaults {
             timeout: DEFAULT_TIMEOUT,
             memory_bytes: DEFAULT_MEMORY_BYTES,
-            max_sockets: crate::net::DEFAULT_WORKLOAD_SOCKETS,
-            socket_rate: Some(crate::net::DEFAULT_SOCKET_RATE),
-            response_rate: Some(crate::limit::DEFAULT_WORKLOAD_RESPONSE_RATE),
-            memory_growth_rate: Some(crate::limit::DEFAULT_GROWTH_RATE),
+            max_sockets: weft_interfaces::net::DEFAULT_WORKLOAD_SOCKETS,
+            socket_rate: Some(weft_interfaces::net::DEFAULT_SOCKET_RATE),
+            response_rate: Some(weft_engine::limit::DEFAULT_WORKLOAD_RESPONSE_RATE),
+            memory_growth_rate: Some(weft_engine::limit::DEFAULT_GROWTH_RATE),
         }
     }
 }
@@ -537,7 +537,7 @@ fn start_trigger(
         spec,
         plugins.clone(),
         ctx.logs.clone(),
-        crate::plugins::messaging::host_bus(),
+        weft_interfaces::plugins::messaging::host_bus(),
     )
     .map(Some)
     .map_err(err)
@@ -565,7 +565,7 @@ fn check_grants(
         if covered_by_base || covered_by_http || granted {
             continue;
         }
-        let hint = match crate::plugins::grant_for(import) {
+        let hint = match weft_interfaces::plugins::grant_for(import) {
             Some((ns, pkg, iface)) if weft_manifest::known_host_interface(&ns, &pkg).is_some() => {
                 match manifest
                     .spec
@@ -610,14 +610,16 @@ pub(crate) struct WorkloadMeters {
     /// Live sockets and socket creations.
     budget: Arc<SocketBudget>,
     /// Response-body bytes, when paced (`WorkloadDefaults::response_rate`).
-    egress: Option<Arc<crate::limit::RateMeter>>,
+    egress: Option<Arc<weft_engine::limit::RateMeter>>,
 }
 
 impl WorkloadMeters {
     fn new(defaults: &WorkloadDefaults) -> Self {
         WorkloadMeters {
             budget: SocketBudget::new(defaults.max_sockets, defaults.socket_rate),
-            egress: defaults.response_rate.and_then(crate::limit::response_pace),
+            egress: defaults
+                .response_rate
+                .and_then(weft_engine::limit::response_pace),
         }
     }
 }
@@ -688,7 +690,7 @@ fn http_options(
         // One meter per component version, shared by all its instances; a full bucket lets
         // one instance grow to its memory limit at once.
         growth: defaults.memory_growth_rate.map(|rate| {
-            Arc::new(crate::limit::RateMeter::new(
+            Arc::new(weft_engine::limit::RateMeter::new(
                 rate,
                 max_memory,
                 std::time::Instant::now(),

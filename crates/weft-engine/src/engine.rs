@@ -59,12 +59,12 @@ pub enum AllocatorChoice {
 pub struct EngineOptions {
     pub allocator: AllocatorChoice,
     /// Largest linear memory any instance may grow to, in bytes (the per-store limit is applied
-    /// on top of this by [`crate::wasi::WasiGrants::store_limits`]). `None`: wasmtime's default
+    /// on top of this by `weft_interfaces::wasi::WasiGrants::store_limits`). `None`: wasmtime's default
     /// (4 GiB).
     pub max_memory_bytes: Option<u64>,
     /// Build the engine without component-model concurrency (no WASI 0.3, no
     /// `run_concurrent`): what run-time linking of components needs, because its forwarding
-    /// host functions call into another instance with `call_async` (see `crate::link`).
+    /// host functions call into another instance with `call_async` (see `weft_runtime::link`).
     pub no_concurrency: bool,
     /// Let Cranelift inline across core modules: a call between fused components then goes
     /// through an adapter that is compiled into the caller (see "Calls across components" in

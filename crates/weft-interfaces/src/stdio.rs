@@ -77,14 +77,14 @@ impl PrefixedStream {
 pub struct SinkStream(Arc<Mutex<SinkWriter>>);
 
 struct SinkWriter {
-    sink: crate::logs::LogSink,
+    sink: weft_engine::logs::LogSink,
     component: Arc<str>,
     stream: &'static str,
     partial: Vec<u8>,
 }
 
 impl SinkStream {
-    pub fn new(sink: crate::logs::LogSink, component: &str, output: Output) -> Self {
+    pub fn new(sink: weft_engine::logs::LogSink, component: &str, output: Output) -> Self {
         SinkStream(Arc::new(Mutex::new(SinkWriter {
             sink,
             component: component.into(),
@@ -103,7 +103,7 @@ impl SinkStream {
         };
         for piece in bytes.split_inclusive(|b| *b == b'\n') {
             w.partial.extend_from_slice(piece);
-            let full = piece.ends_with(b"\n") || w.partial.len() >= crate::logs::MAX_LINE;
+            let full = piece.ends_with(b"\n") || w.partial.len() >= weft_engine::logs::MAX_LINE;
             if full {
                 let line = String::from_utf8_lossy(&w.partial).into_owned();
                 w.partial.clear();

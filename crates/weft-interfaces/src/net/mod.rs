@@ -41,7 +41,7 @@ use weft_policy::sockets::{
     Denial, DenyReason, LookupVerdict, SocketRules, SocketUse, Verdict, decide, decide_lookup,
 };
 
-use crate::logs::LogSink;
+use weft_engine::logs::LogSink;
 
 /// The `wasi:sockets` package version wasmtime-wasi 48 defines (guests' 0.2.x imports match it).
 const P2_SOCKETS: &str = "0.2.12";
@@ -145,7 +145,7 @@ pub struct SocketBudget {
     live: AtomicUsize,
     limit: usize,
     /// Socket creations per second, with a burst of `limit` (`None`: unmetered).
-    creations: Option<crate::limit::RateMeter>,
+    creations: Option<weft_engine::limit::RateMeter>,
 }
 
 static HOST_SOCKETS: AtomicUsize = AtomicUsize::new(0);
@@ -173,7 +173,11 @@ impl SocketBudget {
             live: AtomicUsize::new(0),
             limit,
             creations: rate.map(|r| {
-                crate::limit::RateMeter::new(r, limit.max(1) as u64, std::time::Instant::now())
+                weft_engine::limit::RateMeter::new(
+                    r,
+                    limit.max(1) as u64,
+                    std::time::Instant::now(),
+                )
             }),
         })
     }

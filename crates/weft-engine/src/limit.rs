@@ -38,7 +38,7 @@ pub const FREE_GROWTH_PER_STORE: u64 = 8 << 20;
 /// - bytes of linear-memory growth, per component version: growth past each store's free
 ///   allowance takes tokens; a store that finds too few waits (asynchronously, inside
 ///   `memory.grow`) until the bucket would have them;
-/// - socket creations, per workload (`crate::net::SocketBudget`): a guest that opens sockets
+/// - socket creations, per workload (`weft_interfaces::net::SocketBudget`): a guest that opens sockets
 ///   faster than the rate waits inside `create-tcp-socket` / `create-udp-socket`.
 ///
 /// The balance may go negative: later takers queue behind earlier ones, so N concurrent

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 use weft_manifest::{HostInterface, Manifest};
 
-use crate::logs::LogSink;
+use weft_engine::logs::LogSink;
 
 pub mod config;
 pub mod keyvalue;
@@ -215,7 +215,7 @@ impl<T: PluginView + 'static> BoundPlugins<T> {
 /// The interfaces a plugin-provided import needs granted, by package. Used to explain an
 /// ungranted import: `wasi:keyvalue/store@0.2.0-draft` -> (`wasi`, `keyvalue`, `store`).
 pub fn grant_for(import: &str) -> Option<(String, String, String)> {
-    let (base, _) = crate::world::split_version(import);
+    let (base, _) = weft_engine::world::split_version(import);
     let (pkg, iface) = base.split_once('/')?;
     let (ns, package) = pkg.split_once(':')?;
     Some((ns.to_string(), package.to_string(), iface.to_string()))

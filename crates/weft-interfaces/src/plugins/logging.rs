@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 use super::{BindContext, Binding, HostPlugin, PluginError, PluginInstances, PluginView};
-use crate::logs::LogSink;
+use weft_engine::logs::LogSink;
 
 mod bindings {
     wasmtime::component::bindgen!({

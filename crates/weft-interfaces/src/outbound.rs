@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-use crate::allow::{AllowedHosts, Scheme};
+use weft_policy::allow::{AllowedHosts, Scheme};
 
 /// How long a connection may take when the guest sets no timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

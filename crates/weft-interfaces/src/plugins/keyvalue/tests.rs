@@ -10,7 +10,7 @@ use super::backend::lock;
 use super::memory::MemoryStore;
 use super::redb::{REDB_STORES, table};
 use super::*;
-use crate::logs::LogSink;
+use weft_engine::logs::LogSink;
 
 /// A store type with what the plugins need (the runtime's store has more).
 struct TestStore {

@@ -14,7 +14,7 @@ use weft_messaging::{Bus, BusError, InProcessBus, Message, Stats};
 use weft_policy::messaging::SubjectGrants;
 
 use super::{BindContext, Binding, HostPlugin, PluginError, PluginInstances, PluginView};
-use crate::logs::LogSink;
+use weft_engine::logs::LogSink;
 
 pub mod bindings {
     wasmtime::component::bindgen!({

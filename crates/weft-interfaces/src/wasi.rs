@@ -85,7 +85,7 @@ pub struct WasiGrants {
     /// Socket rules (`localResources.sockets`); `None` with `inherit_network` false: no network.
     pub sockets: Option<Arc<NetPolicy>>,
     /// The component's meter on linear-memory growth (`None`: unmetered).
-    pub growth: Option<Arc<crate::limit::RateMeter>>,
+    pub growth: Option<Arc<weft_engine::limit::RateMeter>>,
     /// With `inherit_network`: parts of the host's network left out (wasmtime's `-Stcp=n`,
     /// `-Sudp=n`, `-Sallow-ip-name-lookup=n`).
     pub network_off: NetworkOff,
@@ -147,8 +147,8 @@ impl WasiGrants {
     }
 
     /// The store limiter these grants imply: [`Self::store_limits`] and the growth meter.
-    pub fn limiter(&self) -> crate::limit::Limiter {
-        crate::limit::Limiter::new(self.store_limits(), self.growth.clone())
+    pub fn limiter(&self) -> weft_engine::limit::Limiter {
+        weft_engine::limit::Limiter::new(self.store_limits(), self.growth.clone())
     }
 
     /// The store limits these grants imply.
