@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -14,6 +14,7 @@ use weft_runtime::WasiBody;
 use weft_runtime::cache::CompileCache;
 use weft_runtime::engine::WeftEngine;
 use weft_runtime::logs::LogSink;
+use weft_runtime::outbound::{CALLER_HEADER, InternalDirectory, InternalRefusal, InternalResponse};
 use weft_runtime::workload::{DeployContext, Workload, WorkloadDefaults};
 use weft_stats::{HostStats, WorkloadStats};
 
@@ -102,6 +103,45 @@ pub struct Host {
     stats: HostStats,
     events: Mutex<VecDeque<DeployEvent>>,
     started: SystemTime,
+    /// The directory other workloads' in-memory calls go through (`NAME.weft.internal`).
+    internal: Arc<dyn InternalDirectory>,
+}
+
+/// In-memory calls between this host's workloads (docs/messaging.md): a call to
+/// `NAME.weft.internal` is served by workload `NAME`'s current version, with the same
+/// accounting and error pages as a request through the ingress.
+struct Directory {
+    host: Weak<Host>,
+}
+
+impl InternalDirectory for Directory {
+    fn call(
+        &self,
+        target: &str,
+        request: http::Request<WasiBody>,
+    ) -> Result<InternalResponse, InternalRefusal> {
+        let host = self.host.upgrade().ok_or(InternalRefusal::NoSuchWorkload)?;
+        let (workload, logs, stats) = {
+            let state = host.read();
+            let entry = state
+                .workloads
+                .get(target)
+                .ok_or(InternalRefusal::NoSuchWorkload)?;
+            let workload = entry
+                .current
+                .clone()
+                .ok_or(InternalRefusal::NoSuchWorkload)?;
+            if !workload.accepts_internal_calls() {
+                return Err(InternalRefusal::NotAccepted);
+            }
+            (workload, entry.logs.clone(), entry.stats.clone())
+        };
+        Ok(Box::pin(async move {
+            let id = RequestId::of(&request);
+            host.serve(&id, Instant::now(), &workload, &logs, &stats, request)
+                .await
+        }))
+    }
 }
 
 impl Host {
@@ -129,7 +169,7 @@ impl Host {
         })?;
         let store = DesiredState::open(&data_dir.join("state.redb"))
             .map_err(|e| HostError::Store(e.to_string()))?;
-        Ok(Arc::new(Host {
+        Ok(Arc::new_cyclic(|host| Host {
             engine,
             cache,
             defaults,
@@ -141,6 +181,7 @@ impl Host {
             stats: HostStats::default(),
             events: Mutex::new(VecDeque::with_capacity(DEPLOY_EVENTS)),
             started: SystemTime::now(),
+            internal: Arc::new(Directory { host: host.clone() }),
         }))
     }
 
@@ -285,6 +326,7 @@ impl Host {
         let cache = self.cache.clone();
         let defaults = self.defaults;
         let data_dir = self.data_dir.clone();
+        let internal = self.internal.clone();
         let m = manifest.clone();
         let deploy_logs = logs.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -294,6 +336,7 @@ impl Host {
                 cache: cache.as_ref(),
                 data_dir,
                 logs: deploy_logs,
+                internal: Some(internal),
             };
             Workload::deploy(&ctx, &m)
         })
@@ -487,6 +530,9 @@ impl Host {
     /// the route table. Errors get short, generic bodies with the request id; the details go
     /// to the log, the workload's logs and the admin API.
     pub async fn handle(&self, request: http::Request<WasiBody>) -> http::Response<WasiBody> {
+        let mut request = request;
+        // Only the host writes it, on in-memory calls between workloads; a client cannot.
+        request.headers_mut().remove(CALLER_HEADER);
         let id = RequestId::of(&request);
         let start = Instant::now();
         let admitted = match crate::front::admit(&request) {
@@ -511,7 +557,6 @@ impl Host {
             (target, workload, state.routes.clone())
         };
         // Spans only when an OTLP endpoint is configured (docs/observability.md).
-        let mut request = request;
         let trace = crate::trace::enabled().then(|| {
             let ingress = crate::trace::ingress_span(&request, host.as_deref());
             let handle = workload.as_ref().map(|(w, _, _)| {
@@ -545,6 +590,31 @@ impl Host {
             }
             return response;
         };
+        let response = self
+            .serve(&id, start, &workload, &logs, &stats, request)
+            .await;
+        let status = response.status().as_u16();
+        if let Some((ingress, handle)) = trace {
+            if let Some(handle) = handle {
+                crate::trace::end_with_status(&handle, status);
+            }
+            crate::trace::end_with_status(&ingress, status);
+        }
+        response
+    }
+
+    /// Serves a routed request (from the ingress, or in memory from another workload) with
+    /// `workload`: its errors become short generic pages with the request id, the details go
+    /// to the logs and the admin API; the workload's counters are updated.
+    async fn serve(
+        &self,
+        id: &RequestId,
+        start: Instant,
+        workload: &Workload,
+        logs: &LogSink,
+        stats: &WorkloadStats,
+        request: http::Request<WasiBody>,
+    ) -> http::Response<WasiBody> {
         let response = {
             let _in_flight = stats.in_flight.track();
             match workload.handle(request).await {
@@ -559,20 +629,13 @@ impl Host {
                         &format!("request {id}: {} {detail}", status.as_u16()),
                     );
                     self.failures
-                        .record(&id, status, Some(workload.name()), &detail);
-                    crate::server::error_response(&err, &id)
+                        .record(id, status, Some(workload.name()), &detail);
+                    crate::server::error_response(&err, id)
                 }
             }
         };
-        let status = response.status().as_u16();
-        stats.requests.inc(status);
+        stats.requests.inc(response.status().as_u16());
         stats.latency.observe(start.elapsed());
-        if let Some((ingress, handle)) = trace {
-            if let Some(handle) = handle {
-                crate::trace::end_with_status(&handle, status);
-            }
-            crate::trace::end_with_status(&ingress, status);
-        }
         response
     }
 }

@@ -13,6 +13,12 @@
 //!
 //! Redirects are not followed by the host: a 3xx goes back to the guest, and a request the guest
 //! sends to the new location is checked like any other.
+//!
+//! A host in the reserved name space `NAME.weft.internal` (`weft_policy::internal`) never
+//! reaches DNS or a socket: with an allow rule that names the space, the request is handed in
+//! memory to workload `NAME` on this host through the [`InternalDirectory`] the host installed
+//! ([`InternalCaller`]); without one, or for a name that is no workload, it fails
+//! (docs/messaging.md, "In-memory HTTP between workloads").
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -30,7 +36,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
+use weft_engine::logs::LogSink;
 use weft_policy::allow::{AllowedHosts, Scheme};
+use weft_policy::internal::InternalHost;
 
 /// How long a connection may take when the guest sets no timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -291,6 +299,8 @@ pub struct OutgoingHttp {
     /// The tracer of the request this store handles now (set when the request starts; with
     /// concurrent reuse, the most recently started one), if traces are exported.
     pub tracer: Option<Arc<dyn OutgoingTracer>>,
+    /// In-memory calls to the host's other workloads; `None` outside `weft up`.
+    pub internal: Option<InternalCaller>,
 }
 
 impl OutgoingHttp {
@@ -298,8 +308,157 @@ impl OutgoingHttp {
         OutgoingHttp {
             outbound: Arc::new(Outbound::new(Arc::new(allowed))),
             tracer: None,
+            internal: None,
         }
     }
+
+    /// With in-memory calls to the host's workloads (`NAME.weft.internal`).
+    pub fn with_internal(mut self, internal: Option<InternalCaller>) -> Self {
+        self.internal = internal;
+        self
+    }
+
+    /// Whether the allow-list lets a request to `uri` go out (by name; the connector checks the
+    /// resolved addresses again). A `NAME.weft.internal` host needs a rule naming that space.
+    pub fn admits(&self, uri: &Uri) -> bool {
+        admits(self.outbound.allowed(), uri)
+    }
+}
+
+/// [`OutgoingHttp::admits`] over an allow-list.
+pub fn admits(allowed: &AllowedHosts, uri: &Uri) -> bool {
+    match destination(uri) {
+        Some((scheme, host, port))
+            if weft_policy::internal::classify(&host) != InternalHost::External =>
+        {
+            weft_policy::internal::allows(allowed, scheme, &host, port)
+        }
+        _ => allowed.allows_uri(uri),
+    }
+}
+
+/// A request URI's scheme (https when absent, as wasi:http), host (without brackets) and port.
+fn destination(uri: &Uri) -> Option<(Scheme, String, u16)> {
+    let scheme = match uri.scheme_str() {
+        None => Scheme::Https,
+        Some(s) => Scheme::parse(s)?,
+    };
+    let authority = uri.authority()?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_string();
+    let port = authority.port_u16().unwrap_or(match scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    });
+    Some((scheme, host, port))
+}
+
+/// A response on its way from another workload's handler.
+pub type InternalResponse = Pin<Box<dyn Future<Output = http::Response<WasiBody>> + Send>>;
+
+/// Why the host did not hand an in-memory call to a workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InternalRefusal {
+    /// No workload of that name runs on this host.
+    NoSuchWorkload,
+    /// The workload runs here but does not accept in-memory calls (`config.internal: deny`).
+    NotAccepted,
+}
+
+/// The host's directory of workloads for in-memory calls, implemented above this crate
+/// (weft-host knows the workloads; this crate only knows the trait).
+pub trait InternalDirectory: Send + Sync {
+    /// Starts serving `request` (already prepared by [`prepare_internal_request`]) with
+    /// workload `target`'s handler. Errors of the handler come back as responses (5xx with a
+    /// request id, as through the ingress); only the lookup can refuse.
+    fn call(
+        &self,
+        target: &str,
+        request: http::Request<WasiBody>,
+    ) -> Result<InternalResponse, InternalRefusal>;
+}
+
+/// What a workload's stores need for in-memory calls: the directory, and who is calling.
+#[derive(Clone)]
+pub struct InternalCaller {
+    pub directory: Arc<dyn InternalDirectory>,
+    /// `NAMESPACE/NAME` of the calling workload: the `weft-caller` header the target sees.
+    pub caller: Arc<str>,
+    /// The calling workload's log buffer: refusals are logged there with their fix.
+    pub logs: LogSink,
+}
+
+impl std::fmt::Debug for InternalCaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalCaller")
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The header naming the calling workload (`NAMESPACE/NAME`) on an in-memory call. The host
+/// sets it; the ingress removes it from external requests, so the target can trust it.
+pub const CALLER_HEADER: &str = "weft-caller";
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), which a proxy does not forward.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Makes `request` look as an HTTP/1.1 client's would after the ingress: the target in origin
+/// form (`/PATH?QUERY`), `Host` set to the authority the caller wrote, hop-by-hop headers (and
+/// any header `Connection` names) removed, and [`CALLER_HEADER`] set to `caller`, replacing
+/// whatever the guest wrote.
+pub fn prepare_internal_request(
+    mut request: http::Request<WasiBody>,
+    caller: &str,
+) -> Result<http::Request<WasiBody>, Error> {
+    let authority = request
+        .uri()
+        .authority()
+        .cloned()
+        .ok_or(Error::HttpRequestUriInvalid)?;
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *request.uri_mut() = Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
+    let headers = request.headers_mut();
+    let named: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
+    headers.remove(http::header::HOST);
+    let host = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    headers.insert(http::header::HOST, host);
+    let caller = http::HeaderValue::from_str(caller).map_err(|_| Error::HttpRequestUriInvalid)?;
+    headers.insert(CALLER_HEADER, caller);
+    Ok(request)
 }
 
 /// Traces the outgoing requests made while handling one ingress request: the host implements it
@@ -339,16 +498,50 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
             > + Send,
     > {
         drop(fut);
-        if !self.outbound.allowed().allows_uri(request.uri()) {
+        if !self.admits(request.uri()) {
             let uri = request.uri().clone();
             tracing::warn!(
                 %uri,
                 "outgoing HTTP request denied: no allowed host matches (grant it with --allow-host HOST:PORT)"
             );
+            if let Some(internal) = &self.internal {
+                let hint = match request.uri().host().map(weft_policy::internal::classify) {
+                    Some(InternalHost::Workload(name)) => format!(
+                        " (hint: add `{name}.weft.internal` or `*.weft.internal` to \
+                         localResources.allowedHosts; `*` does not reach other workloads)"
+                    ),
+                    _ => " (hint: add the host to localResources.allowedHosts)".to_string(),
+                };
+                internal.logs.push(
+                    "weft",
+                    "outgoing-http",
+                    &format!("request to {uri} denied: no allow rule matches{hint}"),
+                );
+            }
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let mut request = request;
         let span = self.tracer.as_ref().map(|t| t.start(&mut request));
+        let target = request.uri().host().map(weft_policy::internal::classify);
+        if let Some(target) = target.filter(|t| *t != InternalHost::External) {
+            let internal = self.internal.clone();
+            return Box::new(async move {
+                let first_byte = options
+                    .and_then(|o| o.first_byte_timeout)
+                    .unwrap_or(FIRST_BYTE_TIMEOUT);
+                let result = call_internal(internal, target, request, first_byte).await;
+                if let Some(span) = span {
+                    span.end(match &result {
+                        Ok(r) => Ok(r.status().as_u16()),
+                        Err(e) => Err(format!("{e:?}")),
+                    });
+                }
+                Ok((
+                    result?,
+                    Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+                ))
+            });
+        }
         let outbound = Arc::clone(&self.outbound);
         Box::new(async move {
             let result = outbound.send(request, options).await;
@@ -364,5 +557,130 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
                 Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+/// Hands a request for `NAME.weft.internal` to the host's directory, logging refusals on the
+/// caller's log with their fix.
+async fn call_internal(
+    internal: Option<InternalCaller>,
+    target: InternalHost,
+    request: http::Request<WasiBody>,
+    first_byte: Duration,
+) -> Result<http::Response<WasiBody>, Error> {
+    let uri = request.uri().clone();
+    let Some(internal) = internal else {
+        tracing::warn!(%uri, "in-memory call refused: this process has no workload directory (NAME.weft.internal is served by `weft up`)");
+        return Err(Error::DestinationNotFound);
+    };
+    let refuse = |code: Error, why: &str| {
+        internal.logs.push(
+            "weft",
+            "outgoing-http",
+            &format!("in-memory call to {uri} refused: {why}"),
+        );
+        Err(code)
+    };
+    let name = match target {
+        InternalHost::Workload(name) => name,
+        _ => {
+            return refuse(
+                Error::DestinationNotFound,
+                "not a workload name (hint: call http://NAME.weft.internal/ with NAME a \
+                 workload's metadata.name)",
+            );
+        }
+    };
+    let request = prepare_internal_request(request, &internal.caller)?;
+    let response = match internal.directory.call(&name, request) {
+        Ok(r) => r,
+        Err(InternalRefusal::NoSuchWorkload) => {
+            return refuse(
+                Error::DestinationNotFound,
+                &format!("no workload `{name}` runs on this host (hint: `weft get workloads`)"),
+            );
+        }
+        Err(InternalRefusal::NotAccepted) => {
+            return refuse(
+                Error::ConnectionRefused,
+                &format!(
+                    "workload `{name}` does not accept in-memory calls (hint: set `internal: \
+                     allow` or `internal: only` in the config of its wasi:http grant)"
+                ),
+            );
+        }
+    };
+    tokio::time::timeout(first_byte, response)
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> WasiBody {
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+
+    #[test]
+    fn internal_requests_look_like_ingress_requests() {
+        let request = http::Request::builder()
+            .uri("http://Orders.weft.internal:8080/a/b?x=1")
+            .header("connection", "keep-alive, x-secret")
+            .header("x-secret", "drop me")
+            .header("keep-alive", "timeout=5")
+            .header("transfer-encoding", "chunked")
+            .header("weft-caller", "forged/by-guest")
+            .header("host", "elsewhere.example")
+            .header("x-kept", "yes")
+            .body(empty())
+            .expect("request");
+        let out = prepare_internal_request(request, "default/front").expect("prepared");
+        assert_eq!(out.uri(), "/a/b?x=1");
+        let h = out.headers();
+        assert_eq!(h["host"], "Orders.weft.internal:8080");
+        assert_eq!(h["weft-caller"], "default/front");
+        assert_eq!(h.get_all("weft-caller").iter().count(), 1);
+        assert_eq!(h["x-kept"], "yes");
+        for gone in ["connection", "x-secret", "keep-alive", "transfer-encoding"] {
+            assert!(h.get(gone).is_none(), "{gone} was forwarded");
+        }
+        let bare = http::Request::builder()
+            .uri("http://b.weft.internal")
+            .body(empty())
+            .expect("request");
+        assert_eq!(
+            prepare_internal_request(bare, "ns/a")
+                .expect("prepared")
+                .uri(),
+            "/"
+        );
+    }
+
+    #[test]
+    fn internal_names_need_a_rule_that_names_them() {
+        let allowed = |rules: &[&str]| AllowedHosts::parse(rules).expect("rules");
+        let uri = |u: &str| u.parse::<Uri>().expect("uri");
+        assert!(!admits(&allowed(&["*"]), &uri("http://b.weft.internal/")));
+        assert!(admits(&allowed(&["*"]), &uri("http://example.com/")));
+        assert!(admits(
+            &allowed(&["b.weft.internal"]),
+            &uri("http://b.weft.internal/")
+        ));
+        assert!(admits(
+            &allowed(&["*.weft.internal"]),
+            &uri("https://b.weft.internal/x")
+        ));
+        assert!(!admits(
+            &allowed(&["*.weft.internal"]),
+            &uri("http://b.weft.internal:81/")
+        ));
+        // Not a workload name: only a rule naming the space admits it (the call is then refused
+        // in memory, never resolved).
+        assert!(!admits(&allowed(&["*"]), &uri("http://a.b.weft.internal/")));
+        assert!(!admits(&allowed(&["*"]), &uri("http://weft.internal/")));
     }
 }

@@ -62,7 +62,7 @@ pub fn precheck(request: &mut Request, outgoing: &OutgoingHttp) -> Precheck {
         .path_and_query("/")
         .build();
     match uri {
-        Ok(uri) if outgoing.outbound.allowed().allows_uri(&uri) => Precheck::Send,
+        Ok(uri) if outgoing.admits(&uri) => Precheck::Send,
         Ok(uri) => {
             tracing::warn!(
                 %uri,

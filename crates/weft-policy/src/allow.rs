@@ -177,6 +177,18 @@ impl HostRule {
 }
 
 impl HostRule {
+    /// The host the rule names, as written (lower-cased; `*` for any host, `*.suffix` for
+    /// subdomains, an IPv6 address without brackets).
+    pub fn host(&self) -> std::borrow::Cow<'_, str> {
+        match &self.host {
+            HostPattern::Any => "*".into(),
+            HostPattern::Subdomains(s) => format!("*.{s}").into(),
+            HostPattern::Exact(h) => h.as_str().into(),
+        }
+    }
+}
+
+impl HostRule {
     /// Whether this rule lets a request for a host it [`allows`](Self::allows) go to `ip`, one
     /// of the addresses the host resolved to (checked again at connect time, so DNS cannot
     /// smuggle a request into a private network):

@@ -6,6 +6,8 @@
 //!   absolute-form target's), or why it is refused;
 //! - [`router`]: which workload an ingress request goes to (Host header + path prefix);
 //! - [`allow`]: which `scheme://host:port` a guest may send outgoing HTTP requests to;
+//! - [`internal`]: the reserved `NAME.weft.internal` names of in-memory HTTP between workloads,
+//!   and which allow rules reach them;
 //! - [`sockets`]: which `wasi:sockets` connect/bind/lookup a guest may do, and where a
 //!   redirect rule sends it;
 //! - [`messaging`]: NATS subjects and patterns, the wildcard matcher, and which subjects a
@@ -15,6 +17,7 @@
 
 pub mod allow;
 pub mod ingress;
+pub mod internal;
 pub mod messaging;
 pub mod oci;
 pub mod router;

@@ -86,6 +86,9 @@ pub struct HttpOptions {
     /// Host plugins for `weft serve` (wasmtime's `-Sconfig`, `-Skeyvalue`), bound to the
     /// component named [`SERVE_COMPONENT`]. Workloads bind theirs through `WorkloadExtras`.
     pub plugins: Option<weft_interfaces::plugins::BoundPlugins<HostState>>,
+    /// In-memory calls to the host's other workloads (`NAME.weft.internal`); `None` outside
+    /// `weft up`.
+    pub internal: Option<weft_interfaces::outbound::InternalCaller>,
 }
 
 /// The component name `weft serve`'s plugins are bound to.
@@ -107,6 +110,7 @@ impl Default for HttpOptions {
             max_resources: weft_engine::limit::DEFAULT_MAX_RESOURCES,
             response_pace: None,
             plugins: None,
+            internal: None,
         }
     }
 }
@@ -249,7 +253,8 @@ impl HttpService {
             engine: engine.engine().clone(),
             extras,
             pre,
-            hooks: OutgoingHttp::new(options.allowed_hosts.clone()),
+            hooks: OutgoingHttp::new(options.allowed_hosts.clone())
+                .with_internal(options.internal.clone()),
             reuse: reuse.max(1),
             concurrent_reuse: concurrent_reuse.max(1),
             request_timeout: options.grants.timeout.unwrap_or(Duration::MAX),

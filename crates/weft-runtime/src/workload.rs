@@ -20,6 +20,7 @@ use weft_engine::load::{self, Compiled};
 use weft_engine::logs::LogSink;
 use weft_engine::world;
 use weft_interfaces::net::{NetPolicy, Role, SocketBudget, VirtualNet};
+use weft_interfaces::outbound::{InternalCaller, InternalDirectory};
 use weft_interfaces::plugins::BoundPlugins;
 use weft_interfaces::wasi::{DirGrant, WasiGrants};
 use weft_policy::allow::AllowedHosts;
@@ -110,6 +111,9 @@ pub struct DeployContext<'a> {
     pub data_dir: PathBuf,
     /// The workload's log buffer, kept across versions.
     pub logs: LogSink,
+    /// The host's directory of workloads for in-memory calls (`NAME.weft.internal`); `None`
+    /// refuses them (docs/messaging.md).
+    pub internal: Option<Arc<dyn InternalDirectory>>,
 }
 
 /// A running workload version.
@@ -251,6 +255,7 @@ impl Workload {
                     vnet: vnet.as_ref().map(|v| (v, Role::Component)),
                     defaults: &ctx.defaults,
                     meters: &meters,
+                    internal: internal_caller(ctx, manifest),
                 },
             )
             .map_err(&err)?;
@@ -273,8 +278,13 @@ impl Workload {
             http = Some((Front::Components(service), HttpRoute { host, path }));
         }
 
+        // `internal: only`: served to the host's other workloads in memory, no ingress route.
+        let routed = http_grant
+            .and_then(|g| g.http_incoming_config())
+            .is_none_or(|c| c.internal.routed());
         let (http, routes) = match http {
-            Some((service, route)) => (Some(service), vec![route]),
+            Some((service, route)) if routed => (Some(service), vec![route]),
+            Some((service, _)) => (Some(service), Vec::new()),
             None => {
                 if http_grant.is_some_and(|g| g.grants("incoming-handler")) {
                     return Err(DeployError::Invalid(
@@ -333,6 +343,17 @@ impl Workload {
     /// The service, if the workload has one.
     pub fn service(&self) -> Option<&ServiceHandle> {
         self.service.as_ref()
+    }
+
+    /// Whether other workloads on the host may call this one in memory (`config.internal` of
+    /// its `wasi:http` grant is `allow` or `only`).
+    pub fn accepts_internal_calls(&self) -> bool {
+        self.http.is_some()
+            && self
+                .manifest
+                .host_interface("wasi", "http")
+                .and_then(|g| g.http_incoming_config())
+                .is_some_and(|c| c.internal.accepts())
     }
 
     /// Handles one incoming HTTP request.
@@ -509,6 +530,7 @@ fn start_trigger(
             vnet: None,
             defaults: &ctx.defaults,
             meters,
+            internal: internal_caller(ctx, manifest),
         },
     )
     .map_err(&err)?;
@@ -527,7 +549,8 @@ fn start_trigger(
         max_message_bytes: config.max_message_bytes as usize,
         timeout: options.grants.timeout.unwrap_or(ctx.defaults.timeout),
         max_invocations: c.max_invocations.max(1) as usize,
-        hooks: OutgoingHttp::new(options.allowed_hosts.clone()),
+        hooks: OutgoingHttp::new(options.allowed_hosts.clone())
+            .with_internal(options.internal.clone()),
         max_resources: options.max_resources,
         grants: options.grants,
     };
@@ -603,6 +626,19 @@ struct HostSide<'a> {
     vnet: Option<(&'a Arc<VirtualNet>, Role)>,
     defaults: &'a WorkloadDefaults,
     meters: &'a WorkloadMeters,
+    /// In-memory calls to the host's other workloads, if the host offers them.
+    internal: Option<InternalCaller>,
+}
+
+/// What the workload's outgoing HTTP needs for in-memory calls, if the host offers them.
+fn internal_caller(ctx: &DeployContext<'_>, manifest: &Manifest) -> Option<InternalCaller> {
+    let directory = ctx.internal.clone()?;
+    let m = &manifest.metadata;
+    Some(InternalCaller {
+        directory,
+        caller: format!("{}/{}", m.namespace, m.name).into(),
+        logs: ctx.logs.clone(),
+    })
 }
 
 /// What all of one workload's components (and its service) draw from together.
@@ -636,6 +672,7 @@ fn http_options(
         vnet,
         defaults,
         meters,
+        internal,
     } = host;
     let res = &c.local_resources;
     let mut dirs = Vec::new();
@@ -713,6 +750,7 @@ fn http_options(
         },
         log_prefix: false,
         response_pace: meters.egress.clone(),
+        internal,
         ..HttpOptions::default()
     })
 }
@@ -798,6 +836,7 @@ fn prepare_service(
             vnet: Some((vnet, Role::Service)),
             defaults: &ctx.defaults,
             meters,
+            internal: internal_caller(ctx, manifest),
         },
     )
     .map_err(&err)?;
@@ -811,7 +850,8 @@ fn prepare_service(
     let spec = ServiceSpec {
         name: svc.name.clone(),
         front,
-        outgoing: OutgoingHttp::new(options.allowed_hosts.clone()),
+        outgoing: OutgoingHttp::new(options.allowed_hosts.clone())
+            .with_internal(options.internal.clone()),
         grants: options.grants,
         plugins: plugins.clone(),
         logs: ctx.logs.clone(),

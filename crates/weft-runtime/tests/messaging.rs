@@ -63,6 +63,7 @@ async fn deploy(name: &str, config: &str) -> (Workload, LogSink) {
             cache: None,
             data_dir,
             logs: ctx_logs,
+            internal: None,
         };
         Workload::deploy(&ctx, &m)
     })

@@ -51,6 +51,7 @@ async fn deploy() -> Workload {
             cache: None,
             data_dir: data,
             logs: LogSink::new("bench"),
+            internal: None,
         };
         Workload::deploy(&ctx, &m)
     })
