@@ -9,6 +9,9 @@
 #   WEFT_ARGS="--allocator on-demand" WASMTIME_ARGS="-W epoch-interruption" bash benches/load.sh
 #   NO_BUILD=1 bash benches/load.sh      # use the weft binary already in $CARGO_TARGET_DIR
 #   WEFT=/tmp/weft bash benches/load.sh  # benchmark a copy of the binary (others may rebuild)
+#   WEFT=/tmp/weft-new BASELINE=/tmp/weft-old bash benches/load.sh
+#                                        # A/B: another weft binary in wasmtime's place (a
+#                                        # refactor's "no speed lost"; wasmtime is not needed)
 #
 # Raw per-round lines go to stderr (and to $RESULTS if set) as
 # "guest server round req/s p50_ms p99_ms cpu_us_per_req" (server CPU time, user + system,
@@ -42,7 +45,10 @@ if ! bash tests/fixtures/build-guests.sh "$guests" >&2; then
     exit 1
   fi
 fi
-if ! "$wasmtime_root/bin/wasmtime" --version 2>/dev/null | grep -q "48.0.8"; then
+BASELINE="${BASELINE:-}"
+if [ -n "$BASELINE" ]; then
+  [ -x "$BASELINE" ] || { echo "BASELINE=$BASELINE is not an executable weft binary" >&2; exit 1; }
+elif ! "$wasmtime_root/bin/wasmtime" --version 2>/dev/null | grep -q "48.0.8"; then
   echo "installing wasmtime-cli 48.0.8 into $wasmtime_root (one-off, several minutes)" >&2
   cargo install wasmtime-cli --version 48.0.8 --locked --root "$wasmtime_root" >&2
 fi
@@ -59,6 +65,8 @@ start_server() { # name component port log -> sets server_pid
   case "$name" in
     # shellcheck disable=SC2086
     weft) "$weft" serve --addr "127.0.0.1:$port" --no-logging-prefix $WEFT_ARGS "$comp" 2>"$log" >/dev/null & ;;
+    # shellcheck disable=SC2086
+    baseline) "$BASELINE" serve --addr "127.0.0.1:$port" --no-logging-prefix $WEFT_ARGS "$comp" 2>"$log" >/dev/null & ;;
     # shellcheck disable=SC2086
     wasmtime-p2) "$wasmtime" serve $WASMTIME_ARGS --addr "127.0.0.1:$port" "$comp" 2>"$log" >/dev/null & ;;
     # shellcheck disable=SC2086
@@ -125,6 +133,7 @@ for label in $CASES; do
     p3) comp="$guests/p3-service.wasm" wt=wasmtime-p3 ;;
     *) echo "unknown case $label (expected p2 or p3)" >&2; exit 1 ;;
   esac
+  [ -n "$BASELINE" ] && wt=baseline
   for round in $(seq 1 "$ROUNDS"); do
     for server in weft "$wt"; do
       port=$((port + 1))
@@ -136,33 +145,34 @@ for label in $CASES; do
   done
 done
 
-python3 - "$results" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$THREADS" <<'PY'
+python3 - "$results" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$THREADS" "${BASELINE:+baseline}" <<'PY'
 import statistics, sys, collections
-path, rounds, dur, conns, threads = sys.argv[1:]
+path, rounds, dur, conns, threads, base = sys.argv[1:]
+other = base or "wasmtime"
 rows = collections.defaultdict(list)
 for line in open(path):
     label, server, _round, rps, p50, p99, cpu = line.split()
     rows[(label, server)].append((float(rps), float(p50), float(p99), float(cpu)))
 names = {"p2": "P2 http-hello", "p3": "P3 p3-service"}
 print(f"\nwrk -t{threads} -c{conns} -d{dur}s, median of {rounds} alternating rounds, 127.0.0.1\n")
-print("| guest | server | req/s | req/s min-max | p50 ms | p99 ms | server CPU us/req | weft/wasmtime req/s | weft/wasmtime p99 | weft/wasmtime CPU/req |")
+print(f"| guest | server | req/s | req/s min-max | p50 ms | p99 ms | server CPU us/req | weft/{other} req/s | weft/{other} p99 | weft/{other} CPU/req |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label in ["p2", "p3"]:
     med, spread = {}, {}
-    for server in ["weft", "wasmtime"]:
+    for server in ["weft", other]:
         vals = rows.get((label, server))
         if not vals:
             continue
         med[server] = tuple(statistics.median(v[i] for v in vals) for i in range(4))
         spread[server] = (min(v[0] for v in vals), max(v[0] for v in vals))
-    for server in ["weft", "wasmtime"]:
+    for server in ["weft", other]:
         if server not in med:
             continue
         rps, p50, p99, cpu = med[server]
-        both = server == "weft" and "wasmtime" in med
-        ratio = f"{rps / med['wasmtime'][0]:.2f}x" if both else ""
-        p99r = f"{p99 / med['wasmtime'][2]:.2f}x" if both else ""
-        cpur = f"{cpu / med['wasmtime'][3]:.2f}x" if both else ""
+        both = server == "weft" and other in med
+        ratio = f"{rps / med[other][0]:.2f}x" if both else ""
+        p99r = f"{p99 / med[other][2]:.2f}x" if both else ""
+        cpur = f"{cpu / med[other][3]:.2f}x" if both else ""
         lo, hi = spread[server]
         print(f"| {names[label]} | {server} | {rps:.0f} | {lo:.0f}-{hi:.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | {ratio} | {p99r} | {cpur} |")
 PY

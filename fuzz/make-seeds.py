@@ -145,6 +145,10 @@ def main():
           "req https api.example.com 443\nreq http API.Example.com 443\nreq https evil.com 443\n"
           "req http 127.0.0.1 8081\nreq https a.svc.local 443\nreq https svc.local 443\n"
           "req https xsvc.local 443\nuri http://127.0.0.1:8081/x\nuri api.example.com\n")
+    # In-memory HTTP: the reserved NAME.weft.internal space (weft_policy::internal).
+    write("allow", "rule *.weft.internal\nrule b.weft.internal:*\nrule *\nrule *.internal\n"
+          "req http b.weft.internal 80\nreq https A-1.WEFT.Internal. 443\nreq http weft.internal 80\n"
+          "req http a.b.weft.internal 80\nreq http xweft.internal 80\nreq http -a.weft.internal 80\n")
     write("allow", "rule 127.0.0.1:9000\nrule [::1]:9000\nuri http://127.0.0.1:9000/x\n"
           "uri http://[::1]:9000/\nuri /relative\nuri ftp://127.0.0.1:9000/\nreq http ::1 9000\n")
     write("allow", "rule \nrule ftp://x.com\nrule x.com:0\nrule x.com:99999\nrule x.com/path\n"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults (no other server): builds weft and the example guests, then
 #   bash scripts/demo.sh          runs `weft up` with examples/hello, examples/kv-counter,
-#                                 examples/auth-middleware and examples/pipeline
+#                                 examples/auth-middleware, examples/pipeline, examples/in-memory
+#                                 and examples/transform (on the host's in-process bus)
 #                                 (ingress http://127.0.0.1:8080/, admin API 127.0.0.1:7870)
 #   bash scripts/demo.sh serve    runs `weft serve examples/hello/hello.wasm` on :8080
 #   bash scripts/demo.sh todo     the flagship demo (examples/todo): starts a throwaway
@@ -22,6 +23,8 @@ cp "$guests/auth-mw.wasm" examples/auth-middleware/auth-mw.wasm
 cp "$guests/http-hello.wasm" examples/auth-middleware/hello.wasm
 cp "$guests/pipe-stage.wasm" examples/pipeline/pipe-stage.wasm
 cp "$guests/p3-service.wasm" examples/pipeline/p3-service.wasm
+cp "$guests/http-hello.wasm" examples/in-memory/hello.wasm
+cp "$guests/msg-transform.wasm" examples/transform/msg-transform.wasm
 cp "$guests/todo-db.wasm" examples/todo/todo-db.wasm
 cp "$guests/todo-http.wasm" examples/todo/todo-http.wasm
 cargo build --release --locked -p weft
@@ -33,9 +36,10 @@ case "${1:-up}" in
     echo "     curl -H 'Host: counter.localhost' http://127.0.0.1:8080/" >&2
     echo "     curl -i -H 'Host: secure.localhost' http://127.0.0.1:8080/   (401 without the token)" >&2
     echo "     curl -H 'Host: pipeline.localhost' --data-binary abc http://127.0.0.1:8080/echo   (cde)" >&2
+    echo "     curl -H 'Host: front.localhost' 'http://127.0.0.1:8080/fetch?url=http://back.weft.internal/headers'   (in memory)" >&2
     exec "$weft" up --http-addr "${WEFT_ADDR:-127.0.0.1:8080}" \
       examples/hello/weft.yaml examples/kv-counter/weft.yaml examples/auth-middleware/weft.yaml \
-      examples/pipeline/weft.yaml ;;
+      examples/pipeline/weft.yaml examples/in-memory/weft.yaml examples/transform/weft.yaml ;;
   todo)
     # shellcheck source=lib/postgres.sh
     source scripts/lib/postgres.sh

@@ -13,11 +13,17 @@
 //! - a parsed rule prints as text that parses back to the same rule;
 //! - the set allows a destination exactly when the reference says some rule allows it (so it
 //!   never allows what no rule allows); an empty set allows nothing;
-//! - `allows_uri` agrees with `allows` on the URI's scheme (https when absent), host and port.
+//! - `allows_uri` agrees with `allows` on the URI's scheme (https when absent), host and port;
+//! - in-memory HTTP (`weft_policy::internal`): `classify` agrees with a naive reference (a
+//!   host is in the reserved space exactly when it is `weft.internal` or ends in
+//!   `.weft.internal`, case-insensitively, trailing dots ignored; it names a workload exactly
+//!   when the rest is one DNS-1123 label); `internal::allows` never allows what `allows`
+//!   refuses, and never through a rule that does not name the space (`*`, `*.internal`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use weft_policy::allow::{AllowedHosts, HostRule, Scheme};
+use weft_policy::internal::{self, InternalHost};
 
 /// Whether the rule text (already known to parse) allows `scheme://host:port`, by the rules in
 /// the module docs, without any precomputation.
@@ -61,6 +67,31 @@ fn reference(rule: &str, scheme: Scheme, host: &str, port: u16) -> bool {
         host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
     } else {
         host == rule_host
+    }
+}
+
+/// A naive reference for `internal::classify`.
+fn internal_reference(host: &str) -> InternalHost {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    if h == "weft.internal" {
+        return InternalHost::Invalid;
+    }
+    match h.strip_suffix(".weft.internal") {
+        None => InternalHost::External,
+        Some(label) => {
+            let ok = !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-');
+            if ok {
+                InternalHost::Workload(label.to_string())
+            } else {
+                InternalHost::Invalid
+            }
+        }
     }
 }
 
@@ -130,6 +161,27 @@ fuzz_target!(|data: &[u8]| {
             "denies {s:?}://{host}:{port} although a rule allows it: {good:?}"
         );
         assert!(!empty.allows(*s, host, *port));
+
+        let class = internal::classify(host);
+        assert_eq!(class, internal_reference(host), "classify({host:?})");
+        let internal_ok = internal::allows(&set, *s, host, *port);
+        if internal_ok {
+            assert!(
+                allowed,
+                "internal::allows {host:?} which the allow-list refuses"
+            );
+            assert!(
+                set.rules().iter().any(|r| {
+                    let h = r.host();
+                    (h == "*.weft.internal"
+                        || matches!(internal::classify(&h), InternalHost::Workload(_)))
+                        && r.allows(*s, host, *port)
+                }),
+                "internal::allows {host:?} through no rule naming the space: {good:?}"
+            );
+        }
+        let wide = AllowedHosts::parse(&["*", "*.internal"]).expect("rules");
+        assert!(!internal::allows(&wide, *s, host, *port));
     }
     for u in &uris {
         let Ok(uri) = u.parse::<http::Uri>() else {

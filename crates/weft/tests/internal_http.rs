@@ -124,3 +124,25 @@ fn workloads_call_each_other_in_memory_when_both_opt_in() {
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(up.get("front.localhost", "/").status, 200);
 }
+
+/// `examples/in-memory/weft.yaml` (two workloads in one file) as its README says.
+#[test]
+fn the_in_memory_example_works_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("examples/in-memory/weft.yaml")).unwrap();
+    let file = dir.path().join("weft.yaml");
+    std::fs::write(&file, text).unwrap();
+    let up = Up::start(&dir.path().join("data"));
+    up.deploy_ok(&file);
+    let r = fetch(&up, "front", "http://back.weft.internal/headers");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text()
+            .to_ascii_lowercase()
+            .contains("weft-caller: default/front"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(up.get("back.localhost", "/").status, 404);
+}

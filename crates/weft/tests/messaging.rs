@@ -152,3 +152,43 @@ fn messaging_over_nats_queue_group_across_two_hosts() {
     a.stop();
     b.stop();
 }
+
+/// `examples/transform/weft.yaml` as its README says, on `weft up --nats` with a real
+/// nats-server: `hello` on orders.new comes out as `HELLO` on out.new.
+#[test]
+fn the_transform_example_works_as_documented() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        guest("msg-transform.wasm"),
+        dir.path().join("msg-transform.wasm"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(repo_root().join("examples/transform/weft.yaml")).unwrap();
+    let file = dir.path().join("weft.yaml");
+    std::fs::write(&file, text).unwrap();
+    let up = Up::start_with(&dir.path().join("data"), &[], &["--nats", &url]);
+    up.deploy_ok(&file);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = nats.client().await;
+        let mut out = client.subscribe("out.new").await.unwrap();
+        client.flush().await.unwrap();
+        // The host subscribes after the deploy returns: publish until the transform answers.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            client.publish("orders.new", "hello".into()).await.unwrap();
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), out.next()).await
+            {
+                assert_eq!(&m.payload[..], b"HELLO");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the transform example answered nothing"
+            );
+        }
+    });
+    up.stop();
+}
