@@ -12,7 +12,7 @@
 #
 # Figures (docs/observability.md, "Are we fast yet", has the record format):
 #   - P2 hello (`http-hello.wasm`) and P3 hello with instance reuse (`p3-service.wasm`):
-#     req/s and p99 of `weft serve`, `wasmtime serve` 48.0.10 and a native hyper hello
+#     req/s and p99 of `weft serve`, `wasmtime serve` 48.0.8 and a native hyper hello
 #     (benches/native-hello), wrk on 127.0.0.1, servers alternating round by round;
 #   - RSS (VmHWM) of each server after the P2 load;
 #   - cold start: process start until the first 200 response, for weft with an empty compile
@@ -28,8 +28,11 @@ repo=$(pwd)
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/weft"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache_root/target}"
 guests="${WEFT_GUESTS_DIR:-$cache_root/guests}"
-wasmtime_version="${WASMTIME_VERSION:-48.0.10}"
-wasmtime_root="${WASMTIME_ROOT:-$cache_root/wasmtime}"
+# wasmtime-cli 48.0.8: the newest 48.x CLI on crates.io (the 48.0.9/48.0.10 security releases
+# published the library crates weft builds on, not the CLI), installed in the same place as
+# benches/load.sh's so one install serves both.
+wasmtime_version="${WASMTIME_VERSION:-48.0.8}"
+wasmtime_root="${WASMTIME_ROOT:-$cache_root/wasmtime-cli}"
 short="${AWFY_SHORT:-0}"
 if [ "$short" = 1 ]; then
   ROUNDS="${ROUNDS:-1}" DURATION="${DURATION:-3}" WARMUP="${WARMUP:-1}" COLD_RUNS="${COLD_RUNS:-3}"
