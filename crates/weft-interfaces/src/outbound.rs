@@ -215,20 +215,7 @@ impl tower_service::Service<Uri> for Connector {
 
 impl Connector {
     async fn connect(self, uri: Uri) -> Result<Conn, ConnectError> {
-        let scheme = match uri.scheme_str() {
-            Some(s) => Scheme::parse(s).ok_or(ConnectError::Uri)?,
-            None => Scheme::Https,
-        };
-        let raw_host = uri.host().ok_or(ConnectError::Uri)?;
-        let host = raw_host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(raw_host)
-            .to_string();
-        let port = uri.port_u16().unwrap_or(match scheme {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
-        });
+        let (scheme, host, port) = destination(&uri).ok_or(ConnectError::Uri)?;
         let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => match tokio::time::timeout(
