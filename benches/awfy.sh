@@ -232,7 +232,8 @@ if [ "$short" != 1 ] && [ "${AWFY_CRITERION:-1}" = 1 ]; then
     est=$(find "$CARGO_TARGET_DIR/criterion" -path "*cross-component-call*add/$shape/new/estimates.json" | head -1)
     [ -n "$est" ] || { say "no criterion estimate for $shape"; exit 1; }
     # An iteration is 10 000 calls (benches/linking.rs, CALLS).
-    python3 -c 'import json,sys; print("call", sys.argv[2], 1, f"{json.load(open(sys.argv[1]))["median"]["point_estimate"] / 10000:.2f}")' "$est" "$shape" | tee -a "$results" >&2
+    # (No nested quotes in an f-string: Debian's python3 is 3.11.)
+    python3 -c 'import json,sys; e = json.load(open(sys.argv[1])); print("call", sys.argv[2], 1, "%.2f" % (e["median"]["point_estimate"] / 10000))' "$est" "$shape" | tee -a "$results" >&2
   done
 fi
 loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)
