@@ -136,10 +136,25 @@ impl InternalDirectory for Directory {
             }
             (workload, entry.logs.clone(), entry.stats.clone())
         };
+        // The caller's `http.client` span wrote the request's traceparent: the target's
+        // `workload.handle` span continues that trace (docs/observability.md).
+        let mut request = request;
+        let span = crate::trace::enabled().then(|| {
+            let cx = crate::trace::internal_call_span(&request, workload.name());
+            request
+                .extensions_mut()
+                .insert(crate::trace::HandleTracer::for_request(&cx));
+            cx
+        });
         Ok(Box::pin(async move {
             let id = RequestId::of(&request);
-            host.serve(&id, Instant::now(), &workload, &logs, &stats, request)
-                .await
+            let response = host
+                .serve(&id, Instant::now(), &workload, &logs, &stats, request)
+                .await;
+            if let Some(cx) = span {
+                crate::trace::end_with_status(&cx, response.status().as_u16());
+            }
+            response
         }))
     }
 }

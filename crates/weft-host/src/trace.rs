@@ -176,6 +176,34 @@ pub fn ingress_span(
     parent.with_span(span)
 }
 
+/// The `workload.handle` span of an in-memory call from another workload
+/// (`NAME.weft.internal`): a server span whose parent is the caller's `http.client` span, read
+/// from the `traceparent` the caller's tracer wrote into the request.
+pub fn internal_call_span(
+    request: &http::Request<weft_runtime::WasiBody>,
+    workload: &str,
+) -> Context {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+    let tracer = global::tracer(TRACER);
+    let caller = request
+        .headers()
+        .get(weft_runtime::outbound::CALLER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let span = tracer
+        .span_builder("workload.handle")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("http.request.method", request.method().as_str().to_string()),
+            KeyValue::new("url.path", request.uri().path().to_string()),
+            KeyValue::new("weft.workload", workload.to_string()),
+            KeyValue::new("weft.caller", caller),
+        ])
+        .start_with_context(&tracer, &parent);
+    parent.with_span(span)
+}
+
 /// A child span of `parent` named `name`.
 pub fn child_span(parent: &Context, name: &'static str, kind: SpanKind) -> Context {
     let tracer = global::tracer(TRACER);

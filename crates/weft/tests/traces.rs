@@ -474,3 +474,73 @@ fn outgoing_requests_get_a_client_span_and_carry_its_traceparent() {
     );
     up.stop();
 }
+
+/// An in-memory call between two workloads (`NAME.weft.internal`) stays in one trace: the
+/// caller's `http.client` span is the parent of the target's `workload.handle` span.
+#[test]
+fn in_memory_calls_continue_the_callers_trace() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(
+        &dir.path().join("data"),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+        &["--otlp-endpoint", &format!("http://{}", receiver.addr)],
+    );
+    let hello = guest("http-hello.wasm");
+    let workload = |name: &str, allowed: &str, internal: &str| {
+        format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: {name}\nspec:\n  components:\n    - name: app\n      image: {}\n      localResources:\n        allowedHosts: [{allowed}]\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler, outgoing-handler], config: {{ host: {name}.localhost, path: /, internal: {internal} }} }}\n",
+            hello.display()
+        )
+    };
+    up.deploy_ok(&write(
+        dir.path(),
+        "front",
+        &workload("front", "\"*.weft.internal\"", "deny"),
+    ));
+    up.deploy_ok(&write(dir.path(), "back", &workload("back", "", "allow")));
+
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let r = request(
+        up.http,
+        "GET",
+        "/fetch?url=http://back.weft.internal/",
+        &[("Host", "front.localhost"), ("traceparent", &traceparent)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = receiver.wait_for("both workloads' spans", |s| {
+        s.iter()
+            .filter(|r| r.span.name == "workload.handle" && hex(&r.span.trace_id) == TRACE_ID)
+            .count()
+            >= 2
+            && s.iter().any(|r| r.span.name == "http.client")
+    });
+    let in_trace: Vec<&Span> = spans
+        .iter()
+        .map(|r| &r.span)
+        .filter(|s| hex(&s.trace_id) == TRACE_ID)
+        .collect();
+    let client = in_trace
+        .iter()
+        .find(|s| s.name == "http.client")
+        .expect("the caller's client span in the trace");
+    assert_eq!(
+        attr(client, "url.full").as_deref(),
+        Some("http://back.weft.internal/")
+    );
+    let back = in_trace
+        .iter()
+        .find(|s| s.name == "workload.handle" && s.parent_span_id == client.span_id)
+        .expect("the target's workload.handle under the caller's http.client span");
+    assert_eq!(back.kind, 2, "SPAN_KIND_SERVER");
+    assert_eq!(attr(back, "weft.workload").as_deref(), Some("back"));
+    assert_eq!(attr(back, "weft.caller").as_deref(), Some("default/front"));
+    assert_eq!(
+        attr(back, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert!(back.start_time_unix_nano >= client.start_time_unix_nano);
+    assert!(back.end_time_unix_nano <= client.end_time_unix_nano);
+    up.stop();
+}
