@@ -138,6 +138,38 @@ impl weft_runtime::outbound::OutgoingTracer for HandleTracer {
         inject(&cx, request.headers_mut());
         Box::new(ClientSpan(cx))
     }
+
+    fn span(
+        &self,
+        name: &'static str,
+        attributes: &[(&'static str, &str)],
+    ) -> Box<dyn weft_runtime::outbound::HostSpan> {
+        let tracer = global::tracer(TRACER);
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Internal)
+            .with_attributes(
+                attributes
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(*k, v.to_string())),
+            )
+            .start_with_context(&tracer, &self.0);
+        Box::new(InternalSpan(self.0.with_span(span)))
+    }
+}
+
+/// A host-interface call's span (`keyvalue.get`, ...).
+struct InternalSpan(Context);
+
+impl weft_runtime::outbound::HostSpan for InternalSpan {
+    fn end(self: Box<Self>, error: Option<String>) {
+        let span = self.0.span();
+        if let Some(error) = error {
+            span.set_attribute(KeyValue::new("error.type", error.clone()));
+            span.set_status(Status::error(error));
+        }
+        span.end();
+    }
 }
 
 struct ClientSpan(Context);

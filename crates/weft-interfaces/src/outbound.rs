@@ -454,6 +454,14 @@ pub trait OutgoingTracer: Send + Sync {
     /// Starts the client span of `request` and writes its trace-context headers
     /// (`traceparent`) into it, replacing any the guest set.
     fn start(&self, request: &mut http::Request<WasiBody>) -> Box<dyn OutgoingSpan>;
+    /// Starts an internal span named `name` under the request's span, for a host-interface
+    /// call the guest makes while handling it (`keyvalue.get`, ...), with string attributes.
+    fn span(&self, name: &'static str, attributes: &[(&'static str, &str)]) -> Box<dyn HostSpan>;
+}
+
+/// One host-interface call's span, ended with the error the guest gets, if any.
+pub trait HostSpan: Send {
+    fn end(self: Box<Self>, error: Option<String>);
 }
 
 /// One outgoing request's span, ended with the response status or the wasi:http error code

@@ -106,6 +106,7 @@ impl PluginView for HostState {
         PluginCtx {
             instances: &self.plugins,
             table: &mut self.table,
+            tracer: self.hooks.tracer.as_ref(),
         }
     }
 }

@@ -544,3 +544,63 @@ fn in_memory_calls_continue_the_callers_trace() {
     assert!(back.end_time_unix_nano <= client.end_time_unix_nano);
     up.stop();
 }
+
+/// A guest's `wasi:keyvalue` calls are internal spans under its `workload.handle` span, named
+/// by operation, with the bucket but never a key or a value.
+#[test]
+fn keyvalue_calls_are_spans_under_the_workload_span() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(
+        &dir.path().join("data"),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+        &["--otlp-endpoint", &format!("http://{}", receiver.addr)],
+    );
+    up.deploy_ok(&write(
+        dir.path(),
+        "counter",
+        &format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: counter\nspec:\n  components:\n    - name: counter\n      image: {}\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: counter.localhost, path: / }} }}\n    - {{ namespace: wasi, package: keyvalue, interfaces: [store, atomics], config: {{ backend: memory, bucket: tally }} }}\n",
+            guest("kv-counter.wasm").display()
+        ),
+    ));
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let r = request(
+        up.http,
+        "GET",
+        "/",
+        &[("Host", "counter.localhost"), ("traceparent", &traceparent)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = receiver.wait_for("a keyvalue span in the trace", |s| {
+        s.iter()
+            .any(|r| r.span.name.starts_with("keyvalue.") && hex(&r.span.trace_id) == TRACE_ID)
+            && s.iter().any(|r| r.span.name == "workload.handle")
+    });
+    let handle = spans
+        .iter()
+        .map(|r| &r.span)
+        .find(|s| s.name == "workload.handle" && hex(&s.trace_id) == TRACE_ID)
+        .expect("workload.handle in the trace");
+    let kv: Vec<&Span> = spans
+        .iter()
+        .map(|r| &r.span)
+        .filter(|s| s.name.starts_with("keyvalue.") && hex(&s.trace_id) == TRACE_ID)
+        .collect();
+    for s in &kv {
+        assert_eq!(
+            s.parent_span_id, handle.span_id,
+            "{} under workload.handle",
+            s.name
+        );
+        assert_eq!(s.kind, 1, "SPAN_KIND_INTERNAL");
+        assert_eq!(attr(s, "db.namespace").as_deref(), Some("tally"));
+        assert_eq!(
+            attr(s, "db.operation.name"),
+            s.name.strip_prefix("keyvalue.").map(str::to_string)
+        );
+        assert!(s.start_time_unix_nano >= handle.start_time_unix_nano);
+    }
+    up.stop();
+}

@@ -62,6 +62,9 @@ pub struct PluginInstances {
 pub struct PluginCtx<'a> {
     pub instances: &'a PluginInstances,
     pub table: &'a mut ResourceTable,
+    /// The tracer of the request this store handles now, if traces are exported: host
+    /// functions put their calls in spans under it (docs/observability.md).
+    pub tracer: Option<&'a Arc<dyn crate::outbound::OutgoingTracer>>,
 }
 
 /// Implemented by the store type: the plugins reach their per-instance state through it.

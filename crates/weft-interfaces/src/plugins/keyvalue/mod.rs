@@ -54,6 +54,7 @@ pub use self::backend::{
     Entries, KvBackend, KvError, ReadBudget, Start, add_counter, parse_counter, storage,
 };
 use super::{BindContext, Binding, HostPlugin, PluginError, PluginInstances, PluginView};
+use crate::outbound::{HostSpan, OutgoingTracer};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -309,6 +310,7 @@ impl HasData for KeyValue {
 pub struct KeyValueView<'a> {
     instance: Option<&'a Instance>,
     table: &'a mut ResourceTable,
+    tracer: Option<&'a Arc<dyn OutgoingTracer>>,
 }
 
 fn view<T: PluginView>(h: &mut T) -> KeyValueView<'_> {
@@ -316,7 +318,46 @@ fn view<T: PluginView>(h: &mut T) -> KeyValueView<'_> {
     KeyValueView {
         instance: ctx.instances.keyvalue.as_ref(),
         table: ctx.table,
+        tracer: ctx.tracer,
     }
+}
+
+/// A `keyvalue.OP` span for one bucket operation when the request is traced: the operation and
+/// the bucket as attributes, never the keys or values (they may carry secrets).
+fn op_span(
+    tracer: Option<&Arc<dyn OutgoingTracer>>,
+    op: &'static str,
+    bucket: &Bucket,
+) -> Option<Box<dyn HostSpan>> {
+    let name = match op {
+        "get" => "keyvalue.get",
+        "set" => "keyvalue.set",
+        "delete" => "keyvalue.delete",
+        "exists" => "keyvalue.exists",
+        "list-keys" => "keyvalue.list-keys",
+        "increment" => "keyvalue.increment",
+        "get-many" => "keyvalue.get-many",
+        "set-many" => "keyvalue.set-many",
+        "delete-many" => "keyvalue.delete-many",
+        _ => "keyvalue",
+    };
+    tracer.map(|t| {
+        t.span(
+            name,
+            &[("db.operation.name", op), ("db.namespace", &bucket.name)],
+        )
+    })
+}
+
+/// Ends `span` with the operation's outcome and converts the error for the guest.
+fn traced<T>(
+    span: Option<Box<dyn HostSpan>>,
+    result: Result<T, KvError>,
+) -> Result<T, store::Error> {
+    if let Some(span) = span {
+        span.end(result.as_ref().err().map(|e| e.to_string()));
+    }
+    result.map_err(Into::into)
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, store::Error>>;
@@ -336,7 +377,9 @@ impl store::Host for KeyValueView<'_> {
 
 impl store::HostBucket for KeyValueView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> HostResult<Option<Vec<u8>>> {
-        Ok(self.table.get(&bucket)?.get(&key).await.map_err(Into::into))
+        let b = self.table.get(&bucket)?;
+        let span = op_span(self.tracer, "get", b);
+        Ok(traced(span, b.get(&key).await))
     }
 
     async fn set(
@@ -345,30 +388,21 @@ impl store::HostBucket for KeyValueView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> HostResult<()> {
-        Ok(self
-            .table
-            .get(&bucket)?
-            .set(&key, value)
-            .await
-            .map_err(Into::into))
+        let b = self.table.get(&bucket)?;
+        let span = op_span(self.tracer, "set", b);
+        Ok(traced(span, b.set(&key, value).await))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> HostResult<()> {
-        Ok(self
-            .table
-            .get(&bucket)?
-            .delete(&key)
-            .await
-            .map_err(Into::into))
+        let b = self.table.get(&bucket)?;
+        let span = op_span(self.tracer, "delete", b);
+        Ok(traced(span, b.delete(&key).await))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> HostResult<bool> {
-        Ok(self
-            .table
-            .get(&bucket)?
-            .exists(&key)
-            .await
-            .map_err(Into::into))
+        let b = self.table.get(&bucket)?;
+        let span = op_span(self.tracer, "exists", b);
+        Ok(traced(span, b.exists(&key).await))
     }
 
     async fn list_keys(
@@ -376,13 +410,13 @@ impl store::HostBucket for KeyValueView<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> HostResult<store::KeyResponse> {
-        Ok(self
-            .table
-            .get_mut(&bucket)?
-            .list_keys(cursor)
-            .await
-            .map(|(keys, cursor)| store::KeyResponse { keys, cursor })
-            .map_err(Into::into))
+        let b = self.table.get_mut(&bucket)?;
+        let span = op_span(self.tracer, "list-keys", b);
+        let page = b.list_keys(cursor).await;
+        Ok(traced(
+            span,
+            page.map(|(keys, cursor)| store::KeyResponse { keys, cursor }),
+        ))
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -398,12 +432,9 @@ impl atomics::Host for KeyValueView<'_> {
         key: String,
         delta: u64,
     ) -> HostResult<u64> {
-        Ok(self
-            .table
-            .get(&bucket)?
-            .increment(&key, delta)
-            .await
-            .map_err(Into::into))
+        let b = self.table.get(&bucket)?;
+        let span = op_span(self.tracer, "increment", b);
+        Ok(traced(span, b.increment(&key, delta).await))
     }
 }
 
@@ -413,12 +444,9 @@ impl batch::Host for KeyValueView<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> HostResult<Entries> {
-        Ok(self
-            .table
-            .get(&bucket)?
-            .get_many(keys)
-            .await
-            .map_err(Into::into))
+        let b = self.table.get(&bucket)?;
+        let span = op_span(self.tracer, "get-many", b);
+        Ok(traced(span, b.get_many(keys).await))
     }
 
     async fn set_many(
@@ -426,21 +454,15 @@ impl batch::Host for KeyValueView<'_> {
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> HostResult<()> {
-        Ok(self
-            .table
-            .get(&bucket)?
-            .set_many(key_values)
-            .await
-            .map_err(Into::into))
+        let b = self.table.get(&bucket)?;
+        let span = op_span(self.tracer, "set-many", b);
+        Ok(traced(span, b.set_many(key_values).await))
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> HostResult<()> {
-        Ok(self
-            .table
-            .get(&bucket)?
-            .delete_many(keys)
-            .await
-            .map_err(Into::into))
+        let b = self.table.get(&bucket)?;
+        let span = op_span(self.tracer, "delete-many", b);
+        Ok(traced(span, b.delete_many(keys).await))
     }
 }
 

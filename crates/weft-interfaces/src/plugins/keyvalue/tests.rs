@@ -23,8 +23,115 @@ impl PluginView for TestStore {
         super::super::PluginCtx {
             instances: &self.instances,
             table: &mut self.table,
+            tracer: None,
         }
     }
+}
+
+/// Records the spans host functions start: (name, attributes, how it ended: `None` while
+/// open, `Some(error)` once ended).
+#[derive(Default, Clone)]
+struct Recorder(Arc<std::sync::Mutex<Vec<RecordedSpan>>>);
+
+type RecordedSpan = (&'static str, Vec<(String, String)>, Option<Option<String>>);
+
+impl Recorder {
+    fn take(&self) -> Vec<RecordedSpan> {
+        std::mem::take(&mut *self.0.lock().expect("recorder"))
+    }
+}
+
+impl crate::outbound::OutgoingTracer for Recorder {
+    fn start(
+        &self,
+        _: &mut http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> Box<dyn crate::outbound::OutgoingSpan> {
+        unreachable!("keyvalue makes no HTTP requests")
+    }
+    fn span(
+        &self,
+        name: &'static str,
+        attributes: &[(&'static str, &str)],
+    ) -> Box<dyn crate::outbound::HostSpan> {
+        let mut spans = self.0.lock().expect("recorder");
+        let attributes = attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        spans.push((name, attributes, None));
+        Box::new(RecorderSpan(self.clone(), spans.len() - 1))
+    }
+}
+
+struct RecorderSpan(Recorder, usize);
+
+impl crate::outbound::HostSpan for RecorderSpan {
+    fn end(self: Box<Self>, error: Option<String>) {
+        self.0.0.lock().expect("recorder")[self.1].2 = Some(error);
+    }
+}
+
+#[test]
+fn bucket_calls_are_spans_under_the_request_when_traced() {
+    use atomics::Host as _;
+    use store::{Host as _, HostBucket as _};
+    let instance = Instance::new(KvStore::memory_unshared(), "orders");
+    let recorder = Recorder::default();
+    let tracer: Arc<dyn crate::outbound::OutgoingTracer> = Arc::new(recorder.clone());
+    let mut table = ResourceTable::new();
+    let mut v = KeyValueView {
+        instance: Some(&instance),
+        table: &mut table,
+        tracer: Some(&tracer),
+    };
+    let b = now(v.open("default".into())).unwrap().unwrap();
+    let rep = b.rep();
+    let b2 = || Resource::<Bucket>::new_borrow(rep);
+    now(v.set(b2(), "secret-key".into(), b"secret-value".to_vec()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(now(v.increment(b2(), "n".into(), 2)).unwrap().unwrap(), 2);
+    assert!(
+        now(v.get(b2(), "x".repeat(MAX_KEY_BYTES + 1)))
+            .unwrap()
+            .is_err()
+    );
+    let spans = recorder.take();
+    let names: Vec<&str> = spans.iter().map(|s| s.0).collect();
+    assert_eq!(
+        names,
+        ["keyvalue.set", "keyvalue.increment", "keyvalue.get"]
+    );
+    for (name, attributes, ended) in &spans {
+        assert!(
+            attributes.contains(&("db.namespace".into(), "orders".into())),
+            "{name}: {attributes:?}"
+        );
+        let text = format!("{attributes:?}");
+        assert!(
+            !text.contains("secret"),
+            "{name} shows a key or value: {text}"
+        );
+        assert!(ended.is_some(), "{name} was not ended");
+    }
+    assert_eq!(spans[0].2, Some(None), "set succeeded");
+    assert!(
+        matches!(&spans[2].2, Some(Some(e)) if e.contains("MAX_KEY_BYTES")),
+        "the refused get ends with its error: {:?}",
+        spans[2].2
+    );
+
+    // Not traced: no tracer, no spans, same results.
+    let mut v = KeyValueView {
+        instance: Some(&instance),
+        table: &mut table,
+        tracer: None,
+    };
+    assert_eq!(
+        now(v.get(b2(), "secret-key".into())).unwrap().unwrap(),
+        Some(b"secret-value".to_vec())
+    );
+    assert!(recorder.take().is_empty());
 }
 
 /// Runs a bucket or host-function call to completion: the memory and redb backends never wait.
@@ -706,6 +813,7 @@ fn host_functions_through_the_resource_table() {
     let mut v = KeyValueView {
         instance: None,
         table: &mut table,
+        tracer: None,
     };
     assert!(matches!(
         now(v.open("default".into())).unwrap(),
