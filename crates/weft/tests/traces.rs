@@ -214,6 +214,28 @@ fn recording_upstream(n: usize) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
 
+/// `weft up` exporting to `receiver`, with the SDK's batch delay cut to 100 ms.
+fn traced_up(receiver: &Receiver, dir: &std::path::Path) -> Up {
+    Up::start_with(
+        &dir.join("data"),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+        &["--otlp-endpoint", &format!("http://{}", receiver.addr)],
+    )
+}
+
+/// GET `path` at `host` as a traced caller would send it: `traceparent` names [`CALLER_SPAN`]
+/// in [`TRACE_ID`].
+fn traced_get(up: &Up, host: &str, path: &str) -> Response {
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    request(
+        up.http,
+        "GET",
+        path,
+        &[("Host", host), ("traceparent", &traceparent)],
+        b"",
+    )
+}
+
 #[test]
 fn ingress_spans_continue_the_callers_trace_and_parent_the_workload_span() {
     let receiver = Receiver::start();
@@ -364,11 +386,7 @@ fn outgoing_requests_get_a_client_span_and_carry_its_traceparent() {
         .local_addr()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::start_with(
-        &dir.path().join("data"),
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-        &["--otlp-endpoint", &format!("http://{}", receiver.addr)],
-    );
+    let up = traced_up(&receiver, dir.path());
     let manifest = write(
         dir.path(),
         "fetcher",
@@ -481,11 +499,7 @@ fn outgoing_requests_get_a_client_span_and_carry_its_traceparent() {
 fn in_memory_calls_continue_the_callers_trace() {
     let receiver = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::start_with(
-        &dir.path().join("data"),
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-        &["--otlp-endpoint", &format!("http://{}", receiver.addr)],
-    );
+    let up = traced_up(&receiver, dir.path());
     let hello = guest("http-hello.wasm");
     let workload = |name: &str, allowed: &str, internal: &str| {
         format!(
@@ -500,13 +514,10 @@ fn in_memory_calls_continue_the_callers_trace() {
     ));
     up.deploy_ok(&write(dir.path(), "back", &workload("back", "", "allow")));
 
-    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
-    let r = request(
-        up.http,
-        "GET",
+    let r = traced_get(
+        &up,
+        "front.localhost",
         "/fetch?url=http://back.weft.internal/",
-        &[("Host", "front.localhost"), ("traceparent", &traceparent)],
-        b"",
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let spans = receiver.wait_for("both workloads' spans", |s| {
@@ -551,11 +562,7 @@ fn in_memory_calls_continue_the_callers_trace() {
 fn keyvalue_calls_are_spans_under_the_workload_span() {
     let receiver = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
-    let up = Up::start_with(
-        &dir.path().join("data"),
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-        &["--otlp-endpoint", &format!("http://{}", receiver.addr)],
-    );
+    let up = traced_up(&receiver, dir.path());
     up.deploy_ok(&write(
         dir.path(),
         "counter",
@@ -564,14 +571,7 @@ fn keyvalue_calls_are_spans_under_the_workload_span() {
             guest("kv-counter.wasm").display()
         ),
     ));
-    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
-    let r = request(
-        up.http,
-        "GET",
-        "/",
-        &[("Host", "counter.localhost"), ("traceparent", &traceparent)],
-        b"",
-    );
+    let r = traced_get(&up, "counter.localhost", "/");
     assert_eq!(r.status, 200, "{}", r.text());
     let spans = receiver.wait_for("a keyvalue span in the trace", |s| {
         s.iter()
