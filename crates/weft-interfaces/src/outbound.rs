@@ -216,6 +216,7 @@ impl tower_service::Service<Uri> for Connector {
 impl Connector {
     async fn connect(self, uri: Uri) -> Result<Conn, ConnectError> {
         let (scheme, host, port) = destination(&uri).ok_or(ConnectError::Uri)?;
+        let host = host.to_string();
         let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => match tokio::time::timeout(
@@ -316,16 +317,16 @@ impl OutgoingHttp {
 pub fn admits(allowed: &AllowedHosts, uri: &Uri) -> bool {
     match destination(uri) {
         Some((scheme, host, port))
-            if weft_policy::internal::classify(&host) != InternalHost::External =>
+            if weft_policy::internal::classify(host) != InternalHost::External =>
         {
-            weft_policy::internal::allows(allowed, scheme, &host, port)
+            weft_policy::internal::allows(allowed, scheme, host, port)
         }
         _ => allowed.allows_uri(uri),
     }
 }
 
 /// A request URI's scheme (https when absent, as wasi:http), host (without brackets) and port.
-fn destination(uri: &Uri) -> Option<(Scheme, String, u16)> {
+fn destination(uri: &Uri) -> Option<(Scheme, &str, u16)> {
     let scheme = match uri.scheme_str() {
         None => Scheme::Https,
         Some(s) => Scheme::parse(s)?,
@@ -335,8 +336,7 @@ fn destination(uri: &Uri) -> Option<(Scheme, String, u16)> {
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .to_string();
+        .unwrap_or(host);
     let port = authority.port_u16().unwrap_or(match scheme {
         Scheme::Http => 80,
         Scheme::Https => 443,

@@ -322,25 +322,14 @@ fn view<T: PluginView>(h: &mut T) -> KeyValueView<'_> {
     }
 }
 
-/// A `keyvalue.OP` span for one bucket operation when the request is traced: the operation and
-/// the bucket as attributes, never the keys or values (they may carry secrets).
+/// The span `name` (`keyvalue.OP`) for one bucket operation when the request is traced: the
+/// operation and the bucket as attributes, never the keys or values (they may carry secrets).
 fn op_span(
     tracer: Option<&Arc<dyn OutgoingTracer>>,
-    op: &'static str,
+    name: &'static str,
     bucket: &Bucket,
 ) -> Option<Box<dyn HostSpan>> {
-    let name = match op {
-        "get" => "keyvalue.get",
-        "set" => "keyvalue.set",
-        "delete" => "keyvalue.delete",
-        "exists" => "keyvalue.exists",
-        "list-keys" => "keyvalue.list-keys",
-        "increment" => "keyvalue.increment",
-        "get-many" => "keyvalue.get-many",
-        "set-many" => "keyvalue.set-many",
-        "delete-many" => "keyvalue.delete-many",
-        _ => "keyvalue",
-    };
+    let op = name.trim_start_matches("keyvalue.");
     tracer.map(|t| {
         t.span(
             name,
@@ -378,7 +367,7 @@ impl store::Host for KeyValueView<'_> {
 impl store::HostBucket for KeyValueView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> HostResult<Option<Vec<u8>>> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "get", b);
+        let span = op_span(self.tracer, "keyvalue.get", b);
         Ok(traced(span, b.get(&key).await))
     }
 
@@ -389,19 +378,19 @@ impl store::HostBucket for KeyValueView<'_> {
         value: Vec<u8>,
     ) -> HostResult<()> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "set", b);
+        let span = op_span(self.tracer, "keyvalue.set", b);
         Ok(traced(span, b.set(&key, value).await))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> HostResult<()> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "delete", b);
+        let span = op_span(self.tracer, "keyvalue.delete", b);
         Ok(traced(span, b.delete(&key).await))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> HostResult<bool> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "exists", b);
+        let span = op_span(self.tracer, "keyvalue.exists", b);
         Ok(traced(span, b.exists(&key).await))
     }
 
@@ -411,7 +400,7 @@ impl store::HostBucket for KeyValueView<'_> {
         cursor: Option<u64>,
     ) -> HostResult<store::KeyResponse> {
         let b = self.table.get_mut(&bucket)?;
-        let span = op_span(self.tracer, "list-keys", b);
+        let span = op_span(self.tracer, "keyvalue.list-keys", b);
         let page = b.list_keys(cursor).await;
         Ok(traced(
             span,
@@ -433,7 +422,7 @@ impl atomics::Host for KeyValueView<'_> {
         delta: u64,
     ) -> HostResult<u64> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "increment", b);
+        let span = op_span(self.tracer, "keyvalue.increment", b);
         Ok(traced(span, b.increment(&key, delta).await))
     }
 }
@@ -445,7 +434,7 @@ impl batch::Host for KeyValueView<'_> {
         keys: Vec<String>,
     ) -> HostResult<Entries> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "get-many", b);
+        let span = op_span(self.tracer, "keyvalue.get-many", b);
         Ok(traced(span, b.get_many(keys).await))
     }
 
@@ -455,13 +444,13 @@ impl batch::Host for KeyValueView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> HostResult<()> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "set-many", b);
+        let span = op_span(self.tracer, "keyvalue.set-many", b);
         Ok(traced(span, b.set_many(key_values).await))
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> HostResult<()> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "delete-many", b);
+        let span = op_span(self.tracer, "keyvalue.delete-many", b);
         Ok(traced(span, b.delete_many(keys).await))
     }
 }
