@@ -512,3 +512,176 @@ fn frontdoor_advisory_empty_stream_writes() {
         .any(|l| l.contains("panicked") && !l.contains("stderr ["));
     assert!(!panicked, "the host did not panic");
 }
+
+/// A well-behaved request sharing a reused instance with a runaway one: when the runaway one
+/// passes its deadline the instance is retired, and the co-tenant still in it gets a clear 503
+/// with `Retry-After` (`HandleError::Retired`, docs/security.md) at that moment, not a hang
+/// and not a 504 of its own; the next request goes to a fresh instance.
+fn check_co_tenant(addr: SocketAddr, host: &str, timeout: Duration) {
+    // One warm instance, so both requests below are dispatched to it.
+    count(addr, host);
+    let start = Instant::now();
+    let runaway = {
+        let host = host.to_string();
+        std::thread::spawn(move || request(addr, "GET", "/hang", &[("Host", &host)], b"").status)
+    };
+    std::thread::sleep(timeout / 2);
+    // Its own deadline is half a timeout after the runaway's; it would answer after 0.8 of one.
+    let sleep_ms = (timeout.as_millis() * 4 / 5).to_string();
+    let co_tenant = request(
+        addr,
+        "GET",
+        &format!("/sleep?ms={sleep_ms}"),
+        &[("Host", host)],
+        b"",
+    );
+    let at = start.elapsed();
+    assert_eq!(co_tenant.status, 503, "{}", co_tenant.text());
+    assert_eq!(co_tenant.header("retry-after"), Some("1"));
+    assert!(co_tenant.header("x-request-id").is_some());
+    assert!(
+        at >= timeout - Duration::from_millis(50) && at <= timeout + Duration::from_millis(300),
+        "the co-tenant was answered at {at:?}, the runaway's deadline is {timeout:?}"
+    );
+    // The body says nothing about the other request or the instance.
+    let text = co_tenant.text();
+    assert!(
+        !text.contains("hang") && !text.contains("retired"),
+        "{text}"
+    );
+    assert_eq!(runaway.join().unwrap(), 504);
+    let (n, _) = count(addr, host);
+    assert_eq!(n, 1, "a fresh instance after the retirement");
+}
+
+#[test]
+fn frontdoor_deadline_co_tenants_get_503() {
+    let timeout = Duration::from_secs(1);
+    let server = Server::start(&guest("p3-unruly.wasm"), &["--timeout", "1s"]);
+    check_co_tenant(server.addr, "example.com", timeout);
+    let retired = server
+        .drain_stderr()
+        .iter()
+        .any(|l| l.contains("handler instance retired"));
+    assert!(retired, "the instance was retired at the deadline");
+
+    // `weft up` serves one request per instance unless the manifest asks for reuse.
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with_two_tenants(dir.path());
+    let reused = write(
+        dir.path(),
+        "reused.yaml",
+        &manifest(
+            "reused",
+            &guest("p3-unruly.wasm"),
+            "reused.localhost",
+            "      maxInvocations: 100\n      maxConcurrency: 8\n      localResources:\n        timeoutMs: 1000\n",
+        ),
+    );
+    up.deploy_ok(&reused);
+    check_co_tenant(up.http, "reused.localhost", timeout);
+}
+
+/// The exact shape of GHSA-xrvr-8678-5wp8 (a host panic on stream cancel): with a copy in
+/// progress, the guest cancels through the wrong end's handle (`stream.cancel-write` on a read
+/// end, `stream.cancel-read` on a write end). wasmtime 48.0.10 traps the guest instead of
+/// panicking: the request gets a generic 500, the host does not panic, the instance is gone
+/// (the trap poisons it) and the next request is served by a fresh one.
+#[test]
+fn frontdoor_advisory_cancel_through_the_wrong_end() {
+    let server = Server::start(&guest("p3-unruly.wasm"), &["--timeout", "5s"]);
+    assert_eq!(server.get("/count").status, 200);
+    for end in ["read", "write"] {
+        let mut stream = TcpStream::connect(server.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The head only (end=read): the body read is still pending when it is cancelled.
+        stream
+            .write_all(
+                format!("POST /cancel-wrong-end?end={end} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(status_of(&out), Some(500), "end={end}: {text}");
+        assert!(!text.contains("wrong-end cancel pass"), "end={end}: {text}");
+        assert!(text.contains("request id:"), "a generic body: {text}");
+        let r = server.get("/count");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "count 1\n"),
+            "end={end}: a fresh instance serves the next request"
+        );
+    }
+    let lines = server.drain_stderr();
+    let panicked = lines
+        .iter()
+        .any(|l| l.contains(" panicked at ") && !l.contains("stderr ["));
+    assert!(!panicked, "the host did not panic: {lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cancel-write") || l.contains("cancel-read")),
+        "the trap names the refused intrinsic: {lines:#?}"
+    );
+}
+
+/// The neighbouring shape of GHSA-xrvr-8678-5wp8 (a panic on stream/future cancel): a guest that cancels
+/// pending reads of the request body (`stream.cancel-read`), of its trailers
+/// (`future.cancel-read`) and a pending write of its response body (`stream.cancel-write`),
+/// while the client holds its body back. Nothing panics, the request is answered, the client's
+/// late body is harmless, and neighbours are served; repeated on one reused instance.
+#[test]
+fn frontdoor_advisory_stream_future_cancel() {
+    let server = Server::start(&guest("p3-unruly.wasm"), &["--timeout", "5s"]);
+    assert_eq!(server.get("/count").status, 200);
+    for round in 0..5 {
+        let mut stream = TcpStream::connect(server.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The head only: the body comes after the response.
+        stream
+            .write_all(
+                b"POST /cancel?n=200 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 16 << 10];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&out).contains("reads\n") {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no answer: {out:?}"
+            );
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("round {round}: {e}: {:?}", String::from_utf8_lossy(&out)),
+            }
+        }
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(status_of(&out), Some(200), "round {round}: {text}");
+        // Every read was still pending when cancelled (the body had not been sent).
+        assert!(
+            text.contains("cancelled 200 reads\n"),
+            "round {round}: {text}"
+        );
+        // The late body: the server may take it or close; neither is a failure.
+        let _ = stream.write_all(b"hello");
+        drop(stream);
+        assert_eq!(
+            server.get("/count").status,
+            200,
+            "round {round}: a neighbour"
+        );
+    }
+    let lines = server.drain_stderr();
+    let panicked = lines
+        .iter()
+        .any(|l| l.contains(" panicked at ") && !l.contains("stderr ["));
+    assert!(!panicked, "the host did not panic: {lines:#?}");
+}

@@ -250,6 +250,19 @@ fn attacks() -> Vec<Attack> {
             },
         },
         Attack {
+            name: "200 000 empty writes to stdout (GHSA-5m8g-xhq4-4h93's shape)",
+            expected: "they finish; host RSS grows < 64 MiB",
+            run: |c| {
+                let before = c.host.rss_kib();
+                let (status, body) = c.host.get("jail", "/empty-stdout?n=200000");
+                let grown = c.host.rss_kib().saturating_sub(before);
+                outcome(
+                    format!("{}; RSS +{} KiB", show(status, &body), grown),
+                    status == 200 && body.starts_with("200000 empty writes") && grown < 64 * 1024,
+                )
+            },
+        },
+        Attack {
             name: "loop forever (timeoutMs: 2000)",
             expected: "504 after about 2 s",
             run: |c| {
