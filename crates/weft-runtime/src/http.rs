@@ -622,6 +622,13 @@ impl WorkerState for Worker {
                     instance = self.instance_id,
                     "handler instance retired: a request on it ran past its deadline"
                 );
+            } else if !std::thread::panicking() && err.to_string() == WORKER_DROPPED {
+                // wasmtime-wasi-http says "worker panicked" for any worker whose future was
+                // dropped; without a panic unwinding, that is a shutdown or an undeploy.
+                tracing::debug!(
+                    instance = self.instance_id,
+                    "handler instance dropped with its worker (shutdown or undeploy)"
+                );
             } else {
                 tracing::warn!(instance = self.instance_id, error = ?err, "handler instance failed");
             }
@@ -629,6 +636,10 @@ impl WorkerState for Worker {
         drop(store);
     }
 }
+
+/// The error wasmtime-wasi-http 48 hands `WorkerState::drop` when a worker's future is dropped
+/// before it finished (its `Dropper`), whether by a panic or by cancellation.
+const WORKER_DROPPED: &str = "worker panicked";
 
 /// The error type of request and response bodies.
 pub type BodyError = wasmtime_wasi_http::Error;
