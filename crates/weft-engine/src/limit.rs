@@ -115,11 +115,17 @@ impl Drop for Charge<'_> {
     }
 }
 
-/// A store's resource limiter: wasmtime's [`wasmtime::StoreLimits`] plus the growth meter.
+/// A store's resource limiter: wasmtime's [`wasmtime::StoreLimits`] plus the growth meter,
+/// and, for a workload's stores, its share of the workload's counts: one live instance and
+/// the linear memory it holds (`weft_instances_alive`, `weft_memory_bytes`), given back when
+/// the store (and so its limiter) is dropped.
 pub struct Limiter {
     limits: wasmtime::StoreLimits,
     growth: Option<Arc<RateMeter>>,
     free_left: u64,
+    stats: Option<Arc<weft_stats::WorkloadStats>>,
+    /// Linear-memory bytes this store added to `stats.memory_bytes`.
+    held: u64,
 }
 
 impl Limiter {
@@ -128,7 +134,24 @@ impl Limiter {
             limits,
             growth,
             free_left: FREE_GROWTH_PER_STORE,
+            stats: None,
+            held: 0,
         }
+    }
+
+    /// Counts this store as a live instance of the workload `stats` belongs to, with its
+    /// memory, until it is dropped.
+    pub fn counted(mut self, stats: Option<Arc<weft_stats::WorkloadStats>>) -> Self {
+        if let Some(s) = &stats {
+            s.instances_alive.inc();
+        }
+        self.stats = stats;
+        self
+    }
+
+    /// The workload's counts, when this store is one of a workload's.
+    pub fn stats(&self) -> Option<&Arc<weft_stats::WorkloadStats>> {
+        self.stats.as_ref()
     }
 
     /// Bytes of `current -> desired` growth the meter must cover, after the free allowance.
@@ -161,6 +184,13 @@ impl wasmtime::ResourceLimiterAsync for Limiter {
         use wasmtime::ResourceLimiter as _;
         if !self.limits.memory_growing(current, desired, maximum)? {
             return Ok(false);
+        }
+        if let Some(stats) = &self.stats {
+            let grown = desired.saturating_sub(current) as u64;
+            self.held = self.held.saturating_add(grown);
+            stats
+                .memory_bytes
+                .add(i64::try_from(grown).unwrap_or(i64::MAX));
         }
         let bytes = self.metered(current, desired);
         if let (Some(meter), true) = (self.growth.clone(), bytes > 0) {
@@ -220,6 +250,17 @@ impl wasmtime::ResourceLimiterAsync for Limiter {
 pub enum Direction {
     Request,
     Response,
+}
+
+impl Drop for Limiter {
+    fn drop(&mut self) {
+        if let Some(stats) = &self.stats {
+            stats.instances_alive.dec();
+            stats
+                .memory_bytes
+                .add(-i64::try_from(self.held).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 /// A body that fails with a size error once more than `limit` bytes have passed, and, when

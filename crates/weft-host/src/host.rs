@@ -344,6 +344,7 @@ impl Host {
         let internal = self.internal.clone();
         let m = manifest.clone();
         let deploy_logs = logs.clone();
+        let deploy_stats = stats.clone();
         let result = tokio::task::spawn_blocking(move || {
             let ctx = DeployContext {
                 defaults,
@@ -352,6 +353,7 @@ impl Host {
                 data_dir,
                 logs: deploy_logs,
                 internal: Some(internal),
+                stats: Some(deploy_stats),
             };
             Workload::deploy(&ctx, &m)
         })

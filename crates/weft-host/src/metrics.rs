@@ -236,6 +236,79 @@ impl prometheus_client::collector::Collector for HostCollector {
             }
         }
 
+        let lattice = &stats.lattice;
+        if lattice.is_member() {
+            let families: [CounterSpec; 2] = [
+                (
+                    "weft_lattice_heartbeats",
+                    "Heartbeats this host wrote to the lattice, by result",
+                    "result",
+                    [
+                        ("ok", lattice.heartbeats_ok.get()),
+                        ("failed", lattice.heartbeats_failed.get()),
+                    ],
+                ),
+                (
+                    "weft_scheduler_races",
+                    "Scheduler commands this host issued while leading, applied or lost to a concurrent write",
+                    "result",
+                    [
+                        (
+                            "applied",
+                            lattice.decisions_place.get()
+                                + lattice.decisions_update.get()
+                                + lattice.decisions_remove.get(),
+                        ),
+                        ("raced", lattice.decisions_raced.get()),
+                    ],
+                ),
+            ];
+            for (name, help, label, values) in families {
+                let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+                for (value, n) in values {
+                    e.encode_family(&[(label, value)])?
+                        .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+                }
+            }
+            let mut e = encoder.encode_descriptor(
+                "weft_scheduler_decisions",
+                "Scheduler commands this host applied while leading, by decision",
+                None,
+                MetricType::Counter,
+            )?;
+            for (decision, n) in [
+                ("place", lattice.decisions_place.get()),
+                ("update", lattice.decisions_update.get()),
+                ("remove", lattice.decisions_remove.get()),
+            ] {
+                e.encode_family(&[("decision", decision)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            }
+            let e = encoder.encode_descriptor(
+                "weft_lattice_hosts_marked_lost",
+                "Hosts this host marked lost while leading",
+                None,
+                MetricType::Counter,
+            )?;
+            prometheus_client::metrics::counter::ConstCounter::new(lattice.hosts_marked_lost.get())
+                .encode(e)?;
+            for (name, help, value) in [
+                (
+                    "weft_lattice_leader",
+                    "1 while this host holds the scheduler lease",
+                    lattice.leader.get(),
+                ),
+                (
+                    "weft_lattice_replicas",
+                    "Replicas the lattice placed on this host that it runs",
+                    lattice.replicas_running.get(),
+                ),
+            ] {
+                let e = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                prometheus_client::metrics::gauge::ConstGauge::new(value).encode(e)?;
+            }
+        }
+
         let e = encoder.encode_descriptor(
             "weft_http_unrouted_requests",
             "Ingress requests no route matched",

@@ -86,6 +86,10 @@ pub struct WasiGrants {
     pub sockets: Option<Arc<NetPolicy>>,
     /// The component's meter on linear-memory growth (`None`: unmetered).
     pub growth: Option<Arc<weft_engine::limit::RateMeter>>,
+    /// The workload's counts (`None` outside a host: `weft serve`, `weft run`): every store
+    /// built from these grants counts as a live instance with its memory, and its host
+    /// functions count their calls (docs/observability.md).
+    pub stats: Option<Arc<weft_stats::WorkloadStats>>,
     /// With `inherit_network`: parts of the host's network left out (wasmtime's `-Stcp=n`,
     /// `-Sudp=n`, `-Sallow-ip-name-lookup=n`).
     pub network_off: NetworkOff,
@@ -149,6 +153,7 @@ impl WasiGrants {
     /// The store limiter these grants imply: [`Self::store_limits`] and the growth meter.
     pub fn limiter(&self) -> weft_engine::limit::Limiter {
         weft_engine::limit::Limiter::new(self.store_limits(), self.growth.clone())
+            .counted(self.stats.clone())
     }
 
     /// The store limits these grants imply.

@@ -59,6 +59,8 @@ pub struct AgentConfig {
     pub tick: Duration,
     /// Where fetched images are cached.
     pub cache_dir: PathBuf,
+    /// Counts for the host's metrics (heartbeats, scheduler decisions, leadership).
+    pub stats: Arc<weft_stats::LatticeStats>,
 }
 
 /// A random id of 16 hex digits (instance ids, lease ids).
@@ -130,6 +132,10 @@ impl Agent {
 
 /// Joins the lattice: starts the heartbeat thread, the state loop and the replica applier.
 pub fn start<H: LocalHost>(lattice: Lattice, config: AgentConfig, host: Arc<H>) -> Agent {
+    config
+        .stats
+        .member
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let shared = Arc::new(Shared {
         id: Mutex::new(random_id()),
         fresh: Mutex::new(Freshness::new(config.host_timeout / 2)),
@@ -242,6 +248,7 @@ async fn heartbeat_loop(lattice: Lattice, config: AgentConfig, shared: Arc<Share
                 }
                 revision = Some(r);
                 shared.fresh().acked(sent);
+                config.stats.heartbeats_ok.inc();
             }
             Beat::Fenced => {
                 tracing::warn!(
@@ -255,6 +262,7 @@ async fn heartbeat_loop(lattice: Lattice, config: AgentConfig, shared: Arc<Share
                 revision = None;
             }
             Beat::Failed(e) => {
+                config.stats.heartbeats_failed.inc();
                 shared.fresh().unreachable(Instant::now());
                 if !failing {
                     tracing::warn!(error = %e, "heartbeat failed; serving continues");
@@ -408,12 +416,13 @@ async fn state_loop(
             }
         }
 
+        config.stats.leader.set(i64::from(leading.is_some()));
         // The leader's work.
         if let Some(l) = &leading
             && l.fresh.may_serve(Instant::now())
         {
             send_wanted(&view, &me, &shared, &wanted);
-            lead(&lattice, l.epoch, &mut liveness, view, now).await;
+            lead(&lattice, l.epoch, &mut liveness, view, now, &config.stats).await;
         } else {
             send_wanted(&view, &me, &shared, &wanted);
         }
@@ -462,6 +471,7 @@ async fn lead(
     liveness: &mut Liveness,
     mut view: View,
     now: Instant,
+    stats: &weft_stats::LatticeStats,
 ) {
     // Silent hosts: mark lost, compare-and-set at the revision last seen. If the host
     // heartbeated in between the write fails and nothing moves.
@@ -485,6 +495,7 @@ async fn lead(
                     "host lost: no heartbeat for the host timeout; its replicas move"
                 );
                 h.status = HostStatus::Lost;
+                stats.hosts_marked_lost.inc();
                 *seen = r;
                 liveness.forget(&host);
             }
@@ -545,8 +556,16 @@ async fn lead(
                 .map_err(|e| e.to_string()),
         };
         match result {
-            Ok(()) => tracing::info!(epoch, "{command}"),
+            Ok(()) => {
+                match &command {
+                    Command::Place { .. } => stats.decisions_place.inc(),
+                    Command::Update { .. } => stats.decisions_update.inc(),
+                    Command::Remove { .. } => stats.decisions_remove.inc(),
+                }
+                tracing::info!(epoch, "{command}")
+            }
             Err(e) => {
+                stats.decisions_raced.inc();
                 tracing::debug!(error = %e, "{command}: lost a race; the next round decides again")
             }
         }
@@ -611,6 +630,10 @@ async fn applier<H: LocalHost>(
             }
         }
         failures.retain(|n, _| target.replicas.contains_key(n));
+        config
+            .stats
+            .replicas_running
+            .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
         let report = ReportRecord {
             name: config.host_name.clone(),
             id: target.id.clone(),

@@ -373,8 +373,12 @@ impl HandlerState for ServiceState {
         &self,
     ) -> wasmtime::Result<Instance<HostState, Self::WorkerExpiration, Self::WorkerState>> {
         let id = self.next_instance_id.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let mut store = self.new_store(id)?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
+        if let Some(stats) = &self.options.grants.stats {
+            stats.instantiation.observe(started.elapsed());
+        }
         let fate = Arc::new(Fate::default());
         Ok(Instance {
             store,

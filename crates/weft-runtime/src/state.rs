@@ -107,6 +107,7 @@ impl PluginView for HostState {
             instances: &self.plugins,
             table: &mut self.table,
             tracer: self.hooks.tracer.as_ref(),
+            stats: self.limits.stats(),
         }
     }
 }

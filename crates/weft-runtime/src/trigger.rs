@@ -189,6 +189,9 @@ impl Runner {
         let mut cached = None;
         while let Some(msg) = rx.recv().await {
             self.stats.received.fetch_add(1, Relaxed);
+            if let Some(stats) = &self.spec.grants.stats {
+                stats.messages_received.inc();
+            }
             self.stats.in_flight.fetch_add(1, Relaxed);
             let outcome = self.handle(&msg, &mut cached).await;
             self.stats.in_flight.fetch_sub(1, Relaxed);

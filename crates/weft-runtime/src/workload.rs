@@ -114,6 +114,9 @@ pub struct DeployContext<'a> {
     /// The host's directory of workloads for in-memory calls (`NAME.weft.internal`); `None`
     /// refuses them (docs/messaging.md).
     pub internal: Option<Arc<dyn InternalDirectory>>,
+    /// The host's counts for this workload, kept across versions: instances, memory,
+    /// instantiation time, keyvalue operations, messages (`None`: not counted).
+    pub stats: Option<Arc<weft_stats::WorkloadStats>>,
 }
 
 /// A running workload version.
@@ -141,7 +144,7 @@ impl Workload {
         let http_grant = manifest.host_interface("wasi", "http");
         let base_dir = manifest.base_dir();
         let vnet = spec.service.as_ref().map(|_| VirtualNet::new());
-        let meters = WorkloadMeters::new(&ctx.defaults);
+        let meters = WorkloadMeters::new(&ctx.defaults, ctx.stats.clone());
 
         let loaded = load_components(ctx.engine, ctx.cache, manifest)?;
         let components = loaded.infos.clone();
@@ -647,11 +650,14 @@ pub(crate) struct WorkloadMeters {
     budget: Arc<SocketBudget>,
     /// Response-body bytes, when paced (`WorkloadDefaults::response_rate`).
     egress: Option<Arc<weft_engine::limit::RateMeter>>,
+    /// The host's counts for this workload (`DeployContext::stats`).
+    stats: Option<Arc<weft_stats::WorkloadStats>>,
 }
 
 impl WorkloadMeters {
-    fn new(defaults: &WorkloadDefaults) -> Self {
+    fn new(defaults: &WorkloadDefaults, stats: Option<Arc<weft_stats::WorkloadStats>>) -> Self {
         WorkloadMeters {
+            stats,
             budget: SocketBudget::new(defaults.max_sockets, defaults.socket_rate),
             egress: defaults
                 .response_rate
@@ -734,6 +740,7 @@ fn http_options(
             ))
         }),
         network_off: Default::default(),
+        stats: meters.stats.clone(),
     };
     grants.validate()?;
     let allowed_hosts = AllowedHosts::parse(&res.allowed_hosts)

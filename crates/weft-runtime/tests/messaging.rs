@@ -64,6 +64,7 @@ async fn deploy(name: &str, config: &str) -> (Workload, LogSink) {
             data_dir,
             logs: ctx_logs,
             internal: None,
+            stats: None,
         };
         Workload::deploy(&ctx, &m)
     })

@@ -52,6 +52,7 @@ async fn deploy() -> Workload {
             data_dir: data,
             logs: LogSink::new("bench"),
             internal: None,
+            stats: None,
         };
         Workload::deploy(&ctx, &m)
     })

@@ -279,6 +279,36 @@ pub struct HostStats {
     /// Compile-cache lookups.
     pub cache_hits: Counter,
     pub cache_misses: Counter,
+    /// The lattice agent's counts, shared with it (`weft up --lattice`).
+    pub lattice: std::sync::Arc<LatticeStats>,
+}
+
+/// A lattice member's counts (docs/lattice.md); rendered only once the host joined a lattice.
+#[derive(Debug, Default)]
+pub struct LatticeStats {
+    /// Set when the host joins a lattice.
+    pub member: std::sync::atomic::AtomicBool,
+    /// Heartbeats written and acknowledged by NATS, and heartbeats that failed.
+    pub heartbeats_ok: Counter,
+    pub heartbeats_failed: Counter,
+    /// Scheduler commands this host applied while it led: place, update, remove a replica.
+    pub decisions_place: Counter,
+    pub decisions_update: Counter,
+    pub decisions_remove: Counter,
+    /// Commands that lost a race (another leader's or a host's write came first).
+    pub decisions_raced: Counter,
+    /// Hosts this host marked lost while it led.
+    pub hosts_marked_lost: Counter,
+    /// 1 while this host holds the scheduler lease.
+    pub leader: Gauge,
+    /// Replicas the lattice placed on this host and that it runs.
+    pub replicas_running: Gauge,
+}
+
+impl LatticeStats {
+    pub fn is_member(&self) -> bool {
+        self.member.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]

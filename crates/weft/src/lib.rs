@@ -638,6 +638,7 @@ fn grants(
         timeout: args.timeout,
         sockets: None,
         growth: None,
+        stats: None,
         network_off: weft_runtime::wasi::NetworkOff {
             tcp: flags.tcp == Some(false),
             udp: flags.udp == Some(false),
@@ -1155,6 +1156,7 @@ async fn join_lattice(
         lease_ttl: m.lease_ttl,
         tick: m.lattice_tick,
         cache_dir: data_dir.join("lattice").join("images"),
+        stats: host.stats().lattice.clone(),
     };
     let agent = weft_lattice::agent::start(
         lattice,

@@ -399,3 +399,66 @@ async fn dashboard_in_chromium_login_workload_rate_refused_deploy_logs() {
     assert_eq!(status.as_u64(), Some(401));
     browser.close().await;
 }
+
+/// The per-workload series that the runtime records (not the ingress): live instances and
+/// their linear memory (a pooled instance stays alive between requests), instantiation time,
+/// and `wasi:keyvalue` operations by kind.
+#[test]
+fn metrics_count_instances_memory_instantiations_and_keyvalue_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(
+        &dir.path().join("data"),
+        &[],
+        &["--metrics-addr", "127.0.0.1:0"],
+    );
+    let metrics_addr: SocketAddr = up
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("Metrics on http://"))
+        .and_then(|a| a.trim_end_matches("/metrics").parse().ok())
+        .unwrap_or_else(|| panic!("no metrics banner in {:?}", up.banner));
+    let manifest = format!(
+        "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: kv\nspec:\n  components:\n    - name: counter\n      image: {}\n      maxInvocations: 100\n      poolSize: 1\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: kv.localhost, path: / }} }}\n    - {{ namespace: wasi, package: keyvalue, interfaces: [store, atomics], config: {{ backend: memory }} }}\n",
+        guest("kv-counter.wasm").display()
+    );
+    up.deploy_ok(&write(dir.path(), "kv.yaml", &manifest));
+    for i in 1..=3 {
+        let r = up.get("kv.localhost", "/");
+        assert_eq!((r.status, r.text()), (200, format!("count={i}\n")));
+    }
+    let (text, m) = metrics(metrics_addr);
+    let get = |k: &str| {
+        m.get(k)
+            .copied()
+            .unwrap_or_else(|| panic!("no {k} in\n{text}"))
+    };
+    assert_eq!(
+        get(r#"weft_keyvalue_operations_total{workload="kv",op="increment"}"#),
+        3.0
+    );
+    // The pooled instance that served the three requests is alive, with its memory.
+    assert!(
+        get(r#"weft_instances_alive{workload="kv"}"#) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        get(r#"weft_memory_bytes{workload="kv"}"#) >= 65536.0,
+        "{text}"
+    );
+    let instantiations = get(r#"weft_instantiation_duration_seconds_count{workload="kv"}"#);
+    assert!(
+        (1.0..=3.0).contains(&instantiations),
+        "reuse: at most one instantiation per request, {instantiations}\n{text}"
+    );
+    assert!(get(r#"weft_instantiation_duration_seconds_sum{workload="kv"}"#) > 0.0);
+    // Deleting the workload drops its instances: nothing alive, no memory held.
+    let out = up.cli(&["delete", "workload", "kv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = metrics(metrics_addr).1;
+    for k in [
+        r#"weft_instances_alive{workload="kv"}"#,
+        r#"weft_memory_bytes{workload="kv"}"#,
+    ] {
+        assert!(m.get(k).is_none_or(|v| *v == 0.0), "{k}: {:?}", m.get(k));
+    }
+}

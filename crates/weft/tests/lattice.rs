@@ -6,6 +6,7 @@
 
 mod common;
 use common::*;
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -30,6 +31,8 @@ const MEMBER_FLAGS: &[&str] = &[
     "1500ms",
     "--lattice-tick",
     "200ms",
+    "--metrics-addr",
+    "127.0.0.1:0",
 ];
 
 /// A real nats-server with JetStream (or without, for the refusal test), killed on drop.
@@ -132,6 +135,55 @@ fn member(dir: &Path, nats: &Nats, name: &str, labels: &[&str]) -> Up {
     }
     flags.extend_from_slice(MEMBER_FLAGS);
     Up::start_with(&dir.join(name), &[], &flags)
+}
+
+/// One scrape of a host's `/metrics`: series (name with labels) -> value.
+fn scrape(up: &Up) -> BTreeMap<String, f64> {
+    let addr: SocketAddr = up
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("Metrics on http://"))
+        .and_then(|a| a.trim_end_matches("/metrics").parse().ok())
+        .unwrap_or_else(|| panic!("no metrics banner in {:?}", up.banner));
+    let r = request(addr, "GET", "/metrics", &[("Host", "metrics")], b"");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The lattice metrics agree with what the lattice did: every host heartbeats, exactly the
+/// leader says it leads and made the placements, and the replicas add up.
+fn check_lattice_metrics(hosts: &[(String, Up)], leader: &str, replicas: f64) {
+    let mut placed = 0.0;
+    let mut running = 0.0;
+    for (name, up) in hosts {
+        let m = scrape(up);
+        let get = |k: &str| {
+            m.get(k)
+                .copied()
+                .unwrap_or_else(|| panic!("{name}: no {k} in {m:?}"))
+        };
+        assert!(
+            get("weft_lattice_heartbeats_total{result=\"ok\"}") > 0.0,
+            "{name}"
+        );
+        let leads = get("weft_lattice_leader");
+        assert_eq!(leads, if name == leader { 1.0 } else { 0.0 }, "{name}");
+        let place = get("weft_scheduler_decisions_total{decision=\"place\"}");
+        if name != leader {
+            assert_eq!(place, 0.0, "{name} does not lead and decided nothing");
+        }
+        placed += place;
+        running += get("weft_lattice_replicas");
+    }
+    assert!(placed >= replicas, "placements made: {placed}");
+    assert_eq!(running, replicas, "replicas running over all hosts");
 }
 
 fn deployment(name: &str, replicas: u32, selector: &str, host: &str) -> String {
@@ -263,6 +315,7 @@ fn lattice_places_by_selector_moves_replicas_of_a_killed_host_and_replaces_a_kil
             .map(|h| h["name"].as_str().unwrap().to_string())
     };
     let first_leader = leader(&nats).expect("a leader");
+    check_lattice_metrics(&hosts, &first_leader, 2.0);
 
     // kill -9 a host that runs a replica and does not lead: its replica moves to the third.
     let victim = first

@@ -168,7 +168,11 @@ fn the_transform_example_works_as_documented() {
     let text = std::fs::read_to_string(repo_root().join("examples/transform/weft.yaml")).unwrap();
     let file = dir.path().join("weft.yaml");
     std::fs::write(&file, text).unwrap();
-    let up = Up::start_with(&dir.path().join("data"), &[], &["--nats", &url]);
+    let up = Up::start_with(
+        &dir.path().join("data"),
+        &[],
+        &["--nats", &url, "--metrics-addr", "127.0.0.1:0"],
+    );
     up.deploy_ok(&file);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -190,5 +194,21 @@ fn the_transform_example_works_as_documented() {
             );
         }
     });
+    // The workload's message counts (`weft_messages_total`): what its handler received, and
+    // what it published.
+    let metrics_addr: std::net::SocketAddr = up
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("Metrics on http://"))
+        .and_then(|a| a.trim_end_matches("/metrics").parse().ok())
+        .unwrap_or_else(|| panic!("no metrics banner in {:?}", up.banner));
+    let text = request(metrics_addr, "GET", "/metrics", &[("Host", "m")], b"").text();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert!(value(r#"weft_messages_total{workload="transform",direction="received"}"#) >= 1.0);
+    assert!(value(r#"weft_messages_total{workload="transform",direction="sent"}"#) >= 1.0);
     up.stop();
 }

@@ -123,7 +123,10 @@ impl HasData for Messaging {
     type Data<'a> = MessagingView<'a>;
 }
 
-pub struct MessagingView<'a>(Option<&'a Instance>);
+pub struct MessagingView<'a>(
+    Option<&'a Instance>,
+    Option<&'a Arc<weft_stats::WorkloadStats>>,
+);
 
 impl MessagingView<'_> {
     /// The publish grant decision for `subject`, logged and counted when refused.
@@ -206,6 +209,9 @@ impl Host for MessagingView<'_> {
             .stats
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(stats) = self.1 {
+            stats.messages_sent.inc();
+        }
         let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
         let reply = shared
             .bus
@@ -233,6 +239,9 @@ impl Host for MessagingView<'_> {
             .stats
             .published
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(stats) = self.1 {
+            stats.messages_sent.inc();
+        }
         Ok(())
     }
 }
@@ -240,7 +249,8 @@ impl Host for MessagingView<'_> {
 impl<T: PluginView + 'static> Binding<T> for Bound {
     fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
         fn view<T: PluginView>(h: &mut T) -> MessagingView<'_> {
-            MessagingView(h.plugins().instances.messaging.as_ref())
+            let ctx = h.plugins();
+            MessagingView(ctx.instances.messaging.as_ref(), ctx.stats)
         }
         bindings::wasmcloud::messaging::types::add_to_linker::<T, Messaging>(linker, view::<T>)?;
         bindings::wasmcloud::messaging::consumer::add_to_linker::<T, Messaging>(linker, view::<T>)

@@ -65,6 +65,9 @@ pub struct PluginCtx<'a> {
     /// The tracer of the request this store handles now, if traces are exported: host
     /// functions put their calls in spans under it (docs/observability.md).
     pub tracer: Option<&'a Arc<dyn crate::outbound::OutgoingTracer>>,
+    /// The workload's counts, when the store is a workload's: host functions count their
+    /// calls (`weft_keyvalue_operations_total`, `weft_messages_total`).
+    pub stats: Option<&'a Arc<weft_stats::WorkloadStats>>,
 }
 
 /// Implemented by the store type: the plugins reach their per-instance state through it.

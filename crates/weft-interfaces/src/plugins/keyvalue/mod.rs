@@ -311,6 +311,7 @@ pub struct KeyValueView<'a> {
     instance: Option<&'a Instance>,
     table: &'a mut ResourceTable,
     tracer: Option<&'a Arc<dyn OutgoingTracer>>,
+    stats: Option<&'a Arc<weft_stats::WorkloadStats>>,
 }
 
 fn view<T: PluginView>(h: &mut T) -> KeyValueView<'_> {
@@ -319,6 +320,7 @@ fn view<T: PluginView>(h: &mut T) -> KeyValueView<'_> {
         instance: ctx.instances.keyvalue.as_ref(),
         table: ctx.table,
         tracer: ctx.tracer,
+        stats: ctx.stats,
     }
 }
 
@@ -326,10 +328,17 @@ fn view<T: PluginView>(h: &mut T) -> KeyValueView<'_> {
 /// operation and the bucket as attributes, never the keys or values (they may carry secrets).
 fn op_span(
     tracer: Option<&Arc<dyn OutgoingTracer>>,
+    stats: Option<&Arc<weft_stats::WorkloadStats>>,
     name: &'static str,
     bucket: &Bucket,
 ) -> Option<Box<dyn HostSpan>> {
     let op = name.trim_start_matches("keyvalue.");
+    // Counted whether traced or not (`weft_keyvalue_operations_total`).
+    if let Some(stats) = stats
+        && let Some(kind) = weft_stats::KeyvalueOp::ALL.iter().find(|k| k.name() == op)
+    {
+        stats.keyvalue_op(*kind);
+    }
     tracer.map(|t| {
         t.span(
             name,
@@ -367,7 +376,7 @@ impl store::Host for KeyValueView<'_> {
 impl store::HostBucket for KeyValueView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> HostResult<Option<Vec<u8>>> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "keyvalue.get", b);
+        let span = op_span(self.tracer, self.stats, "keyvalue.get", b);
         Ok(traced(span, b.get(&key).await))
     }
 
@@ -378,19 +387,19 @@ impl store::HostBucket for KeyValueView<'_> {
         value: Vec<u8>,
     ) -> HostResult<()> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "keyvalue.set", b);
+        let span = op_span(self.tracer, self.stats, "keyvalue.set", b);
         Ok(traced(span, b.set(&key, value).await))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> HostResult<()> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "keyvalue.delete", b);
+        let span = op_span(self.tracer, self.stats, "keyvalue.delete", b);
         Ok(traced(span, b.delete(&key).await))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> HostResult<bool> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "keyvalue.exists", b);
+        let span = op_span(self.tracer, self.stats, "keyvalue.exists", b);
         Ok(traced(span, b.exists(&key).await))
     }
 
@@ -400,7 +409,7 @@ impl store::HostBucket for KeyValueView<'_> {
         cursor: Option<u64>,
     ) -> HostResult<store::KeyResponse> {
         let b = self.table.get_mut(&bucket)?;
-        let span = op_span(self.tracer, "keyvalue.list-keys", b);
+        let span = op_span(self.tracer, self.stats, "keyvalue.list-keys", b);
         let page = b.list_keys(cursor).await;
         Ok(traced(
             span,
@@ -422,7 +431,7 @@ impl atomics::Host for KeyValueView<'_> {
         delta: u64,
     ) -> HostResult<u64> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "keyvalue.increment", b);
+        let span = op_span(self.tracer, self.stats, "keyvalue.increment", b);
         Ok(traced(span, b.increment(&key, delta).await))
     }
 }
@@ -434,7 +443,7 @@ impl batch::Host for KeyValueView<'_> {
         keys: Vec<String>,
     ) -> HostResult<Entries> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "keyvalue.get-many", b);
+        let span = op_span(self.tracer, self.stats, "keyvalue.get-many", b);
         Ok(traced(span, b.get_many(keys).await))
     }
 
@@ -444,13 +453,13 @@ impl batch::Host for KeyValueView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> HostResult<()> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "keyvalue.set-many", b);
+        let span = op_span(self.tracer, self.stats, "keyvalue.set-many", b);
         Ok(traced(span, b.set_many(key_values).await))
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> HostResult<()> {
         let b = self.table.get(&bucket)?;
-        let span = op_span(self.tracer, "keyvalue.delete-many", b);
+        let span = op_span(self.tracer, self.stats, "keyvalue.delete-many", b);
         Ok(traced(span, b.delete_many(keys).await))
     }
 }

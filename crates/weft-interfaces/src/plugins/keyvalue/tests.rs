@@ -24,6 +24,7 @@ impl PluginView for TestStore {
             instances: &self.instances,
             table: &mut self.table,
             tracer: None,
+            stats: None,
         }
     }
 }
@@ -79,10 +80,12 @@ fn bucket_calls_are_spans_under_the_request_when_traced() {
     let recorder = Recorder::default();
     let tracer: Arc<dyn crate::outbound::OutgoingTracer> = Arc::new(recorder.clone());
     let mut table = ResourceTable::new();
+    let stats = Arc::new(weft_stats::WorkloadStats::default());
     let mut v = KeyValueView {
         instance: Some(&instance),
         table: &mut table,
         tracer: Some(&tracer),
+        stats: Some(&stats),
     };
     let b = now(v.open("default".into())).unwrap().unwrap();
     let rep = b.rep();
@@ -102,6 +105,16 @@ fn bucket_calls_are_spans_under_the_request_when_traced() {
         names,
         ["keyvalue.set", "keyvalue.increment", "keyvalue.get"]
     );
+    // Each operation is counted by kind, the refused one too (`weft_keyvalue_operations_total`).
+    use weft_stats::KeyvalueOp;
+    for (op, n) in [
+        (KeyvalueOp::Set, 1),
+        (KeyvalueOp::Increment, 1),
+        (KeyvalueOp::Get, 1),
+        (KeyvalueOp::Delete, 0),
+    ] {
+        assert_eq!(stats.keyvalue[op as usize].get(), n, "{}", op.name());
+    }
     for (name, attributes, ended) in &spans {
         assert!(
             attributes.contains(&("db.namespace".into(), "orders".into())),
@@ -126,6 +139,7 @@ fn bucket_calls_are_spans_under_the_request_when_traced() {
         instance: Some(&instance),
         table: &mut table,
         tracer: None,
+        stats: None,
     };
     assert_eq!(
         now(v.get(b2(), "secret-key".into())).unwrap().unwrap(),
@@ -814,6 +828,7 @@ fn host_functions_through_the_resource_table() {
         instance: None,
         table: &mut table,
         tracer: None,
+        stats: None,
     };
     assert!(matches!(
         now(v.open("default".into())).unwrap(),
