@@ -156,6 +156,90 @@ impl weft_runtime::outbound::OutgoingTracer for HandleTracer {
             .start_with_context(&tracer, &self.0);
         Box::new(InternalSpan(self.0.with_span(span)))
     }
+
+    fn message(
+        &self,
+        name: &'static str,
+        subject: &str,
+        headers: &mut Vec<(String, String)>,
+    ) -> Box<dyn weft_runtime::outbound::HostSpan> {
+        let tracer = global::tracer(TRACER);
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Producer)
+            .with_attributes([
+                KeyValue::new("messaging.destination.name", subject.to_string()),
+                KeyValue::new("messaging.operation.type", "send"),
+            ])
+            .start_with_context(&tracer, &self.0);
+        let cx = self.0.with_span(span);
+        // The guest's own trace headers are replaced: the consumer's parent is this span.
+        headers.retain(|(k, _)| {
+            !k.eq_ignore_ascii_case("traceparent") && !k.eq_ignore_ascii_case("tracestate")
+        });
+        TraceContextPropagator::new().inject_context(&cx, &mut MessageHeaders(headers));
+        Box::new(InternalSpan(cx))
+    }
+}
+
+/// A message's headers as a trace-context carrier (written).
+struct MessageHeaders<'a>(&'a mut Vec<(String, String)>);
+
+impl opentelemetry::propagation::Injector for MessageHeaders<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_string(), value));
+    }
+}
+
+/// A message's headers as a trace-context carrier (read; names compared without case).
+struct ReadHeaders<'a>(&'a [(String, String)]);
+
+impl opentelemetry::propagation::Extractor for ReadHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+/// Starts the `messaging.process` span of each message delivered to a workload's handler.
+pub struct MessageRoots;
+
+impl weft_runtime::outbound::TraceRoots for MessageRoots {
+    fn message(
+        &self,
+        workload: &str,
+        subject: &str,
+        headers: &[(String, String)],
+    ) -> Option<(
+        std::sync::Arc<dyn weft_runtime::outbound::OutgoingTracer>,
+        Box<dyn weft_runtime::outbound::HostSpan>,
+    )> {
+        if !enabled() {
+            return None;
+        }
+        let parent = TraceContextPropagator::new().extract(&ReadHeaders(headers));
+        let tracer = global::tracer(TRACER);
+        let span = tracer
+            .span_builder("messaging.process")
+            .with_kind(SpanKind::Consumer)
+            .with_attributes([
+                KeyValue::new("messaging.destination.name", subject.to_string()),
+                KeyValue::new("messaging.operation.type", "process"),
+                KeyValue::new("weft.workload", workload.to_string()),
+            ])
+            .start_with_context(&tracer, &parent);
+        let cx = parent.with_span(span);
+        Some((
+            std::sync::Arc::new(HandleTracer(cx.clone())),
+            Box::new(InternalSpan(cx)),
+        ))
+    }
 }
 
 /// A host-interface call's span (`keyvalue.get`, ...).

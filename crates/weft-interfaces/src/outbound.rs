@@ -457,6 +457,35 @@ pub trait OutgoingTracer: Send + Sync {
     /// Starts an internal span named `name` under the request's span, for a host-interface
     /// call the guest makes while handling it (`keyvalue.get`, ...), with string attributes.
     fn span(&self, name: &'static str, attributes: &[(&'static str, &str)]) -> Box<dyn HostSpan>;
+    /// Starts the producer span `name` (`messaging.publish`, `messaging.request`) of a message
+    /// the guest sends to `subject`, and writes its trace context (`traceparent`) into the
+    /// message's `headers`, replacing any there, so the consumer continues the trace. The
+    /// default: an internal span, no header.
+    fn message(
+        &self,
+        name: &'static str,
+        subject: &str,
+        headers: &mut Vec<(String, String)>,
+    ) -> Box<dyn HostSpan> {
+        let _ = headers;
+        self.span(name, &[("messaging.destination.name", subject)])
+    }
+}
+
+/// Starts traces for work that does not come from an ingress request: a message delivered to
+/// a workload's handler. The host implements it (weft-host's `trace`); `None` from a method:
+/// traces are off.
+pub trait TraceRoots: Send + Sync {
+    /// The consumer span `messaging.process` of a message delivered to `workload` on
+    /// `subject`: a child of the span its `traceparent` header names, if any, else a new
+    /// trace's root. Returns the tracer the handler's own host calls (publish, keyvalue,
+    /// outgoing HTTP) go under, and the span, ended by the caller with the outcome.
+    fn message(
+        &self,
+        workload: &str,
+        subject: &str,
+        headers: &[(String, String)],
+    ) -> Option<(Arc<dyn OutgoingTracer>, Box<dyn HostSpan>)>;
 }
 
 /// One host-interface call's span, ended with the error the guest gets, if any.

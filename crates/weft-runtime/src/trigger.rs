@@ -55,6 +55,8 @@ pub struct TriggerSpec {
     pub grants: WasiGrants,
     pub hooks: OutgoingHttp,
     pub max_resources: usize,
+    /// Where each message's `messaging.process` span starts (`None`: traces are off).
+    pub traces: Option<Arc<dyn weft_interfaces::outbound::TraceRoots>>,
 }
 
 struct Runner {
@@ -193,7 +195,19 @@ impl Runner {
                 stats.messages_received.inc();
             }
             self.stats.in_flight.fetch_add(1, Relaxed);
-            let outcome = self.handle(&msg, &mut cached).await;
+            let traced = self
+                .spec
+                .traces
+                .as_ref()
+                .and_then(|t| t.message(&self.spec.workload, &msg.subject, &msg.headers));
+            let (tracer, span) = match traced {
+                Some((tracer, span)) => (Some(tracer), Some(span)),
+                None => (None, None),
+            };
+            let outcome = self.handle(&msg, &mut cached, tracer).await;
+            if let Some(span) = span {
+                span.end(outcome.as_ref().err().map(|(kind, _)| kind.to_string()));
+            }
             self.stats.in_flight.fetch_sub(1, Relaxed);
             match outcome {
                 Ok(()) => {
@@ -211,6 +225,7 @@ impl Runner {
         &self,
         msg: &Message,
         cached: &mut Option<(Store<HostState>, MessagingHandler, usize)>,
+        tracer: Option<Arc<dyn weft_interfaces::outbound::OutgoingTracer>>,
     ) -> Result<(), (&'static str, String)> {
         let max = self.spec.max_message_bytes;
         if msg.body.len() > max {
@@ -243,6 +258,8 @@ impl Runner {
                     (store, instance, 0)
                 }
             };
+            // This message's host calls go under its span (or under none).
+            store.data_mut().hooks.tracer = tracer;
             let result = instance
                 .wasmcloud_messaging_handler()
                 .call_handle_message(&mut store, &broker)

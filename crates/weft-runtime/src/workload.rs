@@ -117,6 +117,8 @@ pub struct DeployContext<'a> {
     /// The host's counts for this workload, kept across versions: instances, memory,
     /// instantiation time, keyvalue operations, messages (`None`: not counted).
     pub stats: Option<Arc<weft_stats::WorkloadStats>>,
+    /// Where message handling starts its traces (`None`: no spans for messages).
+    pub traces: Option<Arc<dyn weft_interfaces::outbound::TraceRoots>>,
 }
 
 /// A running workload version.
@@ -556,6 +558,7 @@ fn start_trigger(
             .with_internal(options.internal.clone()),
         max_resources: options.max_resources,
         grants: options.grants,
+        traces: ctx.traces.clone(),
     };
     crate::trigger::Trigger::start(
         engine,

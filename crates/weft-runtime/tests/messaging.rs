@@ -65,6 +65,7 @@ async fn deploy(name: &str, config: &str) -> (Workload, LogSink) {
             logs: ctx_logs,
             internal: None,
             stats: None,
+            traces: None,
         };
         Workload::deploy(&ctx, &m)
     })

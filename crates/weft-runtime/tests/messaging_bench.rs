@@ -53,6 +53,7 @@ async fn deploy() -> Workload {
             logs: LogSink::new("bench"),
             internal: None,
             stats: None,
+            traces: None,
         };
         Workload::deploy(&ctx, &m)
     })

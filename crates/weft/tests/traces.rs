@@ -604,3 +604,100 @@ fn keyvalue_calls_are_spans_under_the_workload_span() {
     }
     up.stop();
 }
+
+/// A message is traced like a request: a message carrying a `traceparent` (as a traced
+/// publisher sends it) starts a `messaging.process` consumer span under the publisher's span
+/// in the handler's workload; what the handler publishes is a `messaging.publish` producer
+/// span under it, and the published message carries that span's `traceparent`, so the next
+/// consumer continues the same trace. The `transform` example over a real nats-server.
+#[test]
+fn messages_continue_the_publishers_trace() {
+    let receiver = Receiver::start();
+    let nats = weft_messaging::testing::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        guest("msg-transform.wasm"),
+        dir.path().join("msg-transform.wasm"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(repo_root().join("examples/transform/weft.yaml")).unwrap();
+    let file = dir.path().join("weft.yaml");
+    std::fs::write(&file, text).unwrap();
+    let up = Up::start_with(
+        &dir.path().join("data"),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+        &[
+            "--otlp-endpoint",
+            &format!("http://{}", receiver.addr),
+            "--nats",
+            &nats.url(),
+        ],
+    );
+    up.deploy_ok(&file);
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let out_traceparent = rt.block_on(async {
+        use futures::StreamExt;
+        let client = nats.client().await;
+        let mut out = client.subscribe("out.new").await.unwrap();
+        client.flush().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("traceparent", traceparent.as_str());
+            client
+                .publish_with_headers("orders.new", headers, "hello".into())
+                .await
+                .unwrap();
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), out.next()).await
+            {
+                assert_eq!(&m.payload[..], b"HELLO");
+                break m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("traceparent"))
+                    .map(|v| v.to_string());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the transform example answered nothing"
+            );
+        }
+    });
+    let spans = receiver.wait_for("messaging.process and messaging.publish", |s| {
+        s.iter().any(|r| r.span.name == "messaging.publish")
+            && s.iter().any(|r| r.span.name == "messaging.process")
+    });
+    let in_trace: Vec<&Span> = spans
+        .iter()
+        .map(|r| &r.span)
+        .filter(|s| hex(&s.trace_id) == TRACE_ID)
+        .collect();
+    let process = in_trace
+        .iter()
+        .find(|s| s.name == "messaging.process" && hex(&s.parent_span_id) == CALLER_SPAN)
+        .unwrap_or_else(|| panic!("messaging.process under the publisher's span: {in_trace:#?}"));
+    assert_eq!(process.kind, 5, "SPAN_KIND_CONSUMER");
+    assert_eq!(
+        attr(process, "messaging.destination.name").as_deref(),
+        Some("orders.new")
+    );
+    assert_eq!(attr(process, "weft.workload").as_deref(), Some("default/transform"));
+    let publish = in_trace
+        .iter()
+        .find(|s| s.name == "messaging.publish" && s.parent_span_id == process.span_id)
+        .unwrap_or_else(|| panic!("messaging.publish under messaging.process: {in_trace:#?}"));
+    assert_eq!(publish.kind, 4, "SPAN_KIND_PRODUCER");
+    assert_eq!(
+        attr(publish, "messaging.destination.name").as_deref(),
+        Some("out.new")
+    );
+    // The published message names the publish span as its parent.
+    let out = out_traceparent.expect("the published message carries a traceparent");
+    assert_eq!(
+        out,
+        format!("00-{TRACE_ID}-{}-01", hex(&publish.span_id)),
+        "traceparent of the published message"
+    );
+    up.stop();
+}

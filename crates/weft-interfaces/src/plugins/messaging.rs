@@ -126,6 +126,7 @@ impl HasData for Messaging {
 pub struct MessagingView<'a>(
     Option<&'a Instance>,
     Option<&'a Arc<weft_stats::WorkloadStats>>,
+    Option<&'a Arc<dyn crate::outbound::OutgoingTracer>>,
 );
 
 impl MessagingView<'_> {
@@ -213,11 +214,15 @@ impl Host for MessagingView<'_> {
             stats.messages_sent.inc();
         }
         let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
-        let reply = shared
-            .bus
-            .request(Message::new(subject, body), timeout)
-            .await
-            .map_err(bus_error)?;
+        let mut out = Message::new(subject, body);
+        let span = self
+            .2
+            .map(|t| t.message("messaging.request", &out.subject, &mut out.headers));
+        let reply = shared.bus.request(out, timeout).await.map_err(bus_error);
+        if let Some(span) = span {
+            span.end(reply.as_ref().err().cloned());
+        }
+        let reply = reply?;
         Ok(BrokerMessage {
             subject: reply.subject,
             body: reply.body.to_vec(),
@@ -234,7 +239,14 @@ impl Host for MessagingView<'_> {
         let shared = inst.shared.clone();
         let mut out = Message::new(msg.subject, msg.body);
         out.reply_to = msg.reply_to;
-        shared.bus.publish(out).await.map_err(bus_error)?;
+        let span = self
+            .2
+            .map(|t| t.message("messaging.publish", &out.subject, &mut out.headers));
+        let sent = shared.bus.publish(out).await.map_err(bus_error);
+        if let Some(span) = span {
+            span.end(sent.as_ref().err().cloned());
+        }
+        sent?;
         shared
             .stats
             .published
@@ -250,7 +262,7 @@ impl<T: PluginView + 'static> Binding<T> for Bound {
     fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
         fn view<T: PluginView>(h: &mut T) -> MessagingView<'_> {
             let ctx = h.plugins();
-            MessagingView(ctx.instances.messaging.as_ref(), ctx.stats)
+            MessagingView(ctx.instances.messaging.as_ref(), ctx.stats, ctx.tracer)
         }
         bindings::wasmcloud::messaging::types::add_to_linker::<T, Messaging>(linker, view::<T>)?;
         bindings::wasmcloud::messaging::consumer::add_to_linker::<T, Messaging>(linker, view::<T>)
