@@ -51,6 +51,8 @@ fn bench(c: &mut Criterion) {
         max_resources: weft_runtime::limit::DEFAULT_MAX_RESOURCES,
         front: None,
         max_concurrency: 1,
+        workload: "default/bench".into(),
+        traces: None,
     };
     let handle = ServiceHandle::start(e, &service, spec, weft_runtime::net::VirtualNet::new())
         .expect("start service");

@@ -354,7 +354,7 @@ impl Host {
                 logs: deploy_logs,
                 internal: Some(internal),
                 stats: Some(deploy_stats),
-                traces: Some(std::sync::Arc::new(crate::trace::MessageRoots)),
+                traces: Some(std::sync::Arc::new(crate::trace::Roots)),
             };
             Workload::deploy(&ctx, &m)
         })

@@ -107,36 +107,7 @@ impl weft_runtime::outbound::OutgoingTracer for HandleTracer {
         &self,
         request: &mut http::Request<weft_runtime::WasiBody>,
     ) -> Box<dyn weft_runtime::outbound::OutgoingSpan> {
-        let tracer = global::tracer(TRACER);
-        let uri = request.uri();
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", request.method().as_str().to_string()),
-            KeyValue::new("server.address", uri.host().unwrap_or("").to_string()),
-            // Scheme, authority and path; the query is left out (it may carry secrets).
-            KeyValue::new(
-                "url.full",
-                format!(
-                    "{}://{}{}",
-                    uri.scheme_str().unwrap_or("https"),
-                    uri.authority().map(|a| a.as_str()).unwrap_or(""),
-                    uri.path()
-                ),
-            ),
-        ];
-        if let Some(port) = uri.port_u16() {
-            attributes.push(KeyValue::new("server.port", i64::from(port)));
-        }
-        let span = tracer
-            .span_builder("http.client")
-            .with_kind(SpanKind::Client)
-            .with_attributes(attributes)
-            .start_with_context(&tracer, &self.0);
-        let cx = self.0.with_span(span);
-        // The guest's own trace headers are replaced: the next hop's parent is this span.
-        request.headers_mut().remove("traceparent");
-        request.headers_mut().remove("tracestate");
-        inject(&cx, request.headers_mut());
-        Box::new(ClientSpan(cx))
+        client_span(&self.0, request, Vec::new())
     }
 
     fn span(
@@ -182,6 +153,99 @@ impl weft_runtime::outbound::OutgoingTracer for HandleTracer {
     }
 }
 
+/// The `http.client` span of an outgoing request under `parent` (a new trace's root when
+/// `parent` has no span), with `extra` attributes; writes its `traceparent` into the request.
+fn client_span(
+    parent: &Context,
+    request: &mut http::Request<weft_runtime::WasiBody>,
+    mut attributes: Vec<KeyValue>,
+) -> Box<dyn weft_runtime::outbound::OutgoingSpan> {
+    let tracer = global::tracer(TRACER);
+    let uri = request.uri();
+    attributes.extend([
+        KeyValue::new("http.request.method", request.method().as_str().to_string()),
+        KeyValue::new("server.address", uri.host().unwrap_or("").to_string()),
+        // Scheme, authority and path; the query is left out (it may carry secrets).
+        KeyValue::new(
+            "url.full",
+            format!(
+                "{}://{}{}",
+                uri.scheme_str().unwrap_or("https"),
+                uri.authority().map(|a| a.as_str()).unwrap_or(""),
+                uri.path()
+            ),
+        ),
+    ]);
+    if let Some(port) = uri.port_u16() {
+        attributes.push(KeyValue::new("server.port", i64::from(port)));
+    }
+    let span = tracer
+        .span_builder("http.client")
+        .with_kind(SpanKind::Client)
+        .with_attributes(attributes)
+        .start_with_context(&tracer, parent);
+    let cx = parent.with_span(span);
+    // The guest's own trace headers are replaced: the next hop's parent is this span.
+    request.headers_mut().remove("traceparent");
+    request.headers_mut().remove("tracestate");
+    inject(&cx, request.headers_mut());
+    Box::new(ClientSpan(cx))
+}
+
+/// The tracer of a service's own work: every outgoing request or host call is the root of a
+/// new trace, tagged with the workload and the service.
+struct ServiceTracer {
+    workload: String,
+    service: String,
+}
+
+impl ServiceTracer {
+    fn attributes(&self) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("weft.workload", self.workload.clone()),
+            KeyValue::new("weft.service", self.service.clone()),
+        ]
+    }
+}
+
+impl weft_runtime::outbound::OutgoingTracer for ServiceTracer {
+    fn start(
+        &self,
+        request: &mut http::Request<weft_runtime::WasiBody>,
+    ) -> Box<dyn weft_runtime::outbound::OutgoingSpan> {
+        client_span(&Context::new(), request, self.attributes())
+    }
+
+    fn span(
+        &self,
+        name: &'static str,
+        attributes: &[(&'static str, &str)],
+    ) -> Box<dyn weft_runtime::outbound::HostSpan> {
+        let tracer = global::tracer(TRACER);
+        let mut all = self.attributes();
+        all.extend(
+            attributes
+                .iter()
+                .map(|(k, v)| KeyValue::new(*k, v.to_string())),
+        );
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Internal)
+            .with_attributes(all)
+            .start_with_context(&tracer, &Context::new());
+        Box::new(InternalSpan(Context::new().with_span(span)))
+    }
+
+    fn message(
+        &self,
+        name: &'static str,
+        subject: &str,
+        headers: &mut Vec<(String, String)>,
+    ) -> Box<dyn weft_runtime::outbound::HostSpan> {
+        HandleTracer(Context::new()).message(name, subject, headers)
+    }
+}
+
 /// A message's headers as a trace-context carrier (written).
 struct MessageHeaders<'a>(&'a mut Vec<(String, String)>);
 
@@ -207,10 +271,24 @@ impl opentelemetry::propagation::Extractor for ReadHeaders<'_> {
     }
 }
 
-/// Starts the `messaging.process` span of each message delivered to a workload's handler.
-pub struct MessageRoots;
+/// Starts the traces of work no ingress request started: each message delivered to a
+/// workload's handler, and a long-lived service's own work.
+pub struct Roots;
 
-impl weft_runtime::outbound::TraceRoots for MessageRoots {
+impl weft_runtime::outbound::TraceRoots for Roots {
+    fn service(
+        &self,
+        workload: &str,
+        service: &str,
+    ) -> Option<std::sync::Arc<dyn weft_runtime::outbound::OutgoingTracer>> {
+        enabled().then(|| {
+            std::sync::Arc::new(ServiceTracer {
+                workload: workload.to_string(),
+                service: service.to_string(),
+            }) as std::sync::Arc<dyn weft_runtime::outbound::OutgoingTracer>
+        })
+    }
+
     fn message(
         &self,
         workload: &str,

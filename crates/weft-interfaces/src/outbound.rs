@@ -486,6 +486,11 @@ pub trait TraceRoots: Send + Sync {
         subject: &str,
         headers: &[(String, String)],
     ) -> Option<(Arc<dyn OutgoingTracer>, Box<dyn HostSpan>)>;
+
+    /// The tracer of a long-lived service's own work (what `run` does, outside any request):
+    /// each outgoing request or host call is the root span of a new trace, with
+    /// `weft.workload` and `weft.service` attributes.
+    fn service(&self, workload: &str, service: &str) -> Option<Arc<dyn OutgoingTracer>>;
 }
 
 /// One host-interface call's span, ended with the error the guest gets, if any.

@@ -102,6 +102,10 @@ pub struct ServiceSpec {
     /// Tasks in the instance at once (`maxConcurrency`): front-door requests and calls from
     /// components together.
     pub max_concurrency: usize,
+    /// `NAMESPACE/NAME` of the workload (span attributes).
+    pub workload: String,
+    /// Where the service's spans start (`None`: traces are off).
+    pub traces: Option<Arc<dyn weft_interfaces::outbound::TraceRoots>>,
 }
 
 /// Limits of a front-door service's requests.
@@ -473,14 +477,20 @@ fn new_store(engine: &wasmtime::Engine, spec: &ServiceSpec) -> wasmtime::Result<
     ));
     // Runs forever: the store yields at every epoch tick (set by `new_store`) and has no
     // deadline of its own.
-    HostState::new_store(
+    let mut store = HostState::new_store(
         engine,
         builder,
         &spec.grants,
         spec.outgoing.clone(),
         spec.plugins.instance(&spec.name),
         spec.max_resources,
-    )
+    )?;
+    // Its own work (outside front-door requests) starts traces of its own.
+    store.data_mut().hooks.tracer = spec
+        .traces
+        .as_ref()
+        .and_then(|t| t.service(&spec.workload, &spec.name));
+    Ok(store)
 }
 
 /// What every attempt of the run loop shares with the handle.
@@ -693,6 +703,7 @@ async fn run_p3(
     type CallReply = oneshot::Sender<Result<Vec<wasmtime::component::Val>, String>>;
     let pending: Arc<Mutex<BTreeMap<u64, CallReply>>> = Arc::default();
 
+    let root_tracer = store.data().hooks.tracer.clone();
     let inner = store.run_concurrent(async |accessor| -> wasmtime::Result<Ended> {
         let run = async {
             match &command {
@@ -718,7 +729,20 @@ async fn run_p3(
                     };
                     let Some(proxy) = &proxy else { continue };
                     let (tx, rx) = futures::channel::oneshot::channel();
+                    // The request's own tracer: the instance's outgoing requests and host
+                    // calls go under it while it runs (with several requests in the
+                    // instance, under the one that started last: wasmtime does not say
+                    // which task made a call).
+                    let mut request = request;
+                    let tracer = request
+                        .extensions_mut()
+                        .remove::<weft_interfaces::outbound::RequestTracer>()
+                        .map(|t| t.0);
+                    let mine = tracer.clone();
                     let prepared = accessor.with(|mut store| {
+                        if let Some(tracer) = tracer {
+                            store.data_mut().hooks.tracer = Some(tracer);
+                        }
                         Prepared::new(
                             store.as_context_mut(),
                             proxy,
@@ -739,9 +763,19 @@ async fn run_p3(
                         watch.add(id, deadline);
                     }
                     let (watch, accepted) = (Arc::clone(&watch), Arc::clone(&accepted));
+                    let root = root_tracer.clone();
                     tasks.push(Box::pin(async move {
                         let ran = prepared.run(accessor, tokio::time::sleep(timeout)).await;
                         watch.remove(id);
+                        // Back to the service's own tracer, unless a newer request took over.
+                        if let Some(mine) = &mine {
+                            accessor.with(|mut store| {
+                                let current = &mut store.data_mut().hooks.tracer;
+                                if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, mine)) {
+                                    *current = root;
+                                }
+                            });
+                        }
                         let result = match ran {
                             Ok(_) => rx.await.unwrap_or_else(|_| {
                                 Err(wasmtime::format_err!("the handler sent no response"))

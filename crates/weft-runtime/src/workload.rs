@@ -868,6 +868,8 @@ fn prepare_service(
         max_restarts: svc.max_restarts,
         max_resources: options.max_resources,
         max_concurrency: svc.max_concurrency as usize,
+        workload: format!("{}/{}", manifest.metadata.namespace, manifest.metadata.name),
+        traces: ctx.traces.clone(),
     };
     Ok(PreparedService {
         name: svc.name.clone(),

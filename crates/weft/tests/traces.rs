@@ -682,7 +682,10 @@ fn messages_continue_the_publishers_trace() {
         attr(process, "messaging.destination.name").as_deref(),
         Some("orders.new")
     );
-    assert_eq!(attr(process, "weft.workload").as_deref(), Some("default/transform"));
+    assert_eq!(
+        attr(process, "weft.workload").as_deref(),
+        Some("default/transform")
+    );
     let publish = in_trace
         .iter()
         .find(|s| s.name == "messaging.publish" && s.parent_span_id == process.span_id)
@@ -698,6 +701,77 @@ fn messages_continue_the_publishers_trace() {
         out,
         format!("00-{TRACE_ID}-{}-01", hex(&publish.span_id)),
         "traceparent of the published message"
+    );
+    up.stop();
+}
+
+/// A long-lived service is traced too: its own work (an outgoing request `run` makes at start)
+/// is the root `http.client` span of a trace of its own, tagged with the workload and the
+/// service; a request it serves as the workload's front door puts the instance's outgoing
+/// requests under that request's `workload.handle` span, and the upstream gets the client
+/// span's `traceparent` either way.
+#[test]
+fn a_services_outgoing_requests_are_traced() {
+    let receiver = Receiver::start();
+    let (upstream, seen) = recording_upstream(2);
+    let dir = tempfile::tempdir().unwrap();
+    let up = traced_up(&receiver, dir.path());
+    up.deploy_ok(&write(
+        dir.path(),
+        "front",
+        &format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: front\nspec:\n  service:\n    name: svc\n    image: {}\n    serveHttp: true\n    maxConcurrency: 4\n    localResources:\n      allowedHosts: [ \"http://{upstream}\" ]\n      environment: {{ FETCH_AT_START: \"{upstream}\" }}\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: front.localhost, path: / }} }}\n",
+            guest("svc-front.wasm").display()
+        ),
+    ));
+    // `run`'s own request, at start.
+    let spans = receiver.wait_for("the service's own http.client span", |s| {
+        s.iter().any(|r| {
+            r.span.name == "http.client" && attr(&r.span, "weft.service").as_deref() == Some("svc")
+        })
+    });
+    let own = spans
+        .iter()
+        .map(|r| &r.span)
+        .find(|s| s.name == "http.client")
+        .unwrap();
+    assert!(own.parent_span_id.is_empty(), "a root span: {own:?}");
+    assert_ne!(hex(&own.trace_id), TRACE_ID);
+    assert_eq!(attr(own, "weft.workload").as_deref(), Some("default/front"));
+    assert_eq!(
+        attr(own, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+
+    // A front-door request's outgoing request: under that request's workload.handle span.
+    let r = traced_get(&up, "front.localhost", &format!("/fetch?to={upstream}"));
+    assert_eq!((r.status, r.text()), (200, "fetched 200".to_string()));
+    let spans = receiver.wait_for("the request's http.client span", |s| {
+        s.iter()
+            .any(|r| r.span.name == "http.client" && hex(&r.span.trace_id) == TRACE_ID)
+    });
+    let in_trace: Vec<&Span> = spans
+        .iter()
+        .map(|r| &r.span)
+        .filter(|s| hex(&s.trace_id) == TRACE_ID)
+        .collect();
+    let handle = in_trace
+        .iter()
+        .find(|s| s.name == "workload.handle")
+        .expect("workload.handle");
+    let client = in_trace
+        .iter()
+        .find(|s| s.name == "http.client")
+        .expect("http.client");
+    assert_eq!(client.parent_span_id, handle.span_id, "{in_trace:#?}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            format!("00-{}-{}-01", hex(&own.trace_id), hex(&own.span_id)),
+            format!("00-{TRACE_ID}-{}-01", hex(&client.span_id)),
+        ],
+        "the upstream continues each trace"
     );
     up.stop();
 }
