@@ -19,7 +19,10 @@
 #     cache, weft with a warm cache, and wasmtime serve (which compiles at every start);
 #   - one call across components, composed vs linked vs single (criterion, benches/linking.rs;
 #     full run only).
-# Messaging throughput (issue 15) and lattice figures (issue 16) add keys to "figures".
+#   - messaging: the msg-transform guest as a stream transform against the same transform in
+#     native Rust on the in-process bus (crates/weft-runtime/tests/messaging_bench.rs, release;
+#     full run only).
+# Lattice figures (issue 15) will add keys to "figures".
 #
 # This is a report, never a timed assertion: it fails only if something cannot run.
 set -euo pipefail
@@ -235,6 +238,31 @@ if [ "$short" != 1 ] && [ "${AWFY_CRITERION:-1}" = 1 ]; then
     # (No nested quotes in an f-string: Debian's python3 is 3.11.)
     python3 -c 'import json,sys; e = json.load(open(sys.argv[1])); print("call", sys.argv[2], 1, "%.2f" % (e["median"]["point_estimate"] / 10000))' "$est" "$shape" | tee -a "$results" >&2
   done
+fi
+# Messaging (full run only: a release build of the bench).
+if [ "$short" != 1 ] && [ "${AWFY_MESSAGING:-1}" = 1 ]; then
+  say "messaging: crates/weft-runtime/tests/messaging_bench.rs, in-process bus, release"
+  WEFT_GUESTS_DIR="$guests" cargo test --locked --release -p weft-runtime --test messaging_bench \
+    -- --nocapture >"$tmp/msg.log" 2>&1 || { cat "$tmp/msg.log" >&2; say "messaging bench failed"; exit 1; }
+  # "native consumer: 123 msg/s, round trip p50 1.2ms p99 3.4ms" (Rust Debug durations).
+  python3 - "$tmp/msg.log" <<'PY' | tee -a "$results" >&2
+import re, sys
+units = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
+def ms(d):
+    m = re.fullmatch(r"([0-9.]+)(ns|µs|us|ms|s)", d)
+    if not m:
+        sys.exit(f"awfy: cannot read the duration {d!r}")
+    return float(m.group(1)) * units[m.group(2)]
+seen = 0
+for line in open(sys.argv[1], encoding="utf-8"):
+    m = re.match(r"(native consumer|wasm transform):\s+([0-9.]+) msg/s, round trip p50 (\S+) p99 (\S+)", line)
+    if m:
+        system = "native" if m.group(1) == "native consumer" else "weft"
+        print(f"msg {system} {m.group(2)} {ms(m.group(4)):.3f}")
+        seen += 1
+if seen != 2:
+    sys.exit("awfy: the messaging bench printed no figures")
+PY
 fi
 loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)
 

@@ -9,6 +9,7 @@ Raw lines (whitespace-separated):
     load CASE SYSTEM ROUND RPS P50_MS P99_MS CPU_US_PER_REQ RSS_MIB
     cold SYSTEM RUN MS
     call SHAPE 1 NS
+    msg SYSTEM MSG_PER_S P99_MS
 The record format is described in docs/observability.md ("Are we fast yet").
 """
 
@@ -29,8 +30,7 @@ REPO = os.path.dirname(HERE)
 # Figures this script measures, in page order. Figures other benchmarks add later (messaging,
 # issue 15; the lattice, issue 16) use the same shape under their own keys.
 PENDING = [
-    "messaging throughput (issue 15: wasmcloud:messaging)",
-    "lattice figures (issue 16: placement, cross-host request forwarding)",
+    "lattice figures (issue 15: placement, cross-host request forwarding)",
 ]
 
 
@@ -83,6 +83,7 @@ def build(args):
     load = collections.defaultdict(list)
     cold = collections.defaultdict(list)
     call = {}
+    msg = {}
     for line in open(args.results):
         parts = line.split()
         if not parts:
@@ -94,6 +95,8 @@ def build(args):
             cold[parts[1]].append(float(parts[3]))
         elif parts[0] == "call":
             call[parts[1]] = float(parts[3])
+        elif parts[0] == "msg":
+            msg[parts[1]] = (float(parts[2]), float(parts[3]))
 
     def med(case, system, i):
         rows = load.get((case, system))
@@ -118,6 +121,13 @@ def build(args):
     if call:
         figures["call_ns"] = figure("One call across components (criterion, callee add)", "ns",
                                     "lower", call)
+    if msg:
+        title = ("Messaging: a stream transform (orders.* -> upper-case -> out.*) on the "
+                 "in-process bus; weft: the msg-transform guest, native: the same in Rust")
+        figures["msg_rate"] = figure(f"{title}: throughput", "msg/s", "higher",
+                                     {s: v[0] for s, v in msg.items()})
+        figures["msg_p99_ms"] = figure(f"{title}: round-trip p99", "ms", "lower",
+                                       {s: v[1] for s, v in msg.items()})
     figures = {k: f for k, f in figures.items() if f["values"]}
 
     pairs = {
