@@ -105,6 +105,31 @@ pub struct Host {
     started: SystemTime,
     /// The directory other workloads' in-memory calls go through (`NAME.weft.internal`).
     internal: Arc<dyn InternalDirectory>,
+    /// Where requests that no workload here routes may go instead (the lattice).
+    fallback: std::sync::OnceLock<Arc<dyn Fallback>>,
+}
+
+/// Set on a request another lattice host forwarded here (docs/lattice.md, "Forwarded
+/// ingress"): it is served here or refused, never forwarded again.
+pub const FORWARDED_HEADER: &str = "weft-forwarded";
+
+/// The future of a forwarded request: the response, or the status and detail of the failure.
+pub type FallbackFuture<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<WasiBody>, (http::StatusCode, String)>,
+            > + Send
+            + 'a,
+    >,
+>;
+
+/// Where a request goes when no workload on this host routes it: `weft up --lattice` forwards
+/// it to a host that runs the deployment.
+pub trait Fallback: Send + Sync {
+    /// The deployment a request with this (canonical) host and path is for, if any.
+    fn target(&self, host: Option<&str>, path: &str) -> Option<String>;
+    /// Serves `request` elsewhere.
+    fn forward(&self, target: String, request: http::Request<WasiBody>) -> FallbackFuture<'_>;
 }
 
 /// In-memory calls between this host's workloads (docs/messaging.md): a call to
@@ -197,7 +222,13 @@ impl Host {
             events: Mutex::new(VecDeque::with_capacity(DEPLOY_EVENTS)),
             started: SystemTime::now(),
             internal: Arc::new(Directory { host: host.clone() }),
+            fallback: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Sets where requests no workload here routes go (once; later calls are ignored).
+    pub fn set_fallback(&self, fallback: Arc<dyn Fallback>) {
+        let _ = self.fallback.set(fallback);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -596,6 +627,28 @@ impl Host {
             (ingress, handle)
         });
         let Some((workload, logs, stats)) = workload else {
+            // A lattice deployment this host does not run: served by a host that does.
+            let elsewhere = self
+                .fallback
+                .get()
+                .filter(|_| !request.headers().contains_key(FORWARDED_HEADER))
+                .and_then(|f| Some((f, f.target(host.as_deref(), &admitted.path)?)));
+            if let Some((fallback, deployment)) = elsewhere {
+                let response = match fallback.forward(deployment.clone(), request).await {
+                    Ok(response) => response,
+                    Err((status, detail)) => {
+                        let detail = format!("forwarding to `{deployment}`: {detail}");
+                        tracing::warn!(request_id = %id, status = status.as_u16(), "{detail}");
+                        self.failures
+                            .record(&id, status, Some(&deployment), &detail);
+                        crate::front::generic_error(status, &id)
+                    }
+                };
+                if let Some((ingress, _)) = trace {
+                    crate::trace::end_with_status(&ingress, response.status().as_u16());
+                }
+                return response;
+            }
             self.stats.unrouted.inc();
             let detail =
                 not_found_detail(host.as_deref(), &admitted.path, target.as_deref(), &routes);

@@ -33,7 +33,7 @@ use crate::ops::now_ms;
 use crate::view::{BadValues, View};
 
 /// The workload host the agent drives (implemented by `weft up` over `weft-host`).
-pub trait LocalHost: Send + Sync + 'static {
+pub trait LocalHost: crate::forward::ServeForwarded {
     /// Deploys (or atomically updates to) this manifest as a lattice replica.
     fn deploy(&self, manifest: Manifest) -> impl Future<Output = Result<(), String>> + Send;
     /// Stops the replica of this name.
@@ -98,6 +98,8 @@ struct Shared {
     id: Mutex<String>,
     /// Whether its last acknowledged heartbeat is recent (fencing of local serving).
     fresh: Mutex<Freshness>,
+    /// The lattice's routes and ready replicas (forwarded ingress), from the last re-list.
+    directory: Arc<std::sync::RwLock<crate::forward::Directory>>,
 }
 
 impl Shared {
@@ -119,6 +121,7 @@ impl Shared {
 /// A running agent; dropping it leaves the tasks running for the life of the process.
 pub struct Agent {
     shared: Arc<Shared>,
+    forwarder: Arc<crate::forward::Forwarder>,
 }
 
 impl Agent {
@@ -127,6 +130,12 @@ impl Agent {
     /// that fresh (docs/lattice.md, "Fencing").
     pub fn may_serve(&self) -> bool {
         self.shared.fresh().may_serve(Instant::now())
+    }
+
+    /// Sends ingress requests for lattice deployments this host does not run to a host that
+    /// does (docs/lattice.md, "Forwarded ingress").
+    pub fn forwarder(&self) -> Arc<crate::forward::Forwarder> {
+        Arc::clone(&self.forwarder)
     }
 }
 
@@ -139,7 +148,19 @@ pub fn start<H: LocalHost>(lattice: Lattice, config: AgentConfig, host: Arc<H>) 
     let shared = Arc::new(Shared {
         id: Mutex::new(random_id()),
         fresh: Mutex::new(Freshness::new(config.host_timeout / 2)),
+        directory: Arc::default(),
     });
+    let forwarder = Arc::new(crate::forward::Forwarder::new(
+        &lattice,
+        config.host_name.clone(),
+        Arc::clone(&shared.directory),
+        crate::forward::FORWARD_TIMEOUT,
+    ));
+    tokio::spawn(crate::forward::serve(
+        lattice.clone(),
+        config.host_name.clone(),
+        Arc::clone(&host),
+    ));
     let (wanted_tx, wanted_rx) = tokio::sync::watch::channel(Wanted::default());
     {
         let lattice = lattice.clone();
@@ -167,7 +188,7 @@ pub fn start<H: LocalHost>(lattice: Lattice, config: AgentConfig, host: Arc<H>) 
         wanted_tx,
     ));
     tokio::spawn(applier(lattice, config, host, wanted_rx));
-    Agent { shared }
+    Agent { shared, forwarder }
 }
 
 fn host_record(config: &AgentConfig, id: String, seq: u64, started_at_ms: u64) -> HostRecord {
@@ -322,6 +343,9 @@ async fn state_loop(
                 continue;
             }
         };
+        // Forwarded ingress routes by what this re-list saw.
+        *shared.directory.write().unwrap_or_else(|e| e.into_inner()) =
+            crate::forward::Directory::from_view(&view);
         let now = Instant::now();
         // An observer that was cut off judges nobody on that time.
         if !was_reading || lattice.connect_count() != connects {

@@ -9,11 +9,14 @@
 //! - [`agent`]: a member host: heartbeats from their own thread, liveness judged on this
 //!   process's monotonic clock, the leader lease, the scheduler loop (leader only) and the
 //!   replicas placed on this host.
+//! - [`forward`]: forwarded ingress: any host answers for every deployment, forwarding over
+//!   NATS request/reply to a host with a ready replica.
 
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod connect;
+pub mod forward;
 pub mod images;
 pub mod ops;
 pub mod view;

@@ -37,6 +37,7 @@ pub mod liveness;
 pub mod model;
 mod reconcile;
 pub mod records;
+pub mod wire;
 
 pub use model::{
     Command, Deployment, Failure, Host, HostStatus, Labels, Placement, RemoveReason, Report,

@@ -1109,6 +1109,197 @@ impl weft_lattice::agent::LocalHost for LatticeHost {
     }
 }
 
+/// Headers that describe one connection or one message framing, not the request: dropped when
+/// a request or response crosses the lattice (the receiving side frames the body itself).
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "content-length"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-connection"
+    )
+}
+
+fn full_body(bytes: bytes::Bytes) -> weft_runtime::WasiBody {
+    use http_body_util::BodyExt as _;
+    http_body_util::Full::new(bytes)
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// How long a forwarding host waits for a request's body before it gives up (408).
+const FORWARD_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl weft_lattice::forward::ServeForwarded for LatticeHost {
+    async fn serve_forwarded(
+        &self,
+        head: weft_lattice::forward::RequestHead,
+        body: bytes::Bytes,
+        max_body: usize,
+    ) -> (weft_lattice::forward::ResponseHead, bytes::Bytes) {
+        use http_body_util::BodyExt as _;
+        use weft_lattice::forward::{ResponseHead, error_head, string_to_value, value_to_string};
+        let refused = |status: u16| {
+            let reason = http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Error");
+            (
+                error_head(status),
+                bytes::Bytes::from(format!("{status} {reason}\n")),
+            )
+        };
+        let mut builder = http::Request::builder()
+            .method(head.method.as_str())
+            .uri(head.uri.as_str());
+        for (name, value) in &head.headers {
+            if hop_by_hop(name) || name.eq_ignore_ascii_case(weft_host::host::FORWARDED_HEADER) {
+                continue;
+            }
+            let Some(value) = string_to_value(value) else {
+                return refused(400);
+            };
+            builder = builder.header(name.as_str(), value);
+        }
+        let request = builder
+            .header(weft_host::host::FORWARDED_HEADER, head.origin.as_str())
+            .body(full_body(body));
+        let Ok(request) = request else {
+            return refused(400);
+        };
+        let response = self.0.handle(request).await;
+        let (parts, body) = response.into_parts();
+        let collected = tokio::time::timeout(
+            weft_lattice::forward::FORWARD_TIMEOUT,
+            http_body_util::Limited::new(body, max_body).collect(),
+        )
+        .await;
+        let body = match collected {
+            Ok(Ok(c)) => c.to_bytes(),
+            // Too large for one message, failed mid-body, or too slow: the client must not
+            // take a cut body for a whole one.
+            _ => return refused(502),
+        };
+        let headers = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| !hop_by_hop(name.as_str()))
+            .map(|(name, value)| (name.as_str().to_string(), value_to_string(value.as_bytes())))
+            .collect();
+        (
+            ResponseHead {
+                status: parts.status.as_u16(),
+                headers,
+            },
+            body,
+        )
+    }
+}
+
+/// The ingress side of forwarding: requests for lattice deployments this host does not run.
+struct LatticeIngress(std::sync::Arc<weft_lattice::forward::Forwarder>);
+
+impl weft_host::host::Fallback for LatticeIngress {
+    fn target(&self, host: Option<&str>, path: &str) -> Option<String> {
+        self.0.target(host, path)
+    }
+
+    fn forward(
+        &self,
+        target: String,
+        request: http::Request<weft_runtime::WasiBody>,
+    ) -> weft_host::host::FallbackFuture<'_> {
+        Box::pin(async move {
+            use http::StatusCode;
+            use http_body_util::BodyExt as _;
+            use weft_lattice::forward::{Forwarded, RequestHead, string_to_value, value_to_string};
+            let (parts, body) = request.into_parts();
+            let limit = self.0.max_body();
+            let body = match tokio::time::timeout(
+                FORWARD_BODY_TIMEOUT,
+                http_body_util::Limited::new(body, limit).collect(),
+            )
+            .await
+            {
+                Err(_) => {
+                    return Err((
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("the request body did not arrive within {FORWARD_BODY_TIMEOUT:?}"),
+                    ));
+                }
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err((
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("a forwarded request body is limited to {limit} bytes"),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        format!("the request body failed: {e}"),
+                    ));
+                }
+                Ok(Ok(c)) => c.to_bytes(),
+            };
+            let head = RequestHead {
+                method: parts.method.as_str().to_string(),
+                uri: parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .filter(|(name, _)| !hop_by_hop(name.as_str()))
+                    .map(|(name, value)| {
+                        (name.as_str().to_string(), value_to_string(value.as_bytes()))
+                    })
+                    .collect(),
+                origin: self.0.me().to_string(),
+            };
+            match self.0.forward(&target, head, body).await {
+                Forwarded::Response(head, body) => {
+                    let mut builder = http::Response::builder().status(head.status);
+                    for (name, value) in &head.headers {
+                        if hop_by_hop(name) {
+                            continue;
+                        }
+                        let Some(value) = string_to_value(value) else {
+                            return Err((
+                                StatusCode::BAD_GATEWAY,
+                                format!("a response header `{name}` does not decode"),
+                            ));
+                        };
+                        builder = builder.header(name.as_str(), value);
+                    }
+                    builder.body(full_body(body)).map_err(|e| {
+                        (
+                            StatusCode::BAD_GATEWAY,
+                            format!("the response does not build: {e}"),
+                        )
+                    })
+                }
+                Forwarded::NoReplica => Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no host runs a ready replica".to_string(),
+                )),
+                Forwarded::TooLarge { limit } => Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a forwarded request body is limited to {limit} bytes"),
+                )),
+                Forwarded::Timeout(detail) => Err((StatusCode::GATEWAY_TIMEOUT, detail)),
+                Forwarded::Failed(detail) => Err((StatusCode::BAD_GATEWAY, detail)),
+            }
+        })
+    }
+}
+
 fn parse_labels(labels: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let mut out = std::collections::BTreeMap::new();
     for l in labels {
@@ -1163,6 +1354,7 @@ async fn join_lattice(
         config,
         std::sync::Arc::new(LatticeHost(host.clone())),
     );
+    host.set_fallback(std::sync::Arc::new(LatticeIngress(agent.forwarder())));
     eprintln!(
         "Joined lattice `{}` at {url} as host `{host_name}`",
         args.lattice.lattice_name

@@ -207,21 +207,44 @@ fn hosts_json(nats: &Nats) -> Vec<serde_json::Value> {
         .unwrap_or_else(|e| panic!("get hosts -o json: {e}: {}", stdout(&out)))
 }
 
+/// Whether the host at `addr` serves `host` from a replica of its own: the probe carries
+/// `weft-forwarded`, which no host forwards again (docs/lattice.md, "Forwarded ingress").
 fn serves(addr: SocketAddr, host: &str) -> bool {
+    get_hello(addr, host, true).0 == 200
+}
+
+/// `GET /` for `host` at `addr`: the status (0 when the host is down) and the body. `local`:
+/// only a replica on that host may answer.
+fn get_hello(addr: SocketAddr, host: &str, local: bool) -> (u16, String) {
     // A connection refused (a killed host) is "does not serve".
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return false;
+        return (0, String::new());
     };
     use std::io::Write;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let probe = if local {
+        "weft-forwarded: probe\r\n"
+    } else {
+        ""
+    };
+    let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\n{probe}Connection: close\r\n\r\n");
     if stream.write_all(head.as_bytes()).is_err() {
-        return false;
+        return (0, String::new());
     }
     let mut raw = Vec::new();
     use std::io::Read;
     let _ = stream.read_to_end(&mut raw);
-    raw.starts_with(b"HTTP/1.1 200") && String::from_utf8_lossy(&raw).contains("Hello from weft!")
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
 }
 
 /// Waits (bounded) until `pred` holds; returns how long it took.
@@ -316,6 +339,37 @@ fn lattice_places_by_selector_moves_replicas_of_a_killed_host_and_replaces_a_kil
     };
     let first_leader = leader(&nats).expect("a leader");
     check_lattice_metrics(&hosts, &first_leader, 2.0);
+
+    // Any host answers for every deployment: the one without a `web` replica forwards to a
+    // host with one; `db` has no replica anywhere: 503 from every host, a generic body.
+    let spare_now = hosts
+        .iter()
+        .find(|(n, _)| !first.contains(n))
+        .map(|(_, up)| up.http)
+        .unwrap();
+    wait_for(
+        "the spare host forwards web",
+        Duration::from_secs(10),
+        || get_hello(spare_now, "web.localhost", false).0 == 200,
+    );
+    for _ in 0..5 {
+        let (status, body) = get_hello(spare_now, "web.localhost", false);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("Hello from weft!"), "{body}");
+    }
+    for (name, up) in &hosts {
+        let (status, body) = get_hello(up.http, "db.localhost", false);
+        assert_eq!(status, 503, "{name}: {body}");
+        assert!(
+            !body.contains("db") && body.contains("request id"),
+            "{name}: {body}"
+        );
+        assert_eq!(
+            get_hello(up.http, "nobody.localhost", false).0,
+            404,
+            "{name}"
+        );
+    }
 
     // kill -9 a host that runs a replica and does not lead: its replica moves to the third.
     let victim = first

@@ -1,0 +1,310 @@
+//! Forwarded ingress (docs/lattice.md, "Forwarded ingress"): every host's ingress answers for
+//! every deployment of the lattice. A request whose route is a lattice deployment this host
+//! does not run is sent over NATS request/reply to a host that reports a ready replica
+//! (`weft.L.http.HOST`), which runs it through its own ingress (the workload's limits and logs
+//! apply there) and replies with the response.
+//!
+//! One request is one NATS message and one response is one reply: a frame is a 4-byte
+//! big-endian head length, the head as JSON, then the body. Bodies are bounded by the server's
+//! `max_payload` (1 MiB by default) minus room for the head: a larger request gets 413 at the
+//! ingress, a larger response 502 (chunking, to lift that bound, is not built).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use weft_policy::router::{Route, RouteTable};
+pub use weft_scheduler::wire::{
+    FrameError, MAX_HEAD, RequestHead, ResponseHead, decode, encode, string_to_value,
+    value_to_string,
+};
+
+use crate::connect::Lattice;
+use crate::view::View;
+
+/// Set on a request the lattice forwarded to this host (its value: the host it came from).
+/// A forwarded request is never forwarded again.
+pub const FORWARDED_HEADER: &str = "weft-forwarded";
+
+/// Forwarded requests a host serves at once; more wait for a slot.
+pub const MAX_SERVING: usize = 64;
+
+/// How long the forwarding host waits for the serving host's response (504 past it). The
+/// workload's own deadline (`timeoutMs`, 30 s by default) is applied by the serving host.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The subject host `host` of lattice `lattice` serves forwarded requests on.
+pub fn subject(lattice: &str, host: &str) -> String {
+    format!("weft.{lattice}.http.{host}")
+}
+
+/// The lattice's ingress routes and where each deployment has ready replicas, rebuilt by the
+/// state loop from every re-list.
+#[derive(Debug, Default, Clone)]
+pub struct Directory {
+    routes: RouteTable,
+    /// Deployment -> hosts (ready, registered, running the desired version), by name.
+    ready: BTreeMap<String, Vec<String>>,
+}
+
+impl Directory {
+    /// From a re-list: the routes of every desired manifest with an ingress route (`internal:
+    /// only` has none; a route that conflicts with an earlier one is left out and logged), and
+    /// the ready replicas that hosts in good standing report.
+    pub fn from_view(view: &View) -> Directory {
+        let mut routes: Vec<Route> = Vec::new();
+        let mut table = RouteTable::default();
+        for (name, desired) in &view.desired {
+            for grant in &desired.manifest.spec.host_interfaces {
+                let Some(cfg) = grant.http_incoming_config() else {
+                    continue;
+                };
+                if cfg.internal == weft_manifest::InternalCalls::Only {
+                    continue;
+                }
+                routes.push(Route {
+                    host: cfg.host,
+                    path: cfg.path,
+                    target: name.clone(),
+                });
+                match RouteTable::new(routes.clone()) {
+                    Ok(t) => table = t,
+                    Err(conflict) => {
+                        tracing::warn!(workload = %name, %conflict, "lattice route left out");
+                        routes.pop();
+                    }
+                }
+            }
+        }
+        let mut ready: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (host, (report, record)) in &view.reports {
+            let Some((h, host_record, _)) = view.hosts.get(host) else {
+                continue;
+            };
+            if h.status != weft_scheduler::HostStatus::Ready || host_record.id != record.id {
+                continue;
+            }
+            for (workload, running) in &report.running {
+                let desired = view
+                    .desired
+                    .get(workload)
+                    .is_some_and(|d| d.deployment.version == running.version);
+                if running.ready && desired {
+                    ready
+                        .entry(workload.clone())
+                        .or_default()
+                        .push(host.clone());
+                }
+            }
+        }
+        Directory {
+            routes: table,
+            ready,
+        }
+    }
+
+    /// The deployment a request with this `Host` (canonical) and path is for.
+    pub fn target(&self, host: Option<&str>, path: &str) -> Option<&str> {
+        self.routes.route(host, path)
+    }
+
+    /// A host other than `me` with a ready replica of `workload`, taking turns by `turn`.
+    pub fn pick(&self, workload: &str, me: &str, turn: usize) -> Option<&str> {
+        let hosts: Vec<&str> = self
+            .ready
+            .get(workload)?
+            .iter()
+            .map(String::as_str)
+            .filter(|h| *h != me)
+            .collect();
+        if hosts.is_empty() {
+            return None;
+        }
+        hosts.get(turn % hosts.len()).copied()
+    }
+}
+
+/// What became of a forwarded request.
+#[derive(Debug)]
+pub enum Forwarded {
+    /// The serving host's response.
+    Response(ResponseHead, Bytes),
+    /// No host reports a ready replica of the deployment (503).
+    NoReplica,
+    /// The request body is over what one message carries (413).
+    TooLarge { limit: usize },
+    /// The serving host did not answer in time (504).
+    Timeout(String),
+    /// NATS or the serving host failed (502).
+    Failed(String),
+}
+
+/// Sends requests to the hosts that run their deployment.
+pub struct Forwarder {
+    client: async_nats::Client,
+    lattice: String,
+    me: String,
+    directory: Arc<RwLock<Directory>>,
+    turn: AtomicUsize,
+    timeout: Duration,
+}
+
+impl Forwarder {
+    pub(crate) fn new(
+        lattice: &Lattice,
+        me: String,
+        directory: Arc<RwLock<Directory>>,
+        timeout: Duration,
+    ) -> Forwarder {
+        Forwarder {
+            client: lattice.client.clone(),
+            lattice: lattice.name.clone(),
+            me,
+            directory,
+            turn: AtomicUsize::new(0),
+            timeout,
+        }
+    }
+
+    /// The lattice deployment a request is for, if any.
+    pub fn target(&self, host: Option<&str>, path: &str) -> Option<String> {
+        let dir = self.directory.read().unwrap_or_else(|e| e.into_inner());
+        dir.target(host, path).map(str::to_string)
+    }
+
+    /// This host's name in the lattice (the `origin` of what it forwards).
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The largest request body one message carries.
+    pub fn max_body(&self) -> usize {
+        self.client
+            .server_info()
+            .max_payload
+            .saturating_sub(MAX_HEAD + 4)
+    }
+
+    /// Forwards one request to a host with a ready replica of `workload`.
+    pub async fn forward(&self, workload: &str, head: RequestHead, body: Bytes) -> Forwarded {
+        let limit = self.max_body();
+        if body.len() > limit {
+            return Forwarded::TooLarge { limit };
+        }
+        let target = {
+            let dir = self.directory.read().unwrap_or_else(|e| e.into_inner());
+            let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+            dir.pick(workload, &self.me, turn).map(str::to_string)
+        };
+        let Some(target) = target else {
+            return Forwarded::NoReplica;
+        };
+        let frame = match encode(&head, &body) {
+            Ok(f) => f,
+            Err(e) => return Forwarded::Failed(format!("cannot forward the request: {e}")),
+        };
+        let subject = subject(&self.lattice, &target);
+        let request = async_nats::Request::new()
+            .payload(Bytes::from(frame))
+            .timeout(Some(self.timeout));
+        let message = match self.client.send_request(subject, request).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                return Forwarded::Timeout(format!(
+                    "host `{target}` did not answer within {:?}",
+                    self.timeout
+                ));
+            }
+            Err(e) => return Forwarded::Failed(format!("host `{target}`: {e}")),
+        };
+        match decode::<ResponseHead>(&message.payload) {
+            Ok((head, body)) => Forwarded::Response(head, Bytes::copy_from_slice(body)),
+            Err(e) => Forwarded::Failed(format!("host `{target}` replied: {e}")),
+        }
+    }
+}
+
+/// What the serving side needs from the host: run a forwarded request through its ingress.
+pub trait ServeForwarded: Send + Sync + 'static {
+    /// The response to `head`/`body`, its body at most `max_body` bytes (else a 502 head).
+    fn serve_forwarded(
+        &self,
+        head: RequestHead,
+        body: Bytes,
+        max_body: usize,
+    ) -> impl std::future::Future<Output = (ResponseHead, Bytes)> + Send;
+}
+
+/// A short error response (generic, like the ingress's own).
+pub fn error_head(status: u16) -> ResponseHead {
+    ResponseHead {
+        status,
+        headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+    }
+}
+
+/// Serves the requests other hosts forward to this one, until the subscription ends.
+pub async fn serve<H: ServeForwarded>(lattice: Lattice, me: String, host: Arc<H>) {
+    use futures::StreamExt;
+    let subject = subject(&lattice.name, &me);
+    let mut requests = match lattice.client.subscribe(subject.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%subject, error = %e, "cannot serve forwarded requests");
+            return;
+        }
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SERVING));
+    while let Some(message) = requests.next().await {
+        let Some(reply) = message.reply.clone() else {
+            tracing::debug!(%subject, "a forwarded request without a reply subject, ignored");
+            continue;
+        };
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (client, host) = (lattice.client.clone(), Arc::clone(&host));
+        tokio::spawn(async move {
+            let max_body = client
+                .server_info()
+                .max_payload
+                .saturating_sub(MAX_HEAD + 4);
+            let (head, body) = match decode::<RequestHead>(&message.payload) {
+                Ok((head, body)) => {
+                    host.serve_forwarded(head, Bytes::copy_from_slice(body), max_body)
+                        .await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a forwarded request that does not decode");
+                    (error_head(400), Bytes::from_static(b"400 Bad Request\n"))
+                }
+            };
+            let frame = encode(&head, &body).unwrap_or_else(|_| {
+                encode(&error_head(502), b"502 Bad Gateway\n").unwrap_or_default()
+            });
+            if let Err(e) = client.publish(reply, frame.into()).await {
+                tracing::warn!(error = %e, "cannot reply to a forwarded request");
+            }
+            drop(slot);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_takes_turns_and_never_picks_itself() {
+        let mut dir = Directory::default();
+        dir.ready
+            .insert("web".into(), vec!["a".into(), "b".into(), "me".into()]);
+        let picks: Vec<&str> = (0..4).filter_map(|t| dir.pick("web", "me", t)).collect();
+        assert_eq!(picks, ["a", "b", "a", "b"]);
+        assert_eq!(dir.pick("db", "me", 0), None);
+        dir.ready.insert("solo".into(), vec!["me".into()]);
+        assert_eq!(dir.pick("solo", "me", 0), None);
+    }
+}
