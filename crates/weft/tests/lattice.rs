@@ -786,3 +786,243 @@ fn lattice_a_paused_host_moves_only_past_the_timeout_and_its_stale_copy_stops() 
     );
     assert_eq!(serving_hosts(&hosts, "web.localhost").len(), 2);
 }
+
+/// A nats-server started with extra arguments (auth, TLS), JetStream on.
+fn spawn_nats_with(port: u16, dir: &Path, extra: &[&str]) -> Child {
+    let bin = std::env::var_os("WEFT_NATS_SERVER").expect("WEFT_NATS_SERVER (scripts/lib/nats.sh)");
+    let child = std::process::Command::new(&bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.join("js"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Runs `openssl` with `args` in `dir`; fails loudly if it is missing or fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian's openssl package) is needed for the TLS test");
+    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+}
+
+/// `weft up --lattice` joins and serves through the lattice with the NATS auth it is given;
+/// a missing or wrong token, and a TLS server whose CA the host was not given, are refused at
+/// start with an error naming the flag to fix. A real nats-server with `--auth` and one with
+/// `--tls` (a CA and a server certificate for 127.0.0.1 made with openssl).
+#[test]
+fn lattice_joins_with_a_token_and_over_tls_and_refuses_without_them() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 1, "tier: web", "web.localhost"),
+    );
+
+    // Token.
+    let port = free_port();
+    let mut server = spawn_nats_with(port, &dir.path().join("tok"), &["--auth", "s3cret-token"]);
+    let url = format!("nats://127.0.0.1:{port}");
+    for (flags, what) in [
+        (vec![], "no token"),
+        (vec!["--nats-token", "wrong"], "a wrong token"),
+    ] {
+        let mut args = vec![
+            "up",
+            "--lattice",
+            url.as_str(),
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ];
+        let data = dir.path().join(format!("refused-{}", flags.len()));
+        let data = data.to_str().unwrap().to_string();
+        args.push(&data);
+        args.extend(flags.iter().copied());
+        let out = weft().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{what}: joined");
+        let err = stderr(&out);
+        assert!(err.to_lowercase().contains("author"), "{what}: {err}");
+        assert!(
+            err.contains("--nats-token") || err.contains("--nats-creds"),
+            "{what}: names the flag: {err}"
+        );
+    }
+    let up = Up::start_with(
+        &dir.path().join("tok-h1"),
+        &[],
+        &[
+            "--lattice",
+            &url,
+            "--host-name",
+            "t1",
+            "--label",
+            "tier=web",
+            "--nats-token",
+            "s3cret-token",
+            "--heartbeat-interval",
+            "250ms",
+            "--host-timeout",
+            "1500ms",
+            "--lease-ttl",
+            "1500ms",
+            "--lattice-tick",
+            "200ms",
+        ],
+    );
+    let out = weft()
+        .args(["deploy", "--lattice", &url, "--nats-token", "s3cret-token"])
+        .arg(&web)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deploy with the token: {}",
+        stderr(&out)
+    );
+    wait_for("web on the token host", Duration::from_secs(30), || {
+        serves(up.http, "web.localhost")
+    });
+    drop(up);
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // TLS: a CA, a server certificate for 127.0.0.1 signed by it.
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    openssl(
+        &tls,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=weft-test-ca",
+        ],
+    );
+    openssl(
+        &tls,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(tls.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &tls,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let port = free_port();
+    let cert = tls.join("server.pem");
+    let key = tls.join("server.key");
+    let mut server = spawn_nats_with(
+        port,
+        &dir.path().join("tlsjs"),
+        &[
+            "--tls",
+            "--tlscert",
+            cert.to_str().unwrap(),
+            "--tlskey",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = format!("nats://127.0.0.1:{port}");
+    let data = dir.path().join("tls-refused");
+    let out = weft()
+        .args([
+            "up",
+            "--lattice",
+            &url,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "joined a TLS server without its CA");
+    let err = stderr(&out);
+    assert!(err.contains("--nats-tls-ca"), "names the flag: {err}");
+    let ca = tls.join("ca.pem");
+    let up = Up::start_with(
+        &dir.path().join("tls-h1"),
+        &[],
+        &[
+            "--lattice",
+            &url,
+            "--host-name",
+            "s1",
+            "--label",
+            "tier=web",
+            "--nats-tls-ca",
+            ca.to_str().unwrap(),
+            "--nats-require-tls",
+        ],
+    );
+    let out = weft()
+        .args([
+            "deploy",
+            "--lattice",
+            &url,
+            "--nats-tls-ca",
+            ca.to_str().unwrap(),
+        ])
+        .arg(&web)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "deploy over TLS: {}", stderr(&out));
+    wait_for("web on the TLS host", Duration::from_secs(30), || {
+        serves(up.http, "web.localhost")
+    });
+    drop(up);
+    let _ = server.kill();
+    let _ = server.wait();
+}
