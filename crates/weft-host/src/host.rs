@@ -628,11 +628,26 @@ impl Host {
         });
         let Some((workload, logs, stats)) = workload else {
             // A lattice deployment this host does not run: served by a host that does.
+            let forwarded = request.headers().contains_key(FORWARDED_HEADER);
             let elsewhere = self
                 .fallback
                 .get()
-                .filter(|_| !request.headers().contains_key(FORWARDED_HEADER))
                 .and_then(|f| Some((f, f.target(host.as_deref(), &admitted.path)?)));
+            if let Some((_, deployment)) = &elsewhere
+                && forwarded
+            {
+                // Forwarded here for a replica this host no longer runs (the forwarder's view
+                // was a tick old): 421 tells it to try another host.
+                let status = http::StatusCode::MISDIRECTED_REQUEST;
+                let detail = format!("forwarded for `{deployment}`, which this host does not run");
+                tracing::info!(request_id = %id, "{detail}");
+                self.failures.record(&id, status, Some(deployment), &detail);
+                let response = crate::front::generic_error(status, &id);
+                if let Some((ingress, _)) = trace {
+                    crate::trace::end_with_status(&ingress, response.status().as_u16());
+                }
+                return response;
+            }
             if let Some((fallback, deployment)) = elsewhere {
                 let response = match fallback.forward(deployment.clone(), request).await {
                     Ok(response) => response,

@@ -45,14 +45,16 @@ pub fn subject(lattice: &str, host: &str) -> String {
 #[derive(Debug, Default, Clone)]
 pub struct Directory {
     routes: RouteTable,
-    /// Deployment -> hosts (ready, registered, running the desired version), by name.
+    /// Deployment -> hosts (registered, ready, reporting a ready replica of any version), by
+    /// name.
     ready: BTreeMap<String, Vec<String>>,
 }
 
 impl Directory {
     /// From a re-list: the routes of every desired manifest with an ingress route (`internal:
     /// only` has none; a route that conflicts with an earlier one is left out and logged), and
-    /// the ready replicas that hosts in good standing report.
+    /// the ready replicas (of any version: during a rolling update the old ones still serve)
+    /// that hosts in good standing report.
     pub fn from_view(view: &View) -> Directory {
         let mut routes: Vec<Route> = Vec::new();
         let mut table = RouteTable::default();
@@ -86,12 +88,10 @@ impl Directory {
             if h.status != weft_scheduler::HostStatus::Ready || host_record.id != record.id {
                 continue;
             }
+            // Any ready replica of a desired deployment, of whichever version: during a rolling
+            // update the old version's replicas serve until the new ones are ready.
             for (workload, running) in &report.running {
-                let desired = view
-                    .desired
-                    .get(workload)
-                    .is_some_and(|d| d.deployment.version == running.version);
-                if running.ready && desired {
+                if running.ready && view.desired.contains_key(workload) {
                     ready
                         .entry(workload.clone())
                         .or_default()
@@ -193,35 +193,50 @@ impl Forwarder {
         if body.len() > limit {
             return Forwarded::TooLarge { limit };
         }
-        let target = {
-            let dir = self.directory.read().unwrap_or_else(|e| e.into_inner());
-            let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-            dir.pick(workload, &self.me, turn).map(str::to_string)
-        };
-        let Some(target) = target else {
-            return Forwarded::NoReplica;
-        };
         let frame = match encode(&head, &body) {
-            Ok(f) => f,
+            Ok(f) => Bytes::from(f),
             Err(e) => return Forwarded::Failed(format!("cannot forward the request: {e}")),
         };
-        let subject = subject(&self.lattice, &target);
-        let request = async_nats::Request::new()
-            .payload(Bytes::from(frame))
-            .timeout(Some(self.timeout));
-        let message = match self.client.send_request(subject, request).await {
-            Ok(m) => m,
-            Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-                return Forwarded::Timeout(format!(
-                    "host `{target}` did not answer within {:?}",
-                    self.timeout
-                ));
+        // A host that answers 421 no longer runs the deployment (this host's view is a tick
+        // old): one more try on another host.
+        let mut tried: Option<String> = None;
+        loop {
+            let target = {
+                let dir = self.directory.read().unwrap_or_else(|e| e.into_inner());
+                let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+                dir.pick(workload, &self.me, turn)
+                    .filter(|t| Some(*t) != tried.as_deref())
+                    .or_else(|| dir.pick(workload, &self.me, turn + 1))
+                    .filter(|t| Some(*t) != tried.as_deref())
+                    .map(str::to_string)
+            };
+            let Some(target) = target else {
+                return Forwarded::NoReplica;
+            };
+            let subject = subject(&self.lattice, &target);
+            let request = async_nats::Request::new()
+                .payload(frame.clone())
+                .timeout(Some(self.timeout));
+            let message = match self.client.send_request(subject, request).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                    return Forwarded::Timeout(format!(
+                        "host `{target}` did not answer within {:?}",
+                        self.timeout
+                    ));
+                }
+                Err(e) => return Forwarded::Failed(format!("host `{target}`: {e}")),
+            };
+            match decode::<ResponseHead>(&message.payload) {
+                Ok((head, _)) if head.status == 421 && tried.is_none() => {
+                    tracing::debug!(host = %target, %workload, "misdirected; trying another host");
+                    tried = Some(target);
+                }
+                Ok((head, body)) => {
+                    return Forwarded::Response(head, Bytes::copy_from_slice(body));
+                }
+                Err(e) => return Forwarded::Failed(format!("host `{target}` replied: {e}")),
             }
-            Err(e) => return Forwarded::Failed(format!("host `{target}`: {e}")),
-        };
-        match decode::<ResponseHead>(&message.payload) {
-            Ok((head, body)) => Forwarded::Response(head, Bytes::copy_from_slice(body)),
-            Err(e) => Forwarded::Failed(format!("host `{target}` replied: {e}")),
         }
     }
 }

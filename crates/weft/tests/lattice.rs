@@ -1026,3 +1026,101 @@ fn lattice_joins_with_a_token_and_over_tls_and_refuses_without_them() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A rolling update under load loses no request: `web` (2 replicas on 3 hosts) moves to a new
+/// version while a client sends requests to every host in turn (forwarded where a host has no
+/// replica); every request gets 200, and the new version ends up on 2 hosts.
+#[test]
+fn lattice_rolling_update_under_load_fails_no_request() {
+    let _serial = serial();
+    let nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let hosts: Vec<(String, Up)> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|n| (n.to_string(), member(dir.path(), &nats, n, &["tier=web"])))
+        .collect();
+    let v1 = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 2, "tier: web", "web.localhost"),
+    );
+    assert!(
+        lattice_cli(&nats, &["deploy", v1.to_str().unwrap()])
+            .status
+            .success()
+    );
+    wait_for("web on two hosts", Duration::from_secs(60), || {
+        hosts
+            .iter()
+            .filter(|(_, up)| serves(up.http, "web.localhost"))
+            .count()
+            == 2
+    });
+    let addrs: Vec<SocketAddr> = hosts.iter().map(|(_, up)| up.http).collect();
+    wait_for("every host answers web", Duration::from_secs(10), || {
+        addrs
+            .iter()
+            .all(|a| get_hello(*a, "web.localhost", false).0 == 200)
+    });
+    let version = |nats: &Nats| -> (String, u64) {
+        let out = lattice_cli(nats, &["get", "workloads", "-o", "json"]);
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let w = all.iter().find(|w| w["name"] == "web").unwrap();
+        (
+            w["version"].as_str().unwrap().to_string(),
+            w["running"].as_u64().unwrap(),
+        )
+    };
+    let (old, _) = version(&nats);
+
+    // The load: requests to the three hosts in turn, until told to stop (60 s at most).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let addrs = addrs.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                let (status, _) = get_hello(addrs[i % addrs.len()], "web.localhost", false);
+                *statuses.entry(status).or_default() += 1;
+                i += 1;
+            }
+            statuses
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // The new version: the same component with a different environment.
+    let text = deployment("web", 2, "tier: web", "web.localhost").replace(
+        "      image: ./hello.wasm\n",
+        "      image: ./hello.wasm\n      localResources:\n        environment: { RELEASE: \"2\" }\n",
+    );
+    let v2 = write(dir.path(), "web-v2.yaml", &text);
+    let out = lattice_cli(&nats, &["deploy", v2.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (new, _) = version(&nats);
+    assert_ne!(new, old);
+    let rolled = wait_for(
+        "the new version on two hosts",
+        Duration::from_secs(60),
+        || {
+            let (v, running) = version(&nats);
+            v == new && running == 2
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = load.join().unwrap();
+    eprintln!("LATTICE rolling update: {old} -> {new} in {rolled:?}, statuses {statuses:?}");
+    let total: u64 = statuses.values().sum();
+    assert!(total > 20, "the load ran: {statuses:?}");
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "no request failed during the update: {statuses:?}"
+    );
+}
