@@ -86,12 +86,7 @@ fn metrics_endpoint_counts_requests_by_status_with_a_consistent_histogram() {
         &[],
         &["--metrics-addr", "127.0.0.1:0"],
     );
-    let metrics_addr: SocketAddr = up
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("Metrics on http://"))
-        .and_then(|a| a.trim_end_matches("/metrics").parse().ok())
-        .unwrap_or_else(|| panic!("no metrics banner in {:?}", up.banner));
+    let metrics_addr: SocketAddr = up.metrics_addr();
     up.deploy_ok(&hello_manifest(
         dir.path(),
         "hello",
@@ -411,12 +406,7 @@ fn metrics_count_instances_memory_instantiations_and_keyvalue_operations() {
         &[],
         &["--metrics-addr", "127.0.0.1:0"],
     );
-    let metrics_addr: SocketAddr = up
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("Metrics on http://"))
-        .and_then(|a| a.trim_end_matches("/metrics").parse().ok())
-        .unwrap_or_else(|| panic!("no metrics banner in {:?}", up.banner));
+    let metrics_addr: SocketAddr = up.metrics_addr();
     let manifest = format!(
         "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: kv\nspec:\n  components:\n    - name: counter\n      image: {}\n      maxInvocations: 100\n      poolSize: 1\n  hostInterfaces:\n    - {{ namespace: wasi, package: http, interfaces: [incoming-handler], config: {{ host: kv.localhost, path: / }} }}\n    - {{ namespace: wasi, package: keyvalue, interfaces: [store, atomics], config: {{ backend: memory }} }}\n",
         guest("kv-counter.wasm").display()

