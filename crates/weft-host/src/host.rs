@@ -109,6 +109,16 @@ pub struct Host {
     fallback: std::sync::OnceLock<Arc<dyn Fallback>>,
 }
 
+/// How long a lattice replica's readiness probe may take.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn empty_body() -> WasiBody {
+    use http_body_util::BodyExt as _;
+    http_body_util::Empty::<bytes::Bytes>::new()
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync()
+}
+
 /// Set on a request another lattice host forwarded here (docs/lattice.md, "Forwarded
 /// ingress"): it is served here or refused, never forwarded again.
 pub const FORWARDED_HEADER: &str = "weft-forwarded";
@@ -481,6 +491,39 @@ impl Host {
     /// Deploys one already-parsed manifest without recording it in this host's desired state:
     /// the lattice agent's replicas (docs/lattice.md), whose desired state lives in NATS.
     /// Refuses a name held by a workload deployed on this host directly.
+    /// Whether lattice replica `name` answers (docs/lattice.md: readiness): an in-process
+    /// `GET` of its route's path with `weft-probe: readiness` gets a response, whatever its
+    /// status, within 5 s; a trap, an error or a timeout is not an answer. A workload without
+    /// an HTTP route answers by being deployed.
+    pub async fn probe_replica(&self, name: &str) -> Result<(), String> {
+        let workload = {
+            let state = self.read();
+            state.workloads.get(name).and_then(|e| e.current.clone())
+        };
+        let Some(workload) = workload else {
+            return Err(format!("`{name}` is not running on this host"));
+        };
+        let Some(route) = workload.routes().first() else {
+            return Ok(());
+        };
+        let authority = route.host.as_deref().unwrap_or("localhost");
+        let request = http::Request::builder()
+            .method("GET")
+            .uri(format!("http://{authority}{}", route.path))
+            .header("host", authority)
+            .header("weft-probe", "readiness")
+            .body(empty_body())
+            .map_err(|e| format!("cannot build the readiness probe: {e}"))?;
+        match tokio::time::timeout(PROBE_TIMEOUT, workload.handle(request)).await {
+            Err(_) => Err(format!(
+                "GET {} did not answer within {PROBE_TIMEOUT:?}",
+                route.path
+            )),
+            Ok(Err(e)) => Err(format!("GET {} failed: {e}", route.path)),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
     pub async fn deploy_replica(&self, manifest: Manifest) -> Result<Value, HostError> {
         let name = manifest.metadata.name.clone();
         if self

@@ -38,7 +38,18 @@ pub trait LocalHost: crate::forward::ServeForwarded {
     fn deploy(&self, manifest: Manifest) -> impl Future<Output = Result<(), String>> + Send;
     /// Stops the replica of this name.
     fn remove(&self, name: &str) -> Result<(), String>;
+    /// Whether the replica of this name answers (its readiness probe).
+    fn probe(&self, name: &str) -> impl Future<Output = Result<(), String>> + Send;
 }
+
+/// Readiness probes a new replica gets before it is reported ready (one every 500 ms).
+pub const PROBE_ATTEMPTS: u32 = 3;
+
+/// How long a host keeps reporting a version that failed on it after its placement is gone:
+/// the scheduler places a failed version on no host that reports it, so this is the pause
+/// before the host is tried again (without it a broken version would be placed, fail and be
+/// removed in a tight loop).
+pub const FAILURE_HOLD: Duration = Duration::from_secs(60);
 
 /// How a member host behaves.
 #[derive(Debug, Clone)]
@@ -604,6 +615,7 @@ async fn applier<H: LocalHost>(
 ) {
     let mut running: BTreeMap<String, String> = BTreeMap::new();
     let mut failures: BTreeMap<String, FailureRecord> = BTreeMap::new();
+    let mut failed_at: BTreeMap<String, Instant> = BTreeMap::new();
     let mut reported: Option<(ReportRecord, Instant)> = None;
     loop {
         let target = wanted.borrow_and_update().clone();
@@ -635,6 +647,28 @@ async fn applier<H: LocalHost>(
                 Ok(m) => host.deploy(m).await,
                 Err(e) => Err(e),
             };
+            // Ready only once it answers: a version that deploys but does not answer is
+            // stopped and reported like one that fails to deploy.
+            let result = match result {
+                Ok(()) => {
+                    let mut probed = Err(String::new());
+                    for attempt in 0..PROBE_ATTEMPTS {
+                        if attempt > 0 {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        probed = host.probe(name).await;
+                        if probed.is_ok() {
+                            break;
+                        }
+                    }
+                    if let Err(e) = &probed {
+                        let _ = host.remove(name);
+                        tracing::warn!(workload = %name, version = %version, error = %e, "replica does not answer its readiness probe; stopped");
+                    }
+                    probed.map_err(|e| format!("deployed, but does not answer: {e}"))
+                }
+                Err(e) => Err(e),
+            };
             match result {
                 Ok(()) => {
                     tracing::info!(workload = %name, version = %version, ms = started.elapsed().as_millis() as u64, "replica running");
@@ -650,10 +684,17 @@ async fn applier<H: LocalHost>(
                             error: e,
                         },
                     );
+                    failed_at.insert(name.clone(), Instant::now());
                 }
             }
         }
-        failures.retain(|n, _| target.replicas.contains_key(n));
+        failures.retain(|n, _| {
+            target.replicas.contains_key(n)
+                || failed_at
+                    .get(n)
+                    .is_some_and(|at| at.elapsed() < FAILURE_HOLD)
+        });
+        failed_at.retain(|n, _| failures.contains_key(n));
         config
             .stats
             .replicas_running

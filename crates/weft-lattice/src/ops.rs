@@ -139,8 +139,9 @@ pub async fn hosts(lattice: &Lattice) -> Result<Value, LatticeError> {
     Ok(Value::Array(out))
 }
 
-/// The deployments as a JSON array: `{name, version, replicas (desired), running, hosts}`;
-/// `running` counts ready hosts reporting the current version.
+/// The deployments as a JSON array: `{name, version, replicas (desired), running, hosts,
+/// failures}`; `running` counts ready hosts reporting the current version; `failures` lists
+/// `{host, version, error}` for the current version.
 pub async fn workloads(lattice: &Lattice) -> Result<Value, LatticeError> {
     let view = View::read(lattice, &BadValues::default())
         .await
@@ -155,6 +156,16 @@ pub async fn workloads(lattice: &Lattice) -> Result<Value, LatticeError> {
             .filter(|h| state.is_ready(name, &h.name, &d.deployment.version))
             .map(|h| &h.name)
             .collect();
+        // Hosts that report this deployment's current version failed there.
+        let failures: Vec<Value> = view
+            .reports
+            .iter()
+            .filter_map(|(host, (report, _))| {
+                let f = report.failures.get(name)?;
+                (f.version == d.deployment.version)
+                    .then(|| json!({"host": host, "version": f.version, "error": f.error}))
+            })
+            .collect();
         out.push(json!({
             "name": name,
             "kind": format!("{:?}", d.manifest.kind),
@@ -162,6 +173,7 @@ pub async fn workloads(lattice: &Lattice) -> Result<Value, LatticeError> {
             "replicas": d.deployment.replicas,
             "running": running.len(),
             "hosts": running,
+            "failures": failures,
         }));
     }
     Ok(Value::Array(out))

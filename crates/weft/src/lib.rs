@@ -1107,6 +1107,10 @@ impl weft_lattice::agent::LocalHost for LatticeHost {
     fn remove(&self, name: &str) -> Result<(), String> {
         self.0.remove_replica(name).map_err(|e| e.to_string())
     }
+
+    async fn probe(&self, name: &str) -> Result<(), String> {
+        self.0.probe_replica(name).await
+    }
 }
 
 /// Headers that describe one connection or one message framing, not the request: dropped when

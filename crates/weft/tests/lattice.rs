@@ -1120,3 +1120,78 @@ fn lattice_rolling_update_under_load_fails_no_request() {
         "no request failed during the update: {statuses:?}"
     );
 }
+
+/// Readiness: a replica counts as ready only once it answers. A deployment whose route's path
+/// traps (`http-hello`'s `/trap`) deploys everywhere but never answers its probe: no host runs
+/// it, `weft get workloads` shows no running replica and names the failure per host, and a
+/// healthy deployment next to it is unaffected.
+#[test]
+fn lattice_a_replica_that_does_not_answer_is_not_ready() {
+    let _serial = serial();
+    let nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    let hosts: Vec<(String, Up)> = ["q1", "q2"]
+        .iter()
+        .map(|n| (n.to_string(), member(dir.path(), &nats, n, &["tier=web"])))
+        .collect();
+    let broken = deployment("broken", 1, "tier: web", "broken.localhost")
+        .replace("path: / }", "path: /trap }");
+    assert!(broken.contains("path: /trap"), "{broken}");
+    let broken = write(dir.path(), "broken.yaml", &broken);
+    let web = write(
+        dir.path(),
+        "web.yaml",
+        &deployment("web", 1, "tier: web", "web.localhost"),
+    );
+    for f in [&broken, &web] {
+        assert!(
+            lattice_cli(&nats, &["deploy", f.to_str().unwrap()])
+                .status
+                .success()
+        );
+    }
+    let find = |nats: &Nats, name: &str| -> serde_json::Value {
+        let out = lattice_cli(nats, &["get", "workloads", "-o", "json"]);
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.into_iter().find(|w| w["name"] == name).unwrap()
+    };
+    wait_for("web running", Duration::from_secs(30), || {
+        find(&nats, "web")["running"] == 1
+    });
+    // For 4 s: `broken` never runs, and its failure is reported (by one host or another: the
+    // scheduler may try the other eligible host).
+    let mut errors = Vec::new();
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let b = find(&nats, "broken");
+        assert_eq!(b["running"], 0, "{b}");
+        for f in b["failures"].as_array().unwrap() {
+            errors.push(f["error"].as_str().unwrap().to_string());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "LATTICE readiness: {} failure reports seen over 4 s",
+        errors.len()
+    );
+    assert!(!errors.is_empty(), "the failure is reported");
+    assert!(
+        errors.iter().all(|e| e.contains("does not answer")),
+        "{errors:?}"
+    );
+    for (name, up) in &hosts {
+        let r = request(
+            up.http,
+            "GET",
+            "/trap",
+            &[("Host", "broken.localhost"), ("weft-forwarded", "probe")],
+            b"",
+        );
+        assert_ne!(
+            r.status, 500,
+            "{name}: the broken replica was stopped, not left serving"
+        );
+        assert_eq!(get_hello(up.http, "web.localhost", false).0, 200, "{name}");
+    }
+}
