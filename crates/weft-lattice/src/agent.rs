@@ -40,6 +40,52 @@ pub trait LocalHost: crate::forward::ServeForwarded {
     fn remove(&self, name: &str) -> Result<(), String>;
     /// Whether the replica of this name answers (its readiness probe).
     fn probe(&self, name: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// The recent log lines of the workload of this name on this host (rendered, oldest
+    /// first), or `None` when it does not run here.
+    fn logs(&self, name: &str) -> Option<Vec<String>>;
+}
+
+/// The subject host `host` answers log requests on (`weft logs --lattice`).
+pub fn logs_subject(lattice: &str, host: &str) -> String {
+    format!("weft.{lattice}.logs.{host}")
+}
+
+/// Answers `weft logs --lattice`: a request carries a workload name; the reply is a JSON array
+/// of this host's recent lines for it (empty when it does not run here), trimmed from the
+/// oldest end to fit one message.
+async fn serve_logs<H: LocalHost>(lattice: Lattice, me: String, host: Arc<H>) {
+    use futures::StreamExt;
+    let subject = logs_subject(&lattice.name, &me);
+    let mut requests = match lattice.client.subscribe(subject.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%subject, error = %e, "cannot serve log requests");
+            return;
+        }
+    };
+    while let Some(message) = requests.next().await {
+        let Some(reply) = message.reply.clone() else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&message.payload).into_owned();
+        let mut lines = host.logs(&name).unwrap_or_default();
+        let budget = lattice
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(1024);
+        let mut size: usize = lines.iter().map(|l| l.len() + 4).sum();
+        let mut cut = 0;
+        while size > budget && cut < lines.len() {
+            size -= lines[cut].len() + 4;
+            cut += 1;
+        }
+        lines.drain(..cut);
+        let body = serde_json::to_vec(&lines).unwrap_or_else(|_| b"[]".to_vec());
+        if let Err(e) = lattice.client.publish(reply, body.into()).await {
+            tracing::debug!(error = %e, "cannot reply to a log request");
+        }
+    }
 }
 
 /// Readiness probes a new replica gets before it is reported ready (one every 500 ms).
@@ -168,6 +214,11 @@ pub fn start<H: LocalHost>(lattice: Lattice, config: AgentConfig, host: Arc<H>) 
         crate::forward::FORWARD_TIMEOUT,
     ));
     tokio::spawn(crate::forward::serve(
+        lattice.clone(),
+        config.host_name.clone(),
+        Arc::clone(&host),
+    ));
+    tokio::spawn(serve_logs(
         lattice.clone(),
         config.host_name.clone(),
         Arc::clone(&host),

@@ -178,3 +178,37 @@ pub async fn workloads(lattice: &Lattice) -> Result<Value, LatticeError> {
     }
     Ok(Value::Array(out))
 }
+
+/// `weft logs NAME --lattice`: the recent lines of workload `name` from every ready host that
+/// answers within 2 s, each prefixed with `[HOST] `, in time order (lines start with their
+/// RFC 3339 time). Hosts that do not run it contribute nothing.
+pub async fn logs(lattice: &Lattice, name: &str) -> Result<Vec<String>, LatticeError> {
+    let view = View::read(lattice, &BadValues::default())
+        .await
+        .map_err(|e| lattice.op_err("read the lattice", e))?;
+    let mut out = Vec::new();
+    for (host, (h, _, _)) in &view.hosts {
+        if h.status != HostStatus::Ready {
+            continue;
+        }
+        let subject = crate::agent::logs_subject(&lattice.name, host);
+        let request = async_nats::Request::new()
+            .payload(name.to_string().into())
+            .timeout(Some(std::time::Duration::from_secs(2)));
+        let Ok(reply) = lattice.client.send_request(subject, request).await else {
+            continue;
+        };
+        let lines: Vec<String> = serde_json::from_slice(&reply.payload).unwrap_or_default();
+        out.extend(lines.into_iter().map(|l| format!("[{host}] {l}")));
+    }
+    // `[HOST] TIME ...`: order by the time, then the host.
+    out.sort_by(|a, b| {
+        let time = |l: &str| {
+            l.split_once("] ")
+                .map(|(_, r)| r.to_string())
+                .unwrap_or_default()
+        };
+        time(a).cmp(&time(b)).then_with(|| a.cmp(b))
+    });
+    Ok(out)
+}

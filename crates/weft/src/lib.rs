@@ -280,6 +280,8 @@ struct DeleteArgs {
 struct LogsArgs {
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    lattice: LatticeConnArgs,
     /// Keep printing new lines.
     #[arg(short, long)]
     follow: bool,
@@ -1111,6 +1113,11 @@ impl weft_lattice::agent::LocalHost for LatticeHost {
     async fn probe(&self, name: &str) -> Result<(), String> {
         self.0.probe_replica(name).await
     }
+
+    fn logs(&self, name: &str) -> Option<Vec<String>> {
+        let sink = self.0.logs(name).ok()?;
+        Some(sink.snapshot().iter().map(|l| l.render()).collect())
+    }
 }
 
 /// Headers that describe one connection or one message framing, not the request: dropped when
@@ -1543,6 +1550,22 @@ fn cmd_delete(args: DeleteArgs) -> anyhow::Result<i32> {
 }
 
 fn cmd_logs(args: LogsArgs) -> anyhow::Result<i32> {
+    if let Some(url) = &args.lattice.lattice {
+        if args.follow {
+            bail!(
+                "--follow does not work with --lattice yet (hint: drop --follow, or follow one host's logs with --admin)"
+            );
+        }
+        let rt = runtime()?;
+        let lines = rt.block_on(async {
+            let lattice = args.lattice.connect(url).await?;
+            anyhow::Ok(weft_lattice::ops::logs(&lattice, &args.name).await?)
+        })?;
+        for line in lines {
+            println!("{line}");
+        }
+        return Ok(0);
+    }
     let client = args.client.client()?;
     let mut out = std::io::stdout();
     client.logs(&args.name, args.follow, &mut out)?;

@@ -618,6 +618,9 @@ fn lattice_ignores_malformed_values_from_a_rogue_client() {
             ),
             ("$KV.weft-default-lease.leader", b"\xff\xfe garbage"),
             ("weft.default.http.r1", b"\x00\x01"),
+            ("weft.default.http.r2", b"\xff\xff\xff\xff{}"),
+            ("weft.default.http.r3", b"\x00\x00\x00\x02{}GET"),
+            ("weft.default.logs.r1", huge.as_slice()),
         ],
     );
     // Nobody crashes, nothing moves, and a leader takes the malformed lease over.
@@ -1180,6 +1183,33 @@ fn lattice_a_replica_that_does_not_answer_is_not_ready() {
         errors.iter().all(|e| e.contains("does not answer")),
         "{errors:?}"
     );
+    // `weft logs --lattice`: the lines of a workload from every host that runs it, with the
+    // host's name.
+    let (runner, _) = hosts
+        .iter()
+        .find(|(_, up)| serves(up.http, "web.localhost"))
+        .expect("a host runs web");
+    for (_, up) in &hosts {
+        assert_eq!(
+            request(up.http, "GET", "/stdout", &[("Host", "web.localhost")], b"").status,
+            200
+        );
+    }
+    let out = lattice_cli(&nats, &["logs", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("guest stdout line"))
+        .collect();
+    assert!(lines.len() >= 2, "{text}");
+    assert!(
+        lines.iter().all(|l| l.starts_with(&format!("[{runner}] "))),
+        "every line from the host that runs web (forwarded requests run there): {text}"
+    );
+    let out = lattice_cli(&nats, &["logs", "web", "--follow"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--follow"), "{}", stderr(&out));
     for (name, up) in &hosts {
         let r = request(
             up.http,
