@@ -4,10 +4,10 @@
 //! (`weft.L.http.HOST`), which runs it through its own ingress (the workload's limits and logs
 //! apply there) and replies with the response.
 //!
-//! One request is one NATS message and one response is one reply: a frame is a 4-byte
-//! big-endian head length, the head as JSON, then the body. Bodies are bounded by the server's
-//! `max_payload` (1 MiB by default) minus room for the head: a larger request gets 413 at the
-//! ingress, a larger response 502 (chunking, to lift that bound, is not built).
+//! A request and its response cross as sequences of frames (`weft_scheduler::wire`): the body
+//! in chunks of 256 KiB, each frame with the head and its place in the sequence, the reply
+//! subject being the forwarding host's own inbox. Bodies are at most 16 MiB each way (413 for a
+//! larger request at the ingress, 502 for a larger response) and buffered whole on each side.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use weft_policy::router::{Route, RouteTable};
 pub use weft_scheduler::wire::{
-    FrameError, MAX_HEAD, RequestHead, ResponseHead, decode, encode, string_to_value,
+    ASSEMBLY_TIMEOUT, Assembled, Assembler, CHUNK, FrameError, MAX_ASSEMBLING, MAX_FORWARD_BODY,
+    MAX_HEAD, Part, RequestHead, ResponseHead, chunks, decode, encode, string_to_value,
     value_to_string,
 };
 
@@ -179,24 +180,20 @@ impl Forwarder {
         &self.me
     }
 
-    /// The largest request body one message carries.
+    /// The largest request body forwarded (in chunks of [`CHUNK`]).
     pub fn max_body(&self) -> usize {
-        self.client
-            .server_info()
-            .max_payload
-            .saturating_sub(MAX_HEAD + 4)
+        MAX_FORWARD_BODY
     }
 
-    /// Forwards one request to a host with a ready replica of `workload`.
+    /// Forwards one request to a host with a ready replica of `workload`: the body in chunks
+    /// to `weft.L.http.HOST` with this request's own inbox as the reply subject, the response
+    /// read back from the inbox in chunks.
     pub async fn forward(&self, workload: &str, head: RequestHead, body: Bytes) -> Forwarded {
-        let limit = self.max_body();
-        if body.len() > limit {
-            return Forwarded::TooLarge { limit };
+        if body.len() > MAX_FORWARD_BODY {
+            return Forwarded::TooLarge {
+                limit: MAX_FORWARD_BODY,
+            };
         }
-        let frame = match encode(&head, &body) {
-            Ok(f) => Bytes::from(f),
-            Err(e) => return Forwarded::Failed(format!("cannot forward the request: {e}")),
-        };
         // A host that answers 421 no longer runs the deployment (this host's view is a tick
         // old): one more try on another host.
         let mut tried: Option<String> = None;
@@ -213,29 +210,67 @@ impl Forwarder {
             let Some(target) = target else {
                 return Forwarded::NoReplica;
             };
-            let subject = subject(&self.lattice, &target);
-            let request = async_nats::Request::new()
-                .payload(frame.clone())
-                .timeout(Some(self.timeout));
-            let message = match self.client.send_request(subject, request).await {
-                Ok(m) => m,
-                Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-                    return Forwarded::Timeout(format!(
-                        "host `{target}` did not answer within {:?}",
-                        self.timeout
-                    ));
-                }
-                Err(e) => return Forwarded::Failed(format!("host `{target}`: {e}")),
-            };
-            match decode::<ResponseHead>(&message.payload) {
+            match self.exchange(&target, &head, &body).await {
                 Ok((head, _)) if head.status == 421 && tried.is_none() => {
                     tracing::debug!(host = %target, %workload, "misdirected; trying another host");
                     tried = Some(target);
                 }
-                Ok((head, body)) => {
-                    return Forwarded::Response(head, Bytes::copy_from_slice(body));
+                Ok((head, body)) => return Forwarded::Response(head, body),
+                Err(failed) => return failed,
+            }
+        }
+    }
+
+    /// One request to `target` and its response, both in chunks.
+    async fn exchange(
+        &self,
+        target: &str,
+        head: &RequestHead,
+        body: &[u8],
+    ) -> Result<(ResponseHead, Bytes), Forwarded> {
+        use futures::StreamExt;
+        let failed = |e: String| Forwarded::Failed(format!("host `{target}`: {e}"));
+        let inbox = self.client.new_inbox();
+        let mut replies = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let subject = subject(&self.lattice, target);
+        for (part, chunk) in chunks(&inbox, body) {
+            let mut head = head.clone();
+            head.part = Some(part);
+            let frame = encode(&head, chunk)
+                .map_err(|e| Forwarded::Failed(format!("cannot forward the request: {e}")))?;
+            self.client
+                .publish_with_reply(subject.clone(), inbox.clone(), frame.into())
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        let mut assembler: Assembler<ResponseHead> =
+            Assembler::new(1, MAX_FORWARD_BODY, ASSEMBLY_TIMEOUT);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let message = match tokio::time::timeout_at(deadline, replies.next()).await {
+                Err(_) => {
+                    return Err(Forwarded::Timeout(format!(
+                        "host `{target}` did not answer within {:?}",
+                        self.timeout
+                    )));
                 }
-                Err(e) => return Forwarded::Failed(format!("host `{target}` replied: {e}")),
+                Ok(None) => return Err(failed("the reply subscription ended".into())),
+                Ok(Some(m)) => m,
+            };
+            // The server says so at once when nobody listens on the host's subject.
+            if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                return Err(failed("no responder (the host is gone)".into()));
+            }
+            let (head, chunk) = decode::<ResponseHead>(&message.payload)
+                .map_err(|e| failed(format!("replied: {e}")))?;
+            match assembler.offer(head, chunk, std::time::Instant::now()) {
+                Assembled::Pending => {}
+                Assembled::Complete(head, body) => return Ok((head, Bytes::from(body))),
+                Assembled::Refused(_, why) => return Err(failed(format!("replied: {why}"))),
             }
         }
     }
@@ -257,10 +292,15 @@ pub fn error_head(status: u16) -> ResponseHead {
     ResponseHead {
         status,
         headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+        part: None,
     }
 }
 
-/// Serves the requests other hosts forward to this one, until the subscription ends.
+/// Serves the requests other hosts forward to this one, until the subscription ends: frames
+/// are put back together ([`Assembler`]: at most [`MAX_ASSEMBLING`] at once, each at most
+/// [`MAX_FORWARD_BODY`], dropped after [`ASSEMBLY_TIMEOUT`] without a chunk), each whole
+/// request runs through the host (at most [`MAX_SERVING`] at once), and the response goes back
+/// to the reply subject in chunks.
 pub async fn serve<H: ServeForwarded>(lattice: Lattice, me: String, host: Arc<H>) {
     use futures::StreamExt;
     let subject = subject(&lattice.name, &me);
@@ -272,38 +312,88 @@ pub async fn serve<H: ServeForwarded>(lattice: Lattice, me: String, host: Arc<H>
         }
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SERVING));
+    let mut assembler: Assembler<RequestHead> =
+        Assembler::new(MAX_ASSEMBLING, MAX_FORWARD_BODY, ASSEMBLY_TIMEOUT);
     while let Some(message) = requests.next().await {
+        let now = std::time::Instant::now();
+        let dropped = assembler.expire(now);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "forwarded requests whose chunks stopped coming, dropped"
+            );
+        }
         let Some(reply) = message.reply.clone() else {
             tracing::debug!(%subject, "a forwarded request without a reply subject, ignored");
             continue;
         };
+        let client = lattice.client.clone();
+        let (head, body) = match decode::<RequestHead>(&message.payload) {
+            Ok((head, chunk)) => match assembler.offer(head, chunk, now) {
+                Assembled::Pending => continue,
+                Assembled::Complete(head, body) => (head, body),
+                Assembled::Refused(status, why) => {
+                    tracing::warn!(status, "a forwarded request refused: {why}");
+                    tokio::spawn(respond(
+                        client,
+                        reply,
+                        error_head(status),
+                        error_body(status),
+                    ));
+                    continue;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "a forwarded request that does not decode");
+                tokio::spawn(respond(client, reply, error_head(400), error_body(400)));
+                continue;
+            }
+        };
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        let (client, host) = (lattice.client.clone(), Arc::clone(&host));
+        let host = Arc::clone(&host);
         tokio::spawn(async move {
-            let max_body = client
-                .server_info()
-                .max_payload
-                .saturating_sub(MAX_HEAD + 4);
-            let (head, body) = match decode::<RequestHead>(&message.payload) {
-                Ok((head, body)) => {
-                    host.serve_forwarded(head, Bytes::copy_from_slice(body), max_body)
-                        .await
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "a forwarded request that does not decode");
-                    (error_head(400), Bytes::from_static(b"400 Bad Request\n"))
-                }
-            };
-            let frame = encode(&head, &body).unwrap_or_else(|_| {
-                encode(&error_head(502), b"502 Bad Gateway\n").unwrap_or_default()
-            });
-            if let Err(e) = client.publish(reply, frame.into()).await {
-                tracing::warn!(error = %e, "cannot reply to a forwarded request");
-            }
+            let (head, body) = host
+                .serve_forwarded(head, Bytes::from(body), MAX_FORWARD_BODY)
+                .await;
+            respond(client, reply, head, body).await;
             drop(slot);
         });
+    }
+}
+
+fn error_body(status: u16) -> Bytes {
+    let reason = match status {
+        400 => "Bad Request",
+        413 => "Content Too Large",
+        503 => "Service Unavailable",
+        _ => "Bad Gateway",
+    };
+    Bytes::from(format!("{status} {reason}\n"))
+}
+
+/// Sends a response to `reply` in chunks (sequence id: the reply subject).
+async fn respond(
+    client: async_nats::Client,
+    reply: async_nats::Subject,
+    head: ResponseHead,
+    body: Bytes,
+) {
+    for (part, chunk) in chunks(reply.as_str(), &body) {
+        let mut head = head.clone();
+        head.part = Some(part);
+        let frame = match encode(&head, chunk) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode a forwarded response");
+                encode(&error_head(502), b"502 Bad Gateway\n").unwrap_or_default()
+            }
+        };
+        if let Err(e) = client.publish(reply.clone(), frame.into()).await {
+            tracing::warn!(error = %e, "cannot reply to a forwarded request");
+            return;
+        }
     }
 }
 

@@ -1206,6 +1206,7 @@ impl weft_lattice::forward::ServeForwarded for LatticeHost {
             ResponseHead {
                 status: parts.status.as_u16(),
                 headers,
+                part: None,
             },
             body,
         )
@@ -1273,6 +1274,7 @@ impl weft_host::host::Fallback for LatticeIngress {
                     })
                     .collect(),
                 origin: self.0.me().to_string(),
+                part: None,
             };
             match self.0.forward(&target, head, body).await {
                 Forwarded::Response(head, body) => {

@@ -1183,6 +1183,71 @@ fn lattice_a_replica_that_does_not_answer_is_not_ready() {
         errors.iter().all(|e| e.contains("does not answer")),
         "{errors:?}"
     );
+    // Bodies larger than one NATS message cross in chunks, both ways: 3 MiB through the
+    // `http-echo` replica from the host that has none comes back byte for byte; past the
+    // forwarding limit (16 MiB) the forwarding host answers 413.
+    std::fs::copy(guest("http-echo.wasm"), dir.path().join("echo.wasm")).unwrap();
+    let echo = write(
+        dir.path(),
+        "echo.yaml",
+        &deployment("echo", 1, "tier: web", "echo.localhost")
+            .replace("./hello.wasm", "./echo.wasm"),
+    );
+    assert!(
+        lattice_cli(&nats, &["deploy", echo.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let echo_at = |up: &Up| {
+        request(
+            up.http,
+            "POST",
+            "/",
+            &[("Host", "echo.localhost"), ("weft-forwarded", "probe")],
+            b"x",
+        )
+        .status
+            == 200
+    };
+    wait_for("echo running", Duration::from_secs(30), || {
+        hosts.iter().any(|(_, up)| echo_at(up))
+    });
+    let (_, without) = hosts
+        .iter()
+        .find(|(_, up)| !echo_at(up))
+        .expect("a host without echo");
+    let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    wait_for("echo forwarded", Duration::from_secs(10), || {
+        request(
+            without.http,
+            "POST",
+            "/",
+            &[("Host", "echo.localhost")],
+            b"hi",
+        )
+        .status
+            == 200
+    });
+    let r = request(
+        without.http,
+        "POST",
+        "/",
+        &[("Host", "echo.localhost")],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body == body, "the 3 MiB body came back changed");
+    let huge = vec![b'z'; 17 * 1024 * 1024];
+    let r = request(
+        without.http,
+        "POST",
+        "/",
+        &[("Host", "echo.localhost")],
+        &huge,
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+
     // `weft logs --lattice`: the lines of a workload from every host that runs it, with the
     // host's name.
     let (runner, _) = hosts
