@@ -150,6 +150,79 @@ pub struct Forwarder {
     directory: Arc<RwLock<Directory>>,
     turn: AtomicUsize,
     timeout: Duration,
+    /// Replies come back on `PREFIX.N`, one `N` per request, through one subscription on
+    /// `PREFIX.*` (a subscription per request cost a third of the forwarded throughput).
+    replies: Replies,
+}
+
+/// The reply inboxes of requests in flight: one wildcard subscription, demultiplexed by
+/// subject to each request's channel.
+struct Replies {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+    waiting: Arc<
+        std::sync::Mutex<BTreeMap<String, tokio::sync::mpsc::UnboundedSender<async_nats::Message>>>,
+    >,
+    started: tokio::sync::OnceCell<()>,
+}
+
+/// One request's inbox; unregistered when dropped.
+struct Inbox {
+    subject: String,
+    messages: tokio::sync::mpsc::UnboundedReceiver<async_nats::Message>,
+    waiting: Arc<
+        std::sync::Mutex<BTreeMap<String, tokio::sync::mpsc::UnboundedSender<async_nats::Message>>>,
+    >,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.subject);
+    }
+}
+
+impl Replies {
+    /// A new inbox, subscribing to the prefix on first use.
+    async fn inbox(&self, client: &async_nats::Client) -> Result<Inbox, String> {
+        self.started
+            .get_or_try_init(|| async {
+                use futures::StreamExt;
+                let mut sub = client
+                    .subscribe(format!("{}.*", self.prefix))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let waiting = Arc::clone(&self.waiting);
+                tokio::spawn(async move {
+                    while let Some(message) = sub.next().await {
+                        let sender = waiting
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(message.subject.as_str())
+                            .cloned();
+                        if let Some(sender) = sender {
+                            let _ = sender.send(message);
+                        }
+                    }
+                });
+                Ok::<(), String>(())
+            })
+            .await?;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let subject = format!("{}.{n}", self.prefix);
+        let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(subject.clone(), tx);
+        Ok(Inbox {
+            subject,
+            messages,
+            waiting: Arc::clone(&self.waiting),
+        })
+    }
 }
 
 impl Forwarder {
@@ -166,6 +239,12 @@ impl Forwarder {
             directory,
             turn: AtomicUsize::new(0),
             timeout,
+            replies: Replies {
+                prefix: lattice.client.new_inbox(),
+                next: std::sync::atomic::AtomicU64::new(0),
+                waiting: Arc::default(),
+                started: tokio::sync::OnceCell::new(),
+            },
         }
     }
 
@@ -228,43 +307,54 @@ impl Forwarder {
         head: &RequestHead,
         body: &[u8],
     ) -> Result<(ResponseHead, Bytes), Forwarded> {
-        use futures::StreamExt;
         let failed = |e: String| Forwarded::Failed(format!("host `{target}`: {e}"));
-        let inbox = self.client.new_inbox();
-        let mut replies = self
-            .client
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        // Chunks of the response after the first come to this request's inbox.
+        let mut inbox = self.replies.inbox(&self.client).await.map_err(&failed)?;
         let subject = subject(&self.lattice, target);
-        for (part, chunk) in chunks(&inbox, body) {
+        let parts: Vec<(Part, &[u8])> = chunks(&inbox.subject, body).collect();
+        let n = parts.len();
+        let mut first = None;
+        for (i, (part, chunk)) in parts.into_iter().enumerate() {
             let mut head = head.clone();
-            head.part = Some(part);
-            let frame = encode(&head, chunk)
-                .map_err(|e| Forwarded::Failed(format!("cannot forward the request: {e}")))?;
-            self.client
-                .publish_with_reply(subject.clone(), inbox.clone(), frame.into())
-                .await
-                .map_err(|e| failed(e.to_string()))?;
+            head.part = (n > 1).then_some(part);
+            head.more = Some(inbox.subject.clone());
+            let frame = Bytes::from(
+                encode(&head, chunk)
+                    .map_err(|e| Forwarded::Failed(format!("cannot forward the request: {e}")))?,
+            );
+            if i + 1 < n {
+                self.client
+                    .publish(subject.clone(), frame)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                continue;
+            }
+            // The last frame is a request: its reply is the response's first frame (and the
+            // server says at once when nobody listens on the host's subject).
+            let request = async_nats::Request::new()
+                .payload(frame)
+                .timeout(Some(self.timeout));
+            first = Some(
+                match self.client.send_request(subject.clone(), request).await {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
+                        return Err(Forwarded::Timeout(format!(
+                            "host `{target}` did not answer within {:?}",
+                            self.timeout
+                        )));
+                    }
+                    Err(e) => return Err(failed(e.to_string())),
+                },
+            );
         }
+        let Some(first) = first else {
+            return Err(failed("nothing was sent".into()));
+        };
         let mut assembler: Assembler<ResponseHead> =
             Assembler::new(1, MAX_FORWARD_BODY, ASSEMBLY_TIMEOUT);
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut message = first;
         loop {
-            let message = match tokio::time::timeout_at(deadline, replies.next()).await {
-                Err(_) => {
-                    return Err(Forwarded::Timeout(format!(
-                        "host `{target}` did not answer within {:?}",
-                        self.timeout
-                    )));
-                }
-                Ok(None) => return Err(failed("the reply subscription ended".into())),
-                Ok(Some(m)) => m,
-            };
-            // The server says so at once when nobody listens on the host's subject.
-            if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
-                return Err(failed("no responder (the host is gone)".into()));
-            }
             let (head, chunk) = decode::<ResponseHead>(&message.payload)
                 .map_err(|e| failed(format!("replied: {e}")))?;
             match assembler.offer(head, chunk, std::time::Instant::now()) {
@@ -272,6 +362,16 @@ impl Forwarder {
                 Assembled::Complete(head, body) => return Ok((head, Bytes::from(body))),
                 Assembled::Refused(_, why) => return Err(failed(format!("replied: {why}"))),
             }
+            message = match tokio::time::timeout_at(deadline, inbox.messages.recv()).await {
+                Err(_) => {
+                    return Err(Forwarded::Timeout(format!(
+                        "host `{target}` did not send the whole response within {:?}",
+                        self.timeout
+                    )));
+                }
+                Ok(None) => return Err(failed("the reply subscription ended".into())),
+                Ok(Some(m)) => m,
+            };
         }
     }
 }
@@ -323,41 +423,48 @@ pub async fn serve<H: ServeForwarded>(lattice: Lattice, me: String, host: Arc<H>
                 "forwarded requests whose chunks stopped coming, dropped"
             );
         }
-        let Some(reply) = message.reply.clone() else {
-            tracing::debug!(%subject, "a forwarded request without a reply subject, ignored");
-            continue;
-        };
+        // Chunks before the last come without a reply subject; the last is a request.
         let client = lattice.client.clone();
+        let reply = message.reply.clone();
         let (head, body) = match decode::<RequestHead>(&message.payload) {
-            Ok((head, chunk)) => match assembler.offer(head, chunk, now) {
-                Assembled::Pending => continue,
-                Assembled::Complete(head, body) => (head, body),
-                Assembled::Refused(status, why) => {
-                    tracing::warn!(status, "a forwarded request refused: {why}");
-                    tokio::spawn(respond(
-                        client,
-                        reply,
-                        error_head(status),
-                        error_body(status),
-                    ));
-                    continue;
+            Ok((head, chunk)) => {
+                let more = head.more.clone();
+                match assembler.offer(head, chunk, now) {
+                    Assembled::Pending => continue,
+                    Assembled::Complete(head, body) => (head, body),
+                    Assembled::Refused(status, why) => {
+                        tracing::warn!(status, "a forwarded request refused: {why}");
+                        if let Some(reply) = reply {
+                            let (head, body) = (error_head(status), error_body(status));
+                            tokio::spawn(respond(client, reply, more, head, body));
+                        }
+                        continue;
+                    }
                 }
-            },
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "a forwarded request that does not decode");
-                tokio::spawn(respond(client, reply, error_head(400), error_body(400)));
+                if let Some(reply) = reply {
+                    let (head, body) = (error_head(400), error_body(400));
+                    tokio::spawn(respond(client, reply, None, head, body));
+                }
                 continue;
             }
+        };
+        let Some(reply) = reply else {
+            tracing::debug!(%subject, "a forwarded request without a reply subject, ignored");
+            continue;
         };
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
         let host = Arc::clone(&host);
+        let more = head.more.clone();
         tokio::spawn(async move {
             let (head, body) = host
                 .serve_forwarded(head, Bytes::from(body), MAX_FORWARD_BODY)
                 .await;
-            respond(client, reply, head, body).await;
+            respond(client, reply, more, head, body).await;
             drop(slot);
         });
     }
@@ -373,16 +480,27 @@ fn error_body(status: u16) -> Bytes {
     Bytes::from(format!("{status} {reason}\n"))
 }
 
-/// Sends a response to `reply` in chunks (sequence id: the reply subject).
+/// Sends a response: its first frame to `reply` (the reply to the request's last frame), the
+/// chunks after it to `more` (the forwarder's inbox). A response of one chunk is one frame
+/// without a part; one that needs more but has nowhere to send them is a 502.
 async fn respond(
     client: async_nats::Client,
     reply: async_nats::Subject,
+    more: Option<String>,
     head: ResponseHead,
     body: Bytes,
 ) {
-    for (part, chunk) in chunks(reply.as_str(), &body) {
+    let id = more.clone().unwrap_or_default();
+    let parts: Vec<(Part, &[u8])> = chunks(&id, &body).collect();
+    let n = parts.len();
+    if n > 1 && more.is_none() {
+        let frame = encode(&error_head(502), b"502 Bad Gateway\n").unwrap_or_default();
+        let _ = client.publish(reply, frame.into()).await;
+        return;
+    }
+    for (i, (part, chunk)) in parts.into_iter().enumerate() {
         let mut head = head.clone();
-        head.part = Some(part);
+        head.part = (n > 1).then_some(part);
         let frame = match encode(&head, chunk) {
             Ok(f) => f,
             Err(e) => {
@@ -390,7 +508,11 @@ async fn respond(
                 encode(&error_head(502), b"502 Bad Gateway\n").unwrap_or_default()
             }
         };
-        if let Err(e) = client.publish(reply.clone(), frame.into()).await {
+        let to = match (i, &more) {
+            (0, _) | (_, None) => reply.to_string(),
+            (_, Some(more)) => more.clone(),
+        };
+        if let Err(e) = client.publish(to, frame.into()).await {
             tracing::warn!(error = %e, "cannot reply to a forwarded request");
             return;
         }

@@ -185,6 +185,10 @@ pub struct RequestHead {
     /// Which chunk of the body this frame carries (absent: the whole body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<Part>,
+    /// Where the response's chunks after the first go (the first is the reply to the
+    /// request's last frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<String>,
 }
 
 /// A forwarded response's head.
@@ -273,6 +277,7 @@ mod tests {
                 seq: 3,
                 last: false,
             }),
+            more: Some("_INBOX.y.1".into()),
         };
         let frame = encode(&head, b"body").unwrap();
         let (back, body) = decode::<RequestHead>(&frame).unwrap();

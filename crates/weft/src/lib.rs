@@ -1275,6 +1275,7 @@ impl weft_host::host::Fallback for LatticeIngress {
                     .collect(),
                 origin: self.0.me().to_string(),
                 part: None,
+                more: None,
             };
             match self.0.forward(&target, head, body).await {
                 Forwarded::Response(head, body) => {
