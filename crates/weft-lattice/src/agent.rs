@@ -45,17 +45,12 @@ pub trait LocalHost: crate::forward::ServeForwarded {
     fn logs(&self, name: &str) -> Option<Vec<String>>;
 }
 
-/// The subject host `host` answers log requests on (`weft logs --lattice`).
-pub fn logs_subject(lattice: &str, host: &str) -> String {
-    format!("weft.{lattice}.logs.{host}")
-}
-
 /// Answers `weft logs --lattice`: a request carries a workload name; the reply is a JSON array
 /// of this host's recent lines for it (empty when it does not run here), trimmed from the
 /// oldest end to fit one message.
 async fn serve_logs<H: LocalHost>(lattice: Lattice, me: String, host: Arc<H>) {
     use futures::StreamExt;
-    let subject = logs_subject(&lattice.name, &me);
+    let subject = crate::connect::logs_subject(&lattice.name, &me);
     let mut requests = match lattice.client.subscribe(subject.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -522,10 +517,13 @@ fn send_wanted(
     wanted: &tokio::sync::watch::Sender<Wanted>,
 ) {
     let id = shared.id();
-    let registered = view
-        .hosts
-        .get(me)
-        .is_some_and(|(h, r, _)| h.status == HostStatus::Ready && r.id == id);
+    // No record of this host in the re-list (a server that is still recovering after a
+    // restart, or a listing cut short): no evidence either way, keep running what runs. Only
+    // a record that says lost, or names another instance, fences the replicas.
+    let Some((h, r, _)) = view.hosts.get(me) else {
+        return;
+    };
+    let registered = h.status == HostStatus::Ready && r.id == id;
     let mut replicas = BTreeMap::new();
     if registered {
         for ((w, h), (p, _)) in &view.placements {

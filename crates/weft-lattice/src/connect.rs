@@ -349,6 +349,11 @@ pub async fn snapshot(kv: &kv::Store) -> Result<BTreeMap<String, Value>, String>
     Ok(out)
 }
 
+/// The subject host `host` answers log requests on (`weft logs --lattice`).
+pub fn logs_subject(lattice: &str, host: &str) -> String {
+    format!("weft.{lattice}.logs.{host}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

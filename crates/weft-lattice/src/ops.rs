@@ -191,7 +191,7 @@ pub async fn logs(lattice: &Lattice, name: &str) -> Result<Vec<String>, LatticeE
         if h.status != HostStatus::Ready {
             continue;
         }
-        let subject = crate::agent::logs_subject(&lattice.name, host);
+        let subject = crate::connect::logs_subject(&lattice.name, host);
         let request = async_nats::Request::new()
             .payload(name.to_string().into())
             .timeout(Some(std::time::Duration::from_secs(2)));
