@@ -119,6 +119,11 @@ fn empty_body() -> WasiBody {
         .boxed_unsync()
 }
 
+/// Marks the host's own `421 Misdirected Request` to a forwarded request (a response
+/// extension, never sent to a client): only this one makes the forwarder try another host.
+#[derive(Debug, Clone, Copy)]
+pub struct Misdirected;
+
 /// Set on a request another lattice host forwarded here (docs/lattice.md, "Forwarded
 /// ingress"): it is served here or refused, never forwarded again.
 pub const FORWARDED_HEADER: &str = "weft-forwarded";
@@ -648,6 +653,15 @@ impl Host {
                 .and_then(|e| Some((e.current.clone()?, e.logs.clone(), e.stats.clone())));
             (target, workload, state.routes.clone())
         };
+        // A lattice deployment this host does not run: the lattice's own route table decides
+        // (a longer local prefix of another workload must not capture it), and a host that
+        // does run it serves it.
+        let elsewhere = self.fallback.get().and_then(|f| {
+            let deployment = f.target(host.as_deref(), &admitted.path)?;
+            let here = self.read().workloads.contains_key(&deployment);
+            (!here && target.as_deref() != Some(deployment.as_str())).then_some((f, deployment))
+        });
+        let workload = if elsewhere.is_some() { None } else { workload };
         // Spans only when an OTLP endpoint is configured (docs/observability.md).
         let trace = crate::trace::enabled().then(|| {
             let ingress = crate::trace::ingress_span(&request, host.as_deref());
@@ -670,12 +684,7 @@ impl Host {
             (ingress, handle)
         });
         let Some((workload, logs, stats)) = workload else {
-            // A lattice deployment this host does not run: served by a host that does.
             let forwarded = request.headers().contains_key(FORWARDED_HEADER);
-            let elsewhere = self
-                .fallback
-                .get()
-                .and_then(|f| Some((f, f.target(host.as_deref(), &admitted.path)?)));
             if let Some((_, deployment)) = &elsewhere
                 && forwarded
             {
@@ -685,7 +694,9 @@ impl Host {
                 let detail = format!("forwarded for `{deployment}`, which this host does not run");
                 tracing::info!(request_id = %id, "{detail}");
                 self.failures.record(&id, status, Some(deployment), &detail);
-                let response = crate::front::generic_error(status, &id);
+                let mut response = crate::front::generic_error(status, &id);
+                // The host's own 421 (a workload's 421 must not make the forwarder retry).
+                response.extensions_mut().insert(Misdirected);
                 if let Some((ingress, _)) = trace {
                     crate::trace::end_with_status(&ingress, response.status().as_u16());
                 }

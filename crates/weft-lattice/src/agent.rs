@@ -711,7 +711,10 @@ async fn applier<H: LocalHost>(
                         }
                     }
                     if let Err(e) = &probed {
+                        // An in-place update swapped the old version out: nothing of this
+                        // workload runs here any more.
                         let _ = host.remove(name);
+                        running.remove(name);
                         tracing::warn!(workload = %name, version = %version, error = %e, "replica does not answer its readiness probe; stopped");
                     }
                     probed.map_err(|e| format!("deployed, but does not answer: {e}"))

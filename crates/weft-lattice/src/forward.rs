@@ -29,11 +29,22 @@ use crate::view::View;
 /// A forwarded request is never forwarded again.
 pub const FORWARDED_HEADER: &str = "weft-forwarded";
 
-/// Forwarded requests a host serves at once; more wait for a slot.
+/// Forwarded requests a host serves at once; more get 503 at once.
 pub const MAX_SERVING: usize = 64;
 
-/// How long the forwarding host waits for the serving host's response (504 past it). The
-/// workload's own deadline (`timeoutMs`, 30 s by default) is applied by the serving host.
+/// Requests a host forwards at once (each may buffer a body of up to 16 MiB each way); more
+/// get 503 at the ingress.
+pub const MAX_FORWARDING: usize = 32;
+
+/// Frames one forwarded request's inbox holds: a 16 MiB response in 256 KiB chunks, and room.
+const INBOX_CAPACITY: usize = MAX_FORWARD_BODY / CHUNK + 8;
+
+/// Refused sequence ids remembered (so their last frame gets the refusal's status).
+const REFUSED_MEMORY: usize = 1024;
+
+/// How long the forwarding host waits for the first frame of the serving host's response, and
+/// then again for the rest of it (504 past either). The workload's own deadline (`timeoutMs`,
+/// 30 s by default) is applied by the serving host.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The subject host `host` of lattice `lattice` serves forwarded requests on.
@@ -134,7 +145,7 @@ pub enum Forwarded {
     Response(ResponseHead, Bytes),
     /// No host reports a ready replica of the deployment (503).
     NoReplica,
-    /// The request body is over what one message carries (413).
+    /// The request body is over [`MAX_FORWARD_BODY`] (413).
     TooLarge { limit: usize },
     /// The serving host did not answer in time (504).
     Timeout(String),
@@ -151,8 +162,10 @@ pub struct Forwarder {
     turn: AtomicUsize,
     timeout: Duration,
     /// Replies come back on `PREFIX.N`, one `N` per request, through one subscription on
-    /// `PREFIX.*` (a subscription per request cost a third of the forwarded throughput).
+    /// `PREFIX.*`.
     replies: Replies,
+    /// Requests being forwarded ([`MAX_FORWARDING`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The reply inboxes of requests in flight: one wildcard subscription, demultiplexed by
@@ -160,19 +173,17 @@ pub struct Forwarder {
 struct Replies {
     prefix: String,
     next: std::sync::atomic::AtomicU64,
-    waiting: Arc<
-        std::sync::Mutex<BTreeMap<String, tokio::sync::mpsc::UnboundedSender<async_nats::Message>>>,
-    >,
+    waiting:
+        Arc<std::sync::Mutex<BTreeMap<String, tokio::sync::mpsc::Sender<async_nats::Message>>>>,
     started: tokio::sync::OnceCell<()>,
 }
 
 /// One request's inbox; unregistered when dropped.
 struct Inbox {
     subject: String,
-    messages: tokio::sync::mpsc::UnboundedReceiver<async_nats::Message>,
-    waiting: Arc<
-        std::sync::Mutex<BTreeMap<String, tokio::sync::mpsc::UnboundedSender<async_nats::Message>>>,
-    >,
+    messages: tokio::sync::mpsc::Receiver<async_nats::Message>,
+    waiting:
+        Arc<std::sync::Mutex<BTreeMap<String, tokio::sync::mpsc::Sender<async_nats::Message>>>>,
 }
 
 impl Drop for Inbox {
@@ -203,7 +214,9 @@ impl Replies {
                             .get(message.subject.as_str())
                             .cloned();
                         if let Some(sender) = sender {
-                            let _ = sender.send(message);
+                            // A full inbox (more frames than a response can have): dropped; the
+                            // request then fails on the missing chunk.
+                            let _ = sender.try_send(message);
                         }
                     }
                 });
@@ -212,7 +225,7 @@ impl Replies {
             .await?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let subject = format!("{}.{n}", self.prefix);
-        let (tx, messages) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, messages) = tokio::sync::mpsc::channel(INBOX_CAPACITY);
         self.waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -245,6 +258,7 @@ impl Forwarder {
                 waiting: Arc::default(),
                 started: tokio::sync::OnceCell::new(),
             },
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDING)),
         }
     }
 
@@ -252,6 +266,12 @@ impl Forwarder {
     pub fn target(&self, host: Option<&str>, path: &str) -> Option<String> {
         let dir = self.directory.read().unwrap_or_else(|e| e.into_inner());
         dir.target(host, path).map(str::to_string)
+    }
+
+    /// A slot to forward one request (take it before buffering the body), or `None` when
+    /// [`MAX_FORWARDING`] are in flight.
+    pub fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.in_flight).try_acquire_owned().ok()
     }
 
     /// This host's name in the lattice (the `origin` of what it forwards).
@@ -290,7 +310,7 @@ impl Forwarder {
                 return Forwarded::NoReplica;
             };
             match self.exchange(&target, &head, &body).await {
-                Ok((head, _)) if head.status == 421 && tried.is_none() => {
+                Ok((head, _)) if head.misdirected && tried.is_none() => {
                     tracing::debug!(host = %target, %workload, "misdirected; trying another host");
                     tried = Some(target);
                 }
@@ -392,6 +412,7 @@ pub fn error_head(status: u16) -> ResponseHead {
     ResponseHead {
         status,
         headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+        misdirected: false,
         part: None,
     }
 }
@@ -414,6 +435,9 @@ pub async fn serve<H: ServeForwarded>(lattice: Lattice, me: String, host: Arc<H>
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SERVING));
     let mut assembler: Assembler<RequestHead> =
         Assembler::new(MAX_ASSEMBLING, MAX_FORWARD_BODY, ASSEMBLY_TIMEOUT);
+    // Sequences refused before their last frame: that frame (the only one with a reply
+    // subject) gets the refusal's status.
+    let mut refused: BTreeMap<String, u16> = BTreeMap::new();
     while let Some(message) = requests.next().await {
         let now = std::time::Instant::now();
         let dropped = assembler.expire(now);
@@ -428,15 +452,41 @@ pub async fn serve<H: ServeForwarded>(lattice: Lattice, me: String, host: Arc<H>
         let reply = message.reply.clone();
         let (head, body) = match decode::<RequestHead>(&message.payload) {
             Ok((head, chunk)) => {
-                let more = head.more.clone();
+                let more = head.more.clone().filter(|m| reply_subject_ok(m));
+                if let Some(part) = &head.part
+                    && let Some(&status) = refused.get(&part.id)
+                {
+                    if let Some(reply) = reply {
+                        refused.remove(&part.id);
+                        tokio::spawn(respond(
+                            client,
+                            reply,
+                            more,
+                            error_head(status),
+                            error_body(status),
+                        ));
+                    }
+                    continue;
+                }
+                let id = head.part.as_ref().map(|p| p.id.clone());
                 match assembler.offer(head, chunk, now) {
                     Assembled::Pending => continue,
                     Assembled::Complete(head, body) => (head, body),
                     Assembled::Refused(status, why) => {
                         tracing::warn!(status, "a forwarded request refused: {why}");
-                        if let Some(reply) = reply {
-                            let (head, body) = (error_head(status), error_body(status));
-                            tokio::spawn(respond(client, reply, more, head, body));
+                        match reply {
+                            Some(reply) => {
+                                let (head, body) = (error_head(status), error_body(status));
+                                tokio::spawn(respond(client, reply, more, head, body));
+                            }
+                            None => {
+                                if let Some(id) = id {
+                                    if refused.len() >= REFUSED_MEMORY {
+                                        refused.clear();
+                                    }
+                                    refused.insert(id, status);
+                                }
+                            }
                         }
                         continue;
                     }
@@ -455,11 +505,19 @@ pub async fn serve<H: ServeForwarded>(lattice: Lattice, me: String, host: Arc<H>
             tracing::debug!(%subject, "a forwarded request without a reply subject, ignored");
             continue;
         };
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
+        let more = head.more.clone().filter(|m| reply_subject_ok(m));
+        // Full: 503 at once (waiting here would stop reading every other request's frames).
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tokio::spawn(respond(
+                client,
+                reply,
+                more,
+                error_head(503),
+                error_body(503),
+            ));
+            continue;
         };
         let host = Arc::clone(&host);
-        let more = head.more.clone();
         tokio::spawn(async move {
             let (head, body) = host
                 .serve_forwarded(head, Bytes::from(body), MAX_FORWARD_BODY)
@@ -468,6 +526,14 @@ pub async fn serve<H: ServeForwarded>(lattice: Lattice, me: String, host: Arc<H>
             drop(slot);
         });
     }
+}
+
+/// Where a serving host may send response chunks: a reply inbox (`_INBOX.` and tokens, no
+/// wildcard), never an arbitrary subject a client names.
+fn reply_subject_ok(subject: &str) -> bool {
+    subject.starts_with("_INBOX.")
+        && subject.len() <= 256
+        && !subject.contains(['*', '>', ' ', '\t', '\r', '\n'])
 }
 
 fn error_body(status: u16) -> Bytes {

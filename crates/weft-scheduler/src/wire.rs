@@ -196,6 +196,10 @@ pub struct RequestHead {
 pub struct ResponseHead {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The serving host's own 421: it does not run the deployment (any other 421 is the
+    /// workload's and is passed on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub misdirected: bool,
     /// Which chunk of the body this frame carries (absent: the whole body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<Part>,
@@ -314,6 +318,7 @@ mod tests {
         ResponseHead {
             status: 200,
             headers: vec![],
+            misdirected: false,
             part,
         }
     }

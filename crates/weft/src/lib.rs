@@ -1184,6 +1184,10 @@ impl weft_lattice::forward::ServeForwarded for LatticeHost {
             return refused(400);
         };
         let response = self.0.handle(request).await;
+        let misdirected = response
+            .extensions()
+            .get::<weft_host::host::Misdirected>()
+            .is_some();
         let (parts, body) = response.into_parts();
         let collected = tokio::time::timeout(
             weft_lattice::forward::FORWARD_TIMEOUT,
@@ -1206,6 +1210,7 @@ impl weft_lattice::forward::ServeForwarded for LatticeHost {
             ResponseHead {
                 status: parts.status.as_u16(),
                 headers,
+                misdirected,
                 part: None,
             },
             body,
@@ -1230,6 +1235,16 @@ impl weft_host::host::Fallback for LatticeIngress {
             use http::StatusCode;
             use http_body_util::BodyExt as _;
             use weft_lattice::forward::{Forwarded, RequestHead, string_to_value, value_to_string};
+            // A slot before the body is buffered: at most MAX_FORWARDING bodies at once.
+            let Some(_slot) = self.0.admit() else {
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{} requests are being forwarded already",
+                        weft_lattice::forward::MAX_FORWARDING
+                    ),
+                ));
+            };
             let (parts, body) = request.into_parts();
             let limit = self.0.max_body();
             let body = match tokio::time::timeout(
@@ -1258,6 +1273,19 @@ impl weft_host::host::Fallback for LatticeIngress {
                 }
                 Ok(Ok(c)) => c.to_bytes(),
             };
+            let mut headers: Vec<(String, String)> = parts
+                .headers
+                .iter()
+                .filter(|(name, _)| !hop_by_hop(name.as_str()))
+                .map(|(name, value)| (name.as_str().to_string(), value_to_string(value.as_bytes())))
+                .collect();
+            // An HTTP/1.0 or absolute-form request may have no Host: the serving host routes
+            // by it, so send the authority the ingress routed by.
+            if !parts.headers.contains_key(http::header::HOST)
+                && let Some(authority) = parts.uri.authority()
+            {
+                headers.push(("host".to_string(), authority.as_str().to_string()));
+            }
             let head = RequestHead {
                 method: parts.method.as_str().to_string(),
                 uri: parts
@@ -1265,14 +1293,7 @@ impl weft_host::host::Fallback for LatticeIngress {
                     .path_and_query()
                     .map_or("/", |p| p.as_str())
                     .to_string(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .filter(|(name, _)| !hop_by_hop(name.as_str()))
-                    .map(|(name, value)| {
-                        (name.as_str().to_string(), value_to_string(value.as_bytes()))
-                    })
-                    .collect(),
+                headers,
                 origin: self.0.me().to_string(),
                 part: None,
                 more: None,

@@ -1248,6 +1248,34 @@ fn lattice_a_replica_that_does_not_answer_is_not_ready() {
     );
     assert_eq!(r.status, 413, "{}", r.text());
 
+    // The lattice's route table decides for lattice deployments: `api` (the echo guest) at
+    // `web.localhost/api` on one host is reached from every host, even from one whose `web`
+    // (at `/` of the same host name) would match the path locally.
+    let api = write(
+        dir.path(),
+        "api.yaml",
+        &deployment("api", 1, "tier: web", "web.localhost")
+            .replace("./hello.wasm", "./echo.wasm")
+            .replace("path: / }", "path: /api }"),
+    );
+    assert!(
+        lattice_cli(&nats, &["deploy", api.to_str().unwrap()])
+            .status
+            .success()
+    );
+    wait_for("api answers on every host", Duration::from_secs(30), || {
+        hosts.iter().all(|(_, up)| {
+            let r = request(
+                up.http,
+                "POST",
+                "/api/x",
+                &[("Host", "web.localhost")],
+                b"ping",
+            );
+            r.status == 200 && r.body == b"ping"
+        })
+    });
+
     // `weft logs --lattice`: the lines of a workload from every host that runs it, with the
     // host's name.
     let (runner, _) = hosts

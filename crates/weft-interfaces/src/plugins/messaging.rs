@@ -210,9 +210,6 @@ impl Host for MessagingView<'_> {
             .stats
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(stats) = self.1 {
-            stats.messages_sent.inc();
-        }
         let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
         let mut out = Message::new(subject, body);
         let span = self
@@ -223,6 +220,10 @@ impl Host for MessagingView<'_> {
             span.end(reply.as_ref().err().cloned());
         }
         let reply = reply?;
+        // Counted once sent, like a publish.
+        if let Some(stats) = self.1 {
+            stats.messages_sent.inc();
+        }
         Ok(BrokerMessage {
             subject: reply.subject,
             body: reply.body.to_vec(),
