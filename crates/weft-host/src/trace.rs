@@ -115,17 +115,11 @@ impl weft_runtime::outbound::OutgoingTracer for HandleTracer {
         name: &'static str,
         attributes: &[(&'static str, &str)],
     ) -> Box<dyn weft_runtime::outbound::HostSpan> {
-        let tracer = global::tracer(TRACER);
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Internal)
-            .with_attributes(
-                attributes
-                    .iter()
-                    .map(|(k, v)| KeyValue::new(*k, v.to_string())),
-            )
-            .start_with_context(&tracer, &self.0);
-        Box::new(InternalSpan(self.0.with_span(span)))
+        let attributes = attributes
+            .iter()
+            .map(|(k, v)| KeyValue::new(*k, v.to_string()))
+            .collect();
+        internal_span(&self.0, name, attributes)
     }
 
     fn message(
@@ -221,19 +215,13 @@ impl weft_runtime::outbound::OutgoingTracer for ServiceTracer {
         name: &'static str,
         attributes: &[(&'static str, &str)],
     ) -> Box<dyn weft_runtime::outbound::HostSpan> {
-        let tracer = global::tracer(TRACER);
         let mut all = self.attributes();
         all.extend(
             attributes
                 .iter()
                 .map(|(k, v)| KeyValue::new(*k, v.to_string())),
         );
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Internal)
-            .with_attributes(all)
-            .start_with_context(&tracer, &Context::new());
-        Box::new(InternalSpan(Context::new().with_span(span)))
+        internal_span(&Context::new(), name, all)
     }
 
     fn message(
@@ -318,6 +306,21 @@ impl weft_runtime::outbound::TraceRoots for Roots {
             Box::new(InternalSpan(cx)),
         ))
     }
+}
+
+/// An internal span `name` under `parent` (a new trace's root when `parent` has no span).
+fn internal_span(
+    parent: &Context,
+    name: &'static str,
+    attributes: Vec<KeyValue>,
+) -> Box<dyn weft_runtime::outbound::HostSpan> {
+    let tracer = global::tracer(TRACER);
+    let span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Internal)
+        .with_attributes(attributes)
+        .start_with_context(&tracer, parent);
+    Box::new(InternalSpan(parent.with_span(span)))
 }
 
 /// A host-interface call's span (`keyvalue.get`, ...).
