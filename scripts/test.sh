@@ -81,6 +81,16 @@ if ! command -v curl >/dev/null || ! command -v openssl >/dev/null; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl openssl
 fi
 
+step "docker-registry (the CNCF distribution registry) for the OCI tests: Debian's, only when missing"
+if ! command -v docker-registry >/dev/null; then
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry
+fi
+# The Debian package also starts a system registry on :5000; the tests start their own on
+# ephemeral loopback ports and never use it.
+
 step "guest fixtures (Rust guests via Debian's rustc-web; cached by source hash)"
 bash tests/fixtures/build-guests.sh "$WEFT_GUESTS_DIR"
 

@@ -107,6 +107,9 @@ pub struct Host {
     internal: Arc<dyn InternalDirectory>,
     /// Where requests that no workload here routes may go instead (the lattice).
     fallback: std::sync::OnceLock<Arc<dyn Fallback>>,
+    /// Pulls and pins `oci://` images (docs/distribution.md); the default options unless
+    /// [`Host::set_puller`] gave others before the first OCI deploy.
+    puller: std::sync::OnceLock<Arc<weft_oci::Puller>>,
 }
 
 /// How long a lattice replica's readiness probe may take.
@@ -238,12 +241,61 @@ impl Host {
             started: SystemTime::now(),
             internal: Arc::new(Directory { host: host.clone() }),
             fallback: std::sync::OnceLock::new(),
+            puller: std::sync::OnceLock::new(),
         }))
     }
 
     /// Sets where requests no workload here routes go (once; later calls are ignored).
     pub fn set_fallback(&self, fallback: Arc<dyn Fallback>) {
         let _ = self.fallback.set(fallback);
+    }
+
+    /// Sets how `oci://` images are pulled (once, before the first OCI deploy; later calls are
+    /// ignored).
+    pub fn set_puller(&self, puller: Arc<weft_oci::Puller>) {
+        let _ = self.puller.set(puller);
+    }
+
+    /// The host's puller: the one set, or the default options (no progress bar: a host logs).
+    pub fn puller(&self) -> Arc<weft_oci::Puller> {
+        self.puller
+            .get_or_init(|| {
+                Arc::new(weft_oci::Puller::new(weft_oci::PullOptions {
+                    progress: false,
+                    ..weft_oci::PullOptions::default()
+                }))
+            })
+            .clone()
+    }
+
+    /// Pins every `oci://` image of `manifest` to its digests (pulling what the store lacks;
+    /// an already pinned image needs no network) and returns the pinned manifest, which is
+    /// what the desired state keeps, with the copy the runtime loads (images mapped to the
+    /// verified files of the store).
+    async fn pin(&self, mut manifest: Manifest) -> Result<(Manifest, Manifest), HostError> {
+        if !weft_oci::has_oci_images(&manifest) {
+            let local = manifest.clone();
+            return Ok((manifest, local));
+        }
+        let puller = self.puller();
+        let origin = manifest.origin.path.display().to_string();
+        let pinned = puller
+            .pin(&mut manifest)
+            .await
+            .map_err(|e| HostError::Deploy(format!("{origin}: {e}")))?;
+        for p in &pinned {
+            tracing::info!(
+                workload = %manifest.metadata.name,
+                component = %p.name,
+                image = %p.written,
+                pinned = %p.reference,
+                from_store = p.from_store,
+                "oci image pinned"
+            );
+        }
+        let local = weft_oci::localize(&manifest, puller.store())
+            .map_err(|e| HostError::Deploy(format!("{origin}: {e}")))?;
+        Ok((manifest, local))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -357,15 +409,27 @@ impl Host {
         let base = path.parent().map(Path::to_path_buf);
         let manifests = weft_manifest::parse_with_base(text, path, base.as_deref())
             .map_err(|e| HostError::Invalid(e.to_string()))?;
+        // Images are pulled before the deploy lock: a slow registry holds up only this deploy.
+        let mut pinned = Vec::with_capacity(manifests.len());
+        for manifest in manifests {
+            pinned.push(self.pin(manifest).await?);
+        }
         let _serial = self.deploys.lock().await;
         let mut out = Vec::new();
-        for manifest in manifests {
-            out.push(self.deploy_one(manifest, persist).await?);
+        for (manifest, local) in pinned {
+            out.push(self.deploy_one(manifest, local, persist).await?);
         }
         Ok(out)
     }
 
-    async fn deploy_one(&self, manifest: Manifest, persist: bool) -> Result<Value, HostError> {
+    /// Deploys `manifest` (as pinned: what is stored and shown) by running `local` (the same
+    /// with `oci://` images mapped to files of the blob store).
+    async fn deploy_one(
+        &self,
+        manifest: Manifest,
+        local: Manifest,
+        persist: bool,
+    ) -> Result<Value, HostError> {
         let name = manifest.metadata.name.clone();
         let (logs, stats) = {
             let state = self.read();
@@ -388,7 +452,7 @@ impl Host {
         let defaults = self.defaults;
         let data_dir = self.data_dir.clone();
         let internal = self.internal.clone();
-        let m = manifest.clone();
+        let m = local;
         let deploy_logs = logs.clone();
         let deploy_stats = stats.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -542,8 +606,9 @@ impl Host {
                  (hint: delete it, or rename the lattice deployment)"
             )));
         }
+        let (manifest, local) = self.pin(manifest).await?;
         let _serial = self.deploys.lock().await;
-        self.deploy_one(manifest, false).await
+        self.deploy_one(manifest, local, false).await
     }
 
     /// Stops a lattice replica deployed with [`Host::deploy_replica`] (routes first; in-flight
@@ -875,8 +940,21 @@ fn info_json(name: &str, e: &Entry) -> Value {
             w.components()
                 .iter()
                 .map(|c| {
+                    // An `oci://` image as pinned in the desired state (the runtime loads
+                    // its verified file from the blob store, shown as `image`).
+                    let reference = e
+                        .manifest
+                        .spec
+                        .components
+                        .iter()
+                        .map(|m| (&m.name, &m.image))
+                        .chain(e.manifest.spec.service.iter().map(|s| (&s.name, &s.image)))
+                        .find(|(name, _)| **name == c.name)
+                        .map(|(_, image)| image.as_str())
+                        .filter(|i| i.starts_with("oci://"));
                     json!({
                         "name": c.name,
+                        "reference": reference,
                         "image": c.image.display().to_string(),
                         "sha256": c.sha256,
                         "world": c.kind.describe(),

@@ -33,6 +33,17 @@ pub fn now_ms() -> u64 {
 /// needs the deployer's files. A pinned digest the file does not match is refused.
 pub async fn deploy(lattice: &Lattice, mut manifest: Manifest) -> Result<Deployed, LatticeError> {
     let name = manifest.metadata.name.clone();
+    // `oci://` images: the tag is resolved to its digest here, once, and the pinned reference
+    // is what the desired state keeps; every host pulls that digest itself
+    // (docs/distribution.md). Pulling (not only resolving) checks the artifact before any
+    // host is asked to run it.
+    if weft_oci::has_oci_images(&manifest) {
+        let puller = weft_oci::Puller::new(weft_oci::PullOptions::default());
+        puller
+            .pin(&mut manifest)
+            .await
+            .map_err(|e| lattice.op_err(format!("{name}: pin oci images"), e))?;
+    }
     let base = manifest.base_dir();
     let mut uploaded = Vec::new();
     let mut slots: Vec<(String, &mut String, &mut Option<String>)> = Vec::new();

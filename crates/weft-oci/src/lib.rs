@@ -297,7 +297,7 @@ impl Puller {
     /// Pulls `reference` into the store (or finds it there) and returns the verified
     /// component. Bounded by the timeout; every blob is checked against its digest.
     pub async fn pull(&self, reference: &Reference) -> Result<Pulled, OciError> {
-        if let Some(found) = self.from_store(reference) {
+        if let Some(found) = self.lookup_store(reference) {
             return Ok(found);
         }
         let timeout = self.options.timeout;
@@ -311,7 +311,7 @@ impl Puller {
     }
 
     /// A pinned reference whose manifest and layer are in the store and verify.
-    fn from_store(&self, reference: &Reference) -> Option<Pulled> {
+    fn lookup_store(&self, reference: &Reference) -> Option<Pulled> {
         let manifest_digest = reference.digest()?;
         let raw = self.store.read_verified(manifest_digest)?;
         let artifact = check_artifact(&raw, self.options.max_layer_bytes).ok()?;

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod inspect;
+pub mod oci;
 pub mod wasmtime_flags;
 
 use std::ffi::OsString;
@@ -55,6 +56,10 @@ enum Command {
     /// Check manifests or print their JSON Schema.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Push a component to an OCI registry as a Wasm artifact (CNCF layout).
+    Push(oci::PushArgs),
+    /// Pull a component from an OCI registry into the local store, verified by digest.
+    Pull(oci::PullArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -183,6 +188,8 @@ struct UpArgs {
     member: MemberArgs,
     #[command(flatten)]
     data: DataDirArgs,
+    #[command(flatten)]
+    registry: oci::RegistryArgs,
     /// HTTP ingress address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
@@ -563,7 +570,7 @@ struct ServeArgs {
     file: PathBuf,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
@@ -760,7 +767,7 @@ fn raise_open_files_limit() {
     );
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1000,6 +1007,7 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             eprintln!("Messaging over NATS at {url}");
         }
         let host = weft_host::host::Host::open_with_defaults(engine, cache, &data_dir, defaults)?;
+        host.set_puller(std::sync::Arc::new(args.registry.puller(false)));
         let token = weft_host::token::load_or_create_token(&data_dir)
             .with_context(|| format!("cannot create the admin token in {}", data_dir.display()))?;
         let ingress = weft_host::server::bind(args.http_addr)
@@ -1667,6 +1675,8 @@ pub fn main() -> i32 {
         Command::Manifest(cmd) => cmd_manifest(cmd),
         Command::Inspect(args) => cmd_inspect(args),
         Command::Compose(args) => cmd_compose(args),
+        Command::Push(args) => oci::cmd_push(args),
+        Command::Pull(args) => oci::cmd_pull(args),
     };
     match result {
         Ok(code) => code,
