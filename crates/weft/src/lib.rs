@@ -1,8 +1,10 @@
 //! The `weft` command line. `main` parses arguments and hands off to the library crates.
 
 pub mod client;
+pub mod dev;
 pub mod inspect;
 pub mod oci;
+pub mod project;
 pub mod wasmtime_flags;
 
 use std::ffi::OsString;
@@ -60,6 +62,12 @@ enum Command {
     Push(oci::PushArgs),
     /// Pull a component from an OCI registry into the local store, verified by digest.
     Pull(oci::PullArgs),
+    /// Start a project from a template (`weft new --list`).
+    New(project::NewArgs),
+    /// Run each component's `build` command from a manifest.
+    Build(project::BuildArgs),
+    /// Build, serve, and rebuild and redeploy on change; explains denied capabilities.
+    Dev(Box<dev::DevArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -1677,6 +1685,9 @@ pub fn main() -> i32 {
         Command::Compose(args) => cmd_compose(args),
         Command::Push(args) => oci::cmd_push(args),
         Command::Pull(args) => oci::cmd_pull(args),
+        Command::New(args) => project::cmd_new(args),
+        Command::Build(args) => project::cmd_build(args),
+        Command::Dev(args) => dev::cmd_dev(*args),
     };
     match result {
         Ok(code) => code,

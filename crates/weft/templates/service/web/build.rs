@@ -1,0 +1,6 @@
+// Link with wasm-component-ld's "proxy" preview 1 adapter: std then imports only what the
+// wasi:http/proxy world allows (stdio, clocks, random), not wasi:filesystem,
+// wasi:cli/environment or wasi:cli/exit, (wasi:sockets is imported by the code itself).
+fn main() {
+    println!("cargo:rustc-link-arg=--wasi-adapter=proxy");
+}
