@@ -1326,3 +1326,95 @@ fn lattice_a_replica_that_does_not_answer_is_not_ready() {
         assert_eq!(get_hello(up.http, "web.localhost", false).0, 200, "{name}");
     }
 }
+
+/// `oci://` images in a lattice (docs/distribution.md): the deployer pins the tag to its
+/// digest once; every host pulls that digest from the registry into its own store, so a
+/// moved tag changes nothing, even for the host a replica moves to after a `kill -9`.
+#[test]
+fn lattice_hosts_pull_a_pinned_oci_image_themselves_and_a_moved_tag_changes_nothing() {
+    let _serial = serial();
+    let reg = weft_oci::testing::TestRegistry::start();
+    let nats = Nats::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("oci://{}/lattice/hello:1", reg.registry());
+    let push = |file: &Path| {
+        let out = weft()
+            .args(["push", file.to_str().unwrap(), &tag])
+            .env("WEFT_CACHE_DIR", dir.path().join("cli-cache"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "push: {}", stderr(&out));
+    };
+    push(&guest("http-hello.wasm"));
+    let caches: Vec<PathBuf> = ["o1", "o2"]
+        .iter()
+        .map(|n| dir.path().join(format!("{n}-cache")))
+        .collect();
+    let mut hosts: Vec<(String, Up)> = ["o1", "o2"]
+        .iter()
+        .zip(&caches)
+        .map(|(n, cache)| {
+            let url = nats.url();
+            let mut flags = vec!["--lattice", url.as_str(), "--host-name", n];
+            flags.extend_from_slice(&["--label", "tier=web"]);
+            flags.extend_from_slice(MEMBER_FLAGS);
+            let c = cache.to_str().unwrap().to_string();
+            let up = Up::start_with(
+                &dir.path().join(n),
+                &[("WEFT_CACHE_DIR", c.as_str())],
+                &flags,
+            );
+            (n.to_string(), up)
+        })
+        .collect();
+    let file = write(
+        dir.path(),
+        "oci.yaml",
+        &deployment("oci", 1, "tier: web", "oci.localhost").replace("./hello.wasm", &tag),
+    );
+    let out = lattice_cli(&nats, &["deploy", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "deploy: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let running_on = |hosts: &[(String, Up)]| -> Vec<usize> {
+        (0..hosts.len())
+            .filter(|i| serves(hosts[*i].1.http, "oci.localhost"))
+            .collect()
+    };
+    wait_for("oci running", Duration::from_secs(60), || {
+        running_on(&hosts).len() == 1
+    });
+    let first = running_on(&hosts)[0];
+    let body = get_hello(hosts[first].1.http, "oci.localhost", true).1;
+    assert!(body.contains("Hello from weft!\n"), "{body}");
+    // The host pulled into its own store.
+    let blobs = caches[first].join("oci/blobs/sha256");
+    assert!(
+        std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0) >= 2,
+        "no blobs in {}",
+        blobs.display()
+    );
+
+    // Move the tag, then kill -9 the host running the replica: the other host pulls the
+    // pinned digest, not the tag's new target.
+    push(&guest("p3-service.wasm"));
+    let (_, mut killed) = hosts.remove(first);
+    killed.child.kill().unwrap();
+    let _ = killed.child.wait();
+    wait_for(
+        "oci moved to the other host",
+        Duration::from_secs(60),
+        || running_on(&hosts).len() == 1,
+    );
+    let body = get_hello(hosts[0].1.http, "oci.localhost", true).1;
+    assert!(
+        body.contains("Hello from weft!\n") && !body.contains("p3"),
+        "the moved replica runs the pinned digest: {body}"
+    );
+    for (_, up) in hosts {
+        up.stop();
+    }
+}
