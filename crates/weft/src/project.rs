@@ -203,10 +203,7 @@ pub fn build_units(manifests: &[Manifest]) -> Vec<BuildUnit> {
                 Some(w) => base.join(w),
                 None => base.clone(),
             };
-            let image = match weft_manifest::resolve_image(&c.image, &base) {
-                Ok(p) => Some(p),
-                Err(_) => None,
-            };
+            let image = weft_manifest::resolve_image(&c.image, &base).ok();
             let name = format!("{}/{}", m.metadata.name, c.name);
             if let Some(u) = units
                 .iter_mut()
