@@ -38,6 +38,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 use weft_engine::logs::LogSink;
 use weft_policy::allow::{AllowedHosts, Scheme};
+use weft_policy::grant::GrantRequest;
 use weft_policy::internal::InternalHost;
 
 /// How long a connection may take when the guest sets no timeout.
@@ -289,6 +290,33 @@ pub struct OutgoingHttp {
     pub tracer: Option<Arc<dyn OutgoingTracer>>,
     /// In-memory calls to the host's other workloads; `None` outside `weft up`.
     pub internal: Option<InternalCaller>,
+    /// Where refused requests are reported as typed denials; `None` outside a workload.
+    pub denials: Option<DenialReport>,
+}
+
+/// Where a component's refusals go as typed denials ([`LogSink::denied`]): the workload's log
+/// sink, and the component's name.
+#[derive(Clone)]
+pub struct DenialReport {
+    pub logs: LogSink,
+    pub component: Arc<str>,
+}
+
+impl DenialReport {
+    pub fn new(logs: &LogSink, component: &str) -> Self {
+        DenialReport {
+            logs: logs.clone(),
+            component: component.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DenialReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DenialReport")
+            .field("component", &self.component)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OutgoingHttp {
@@ -297,6 +325,7 @@ impl OutgoingHttp {
             outbound: Arc::new(Outbound::new(Arc::new(allowed))),
             tracer: None,
             internal: None,
+            denials: None,
         }
     }
 
@@ -304,6 +333,25 @@ impl OutgoingHttp {
     pub fn with_internal(mut self, internal: Option<InternalCaller>) -> Self {
         self.internal = internal;
         self
+    }
+
+    /// Reporting refused requests as typed denials (`weft dev` explains them).
+    pub fn with_denials(mut self, denials: Option<DenialReport>) -> Self {
+        self.denials = denials;
+        self
+    }
+
+    /// Reports a request to `uri` the allow-list refused as a typed denial (once per component
+    /// and destination; see [`LogSink::denied`]).
+    pub fn report_denied(&self, uri: &Uri) {
+        if let Some(d) = &self.denials
+            && let Some((scheme, host, port)) = destination(uri)
+        {
+            d.logs.denied(
+                &d.component,
+                GrantRequest::outgoing_http(scheme, host, port),
+            );
+        }
     }
 
     /// Whether the allow-list lets a request to `uri` go out (by name; the connector checks the
@@ -547,6 +595,7 @@ impl wasmtime_wasi_http::WasiHttpHooks for OutgoingHttp {
                     &format!("request to {uri} denied: no allow rule matches{hint}"),
                 );
             }
+            self.report_denied(&uri);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let mut request = request;

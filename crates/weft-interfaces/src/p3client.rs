@@ -68,6 +68,7 @@ pub fn precheck(request: &mut Request, outgoing: &OutgoingHttp) -> Precheck {
                 %uri,
                 "outgoing HTTP request denied: no allowed host matches (grant it with --allow-host HOST:PORT)"
             );
+            outgoing.report_denied(&uri);
             Precheck::Deny
         }
         Err(_) => Precheck::Send,

@@ -40,6 +40,7 @@
 mod diff;
 mod error;
 mod fieldpath;
+pub mod grant;
 mod hostif;
 mod model;
 mod node;

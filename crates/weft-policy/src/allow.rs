@@ -20,17 +20,25 @@ pub struct HostRule {
     port: PortPattern,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
     Http,
     Https,
 }
 
 impl Scheme {
-    fn default_port(self) -> u16 {
+    /// 80 for http, 443 for https.
+    pub fn default_port(self) -> u16 {
         match self {
             Scheme::Http => 80,
             Scheme::Https => 443,
+        }
+    }
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
         }
     }
     /// Parses `http` / `https` (case-insensitive).

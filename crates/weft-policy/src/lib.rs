@@ -10,12 +10,14 @@
 //!   and which allow rules reach them;
 //! - [`sockets`]: which `wasi:sockets` connect/bind/lookup a guest may do, and where a
 //!   redirect rule sends it;
+//! - [`grant`]: a denied use as a typed request for a grant (what `weft dev` explains);
 //! - [`messaging`]: NATS subjects and patterns, the wildcard matcher, and which subjects a
 //!   guest may publish to;
 //! - [`oci`]: the `oci://` image reference grammar, and whether a registry's image manifest is
 //!   a Wasm artifact Weft runs (only Wasm bytes, never precompiled code).
 
 pub mod allow;
+pub mod grant;
 pub mod ingress;
 pub mod internal;
 pub mod messaging;

@@ -89,6 +89,9 @@ pub struct HttpOptions {
     /// In-memory calls to the host's other workloads (`NAME.weft.internal`); `None` outside
     /// `weft up`.
     pub internal: Option<weft_interfaces::outbound::InternalCaller>,
+    /// Where refused outgoing requests are reported as typed denials (the workload's log sink
+    /// and the component); `None` outside a workload.
+    pub denials: Option<weft_interfaces::outbound::DenialReport>,
 }
 
 /// The component name `weft serve`'s plugins are bound to.
@@ -111,6 +114,7 @@ impl Default for HttpOptions {
             response_pace: None,
             plugins: None,
             internal: None,
+            denials: None,
         }
     }
 }
@@ -254,7 +258,8 @@ impl HttpService {
             extras,
             pre,
             hooks: OutgoingHttp::new(options.allowed_hosts.clone())
-                .with_internal(options.internal.clone()),
+                .with_internal(options.internal.clone())
+                .with_denials(options.denials.clone()),
             reuse: reuse.max(1),
             concurrent_reuse: concurrent_reuse.max(1),
             request_timeout: options.grants.timeout.unwrap_or(Duration::MAX),

@@ -555,7 +555,8 @@ fn start_trigger(
         timeout: options.grants.timeout.unwrap_or(ctx.defaults.timeout),
         max_invocations: c.max_invocations.max(1) as usize,
         hooks: OutgoingHttp::new(options.allowed_hosts.clone())
-            .with_internal(options.internal.clone()),
+            .with_internal(options.internal.clone())
+            .with_denials(options.denials.clone()),
         max_resources: options.max_resources,
         grants: options.grants,
         traces: ctx.traces.clone(),
@@ -761,6 +762,7 @@ fn http_options(
         log_prefix: false,
         response_pace: meters.egress.clone(),
         internal,
+        denials: Some(weft_interfaces::outbound::DenialReport::new(logs, &c.name)),
         ..HttpOptions::default()
     })
 }
@@ -861,7 +863,8 @@ fn prepare_service(
         name: svc.name.clone(),
         front,
         outgoing: OutgoingHttp::new(options.allowed_hosts.clone())
-            .with_internal(options.internal.clone()),
+            .with_internal(options.internal.clone())
+            .with_denials(options.denials.clone()),
         grants: options.grants,
         plugins: plugins.clone(),
         logs: ctx.logs.clone(),

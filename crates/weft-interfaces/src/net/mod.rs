@@ -14,7 +14,8 @@
 //!   calls into wasmtime-wasi differ.
 //!
 //! Every refusal is logged once per component and reason (with the fix) to `tracing` and to the
-//! workload's log buffer, and the guest sees `access-denied`.
+//! workload's log buffer, reported as a typed denial (`LogSink::denied`, once per component and
+//! request), and the guest sees `access-denied`.
 
 mod p3;
 
@@ -37,6 +38,7 @@ use wasmtime_wasi::p2::bindings::sockets::udp::{self as p2udp, UdpSocket};
 use wasmtime_wasi::p2::bindings::sockets::udp_create_socket::Host as UdpCreateHost;
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 use wasmtime_wasi::{WasiCtxBuilder, WasiView};
+use weft_policy::grant::GrantRequest;
 use weft_policy::sockets::{
     Denial, DenyReason, LookupVerdict, SocketRules, SocketUse, Verdict, decide, decide_lookup,
 };
@@ -308,6 +310,12 @@ impl NetPolicy {
     }
 
     fn report(&self, denial: &Denial) {
+        if let Some(logs) = &self.logs {
+            logs.denied(
+                &self.component,
+                GrantRequest::socket(denial.socket_use, denial.addr),
+            );
+        }
         let first = {
             let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
             logged.len() < MAX_LOGGED && logged.insert(denial.log_key())
@@ -318,6 +326,9 @@ impl NetPolicy {
     }
 
     fn report_lookup(&self, name: &str, hint: &str) {
+        if let Some(logs) = &self.logs {
+            logs.denied(&self.component, GrantRequest::lookup(name));
+        }
         let first = {
             let mut logged = self.logged_names.lock().unwrap_or_else(|e| e.into_inner());
             logged.len() < MAX_LOGGED && logged.insert(name.to_string())
