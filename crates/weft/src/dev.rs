@@ -148,9 +148,13 @@ async fn deploy(host: &Host, path: &Path, addr: SocketAddr) -> Vec<String> {
     }
 }
 
+/// The manifests `weft dev` runs, as last loaded: the denial hints are worked out against them.
+type Current = Arc<std::sync::Mutex<Vec<weft_manifest::Manifest>>>;
+
 /// Prints each workload's guest output and, once per component and request, every denied
-/// capability with the manifest lines that would grant it.
-fn follow(host: &Arc<Host>, name: &str, followed: &mut HashSet<String>) {
+/// capability with the manifest lines that would grant it (`weft_manifest::grant::suggest`).
+/// Nothing is granted: the developer edits the manifest, and `weft dev` redeploys it.
+fn follow(host: &Arc<Host>, name: &str, followed: &mut HashSet<String>, current: &Current) {
     if !followed.insert(name.to_string()) {
         return;
     }
@@ -160,6 +164,11 @@ fn follow(host: &Arc<Host>, name: &str, followed: &mut HashSet<String>) {
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
+                // A socket denial's log line: printed below with its grant instead.
+                Ok(line)
+                    if line.stream == "warn"
+                        && line.message.starts_with("wasi:sockets ")
+                        && line.message.contains(" denied") => {}
                 Ok(line) => eprintln!("[{workload}/{}] {}", line.component, line.message),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     eprintln!("[{workload}] ({n} log lines skipped)")
@@ -168,12 +177,45 @@ fn follow(host: &Arc<Host>, name: &str, followed: &mut HashSet<String>) {
             }
         }
     });
+    let mut denials = logs.subscribe_denials();
+    let earlier = logs.denials();
+    let workload = name.to_string();
+    let current = current.clone();
+    tokio::spawn(async move {
+        let explain = |d: &weft_runtime::logs::Denied| {
+            let manifests = current.lock().unwrap_or_else(|e| e.into_inner());
+            match manifests.iter().find(|m| m.metadata.name == workload) {
+                Some(m) => eprintln!(
+                    "Denied [{workload}] {}\n  (nothing was granted; edit the manifest and weft dev redeploys)",
+                    weft_manifest::grant::suggest(&d.request, &d.component, m)
+                ),
+                None => eprintln!("Denied [{workload}/{}] {}", d.component, d.request),
+            }
+        };
+        for d in &earlier {
+            explain(d);
+        }
+        loop {
+            match denials.recv().await {
+                Ok(d) => explain(&d),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
 }
 
 pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
-    crate::init_logging(&args.engine.log);
+    // The default `warn` would repeat what `weft dev` prints itself (denials with their
+    // grants, refused deploys): only errors, unless asked (`--log`, WEFT_LOG).
+    crate::init_logging(if args.engine.log == "warn" {
+        "error"
+    } else {
+        &args.engine.log
+    });
     let (path, _, manifests) = load_for_build(&args.manifest)?;
     let units = build_units(&manifests);
+    let current: Current = Arc::new(std::sync::Mutex::new(manifests));
     let mut watch = Watch::new(path.clone(), units.clone())?;
     let temp;
     let data_dir = match &args.data_dir {
@@ -216,7 +258,7 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
         let mut followed = HashSet::new();
         if build(&units).await {
             for name in deploy(&host, &path, addr).await {
-                follow(&host, &name, &mut followed);
+                follow(&host, &name, &mut followed, &current);
             }
         } else {
             eprintln!("Fix the build; weft dev rebuilds on the next change.");
@@ -271,7 +313,10 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
             if manifest_changed {
                 match load_for_build(&path) {
                     Ok((_, _, m)) => match Watch::new(path.clone(), build_units(&m)) {
-                        Ok(w) => watch = w,
+                        Ok(w) => {
+                            watch = w;
+                            *current.lock().unwrap_or_else(|e| e.into_inner()) = m;
+                        }
                         Err(e) => {
                             eprintln!("{e:#}");
                             continue;
@@ -289,20 +334,25 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
                 todo
             };
             eprintln!(
-                "Change in {}; rebuilding",
+                "Change in {}; {}",
                 changed
                     .iter()
                     .take(3)
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if todo.is_empty() {
+                    "redeploying"
+                } else {
+                    "rebuilding"
+                }
             );
             if !build(&todo).await {
                 eprintln!("The running version keeps serving.");
                 continue;
             }
             for name in deploy(&host, &path, addr).await {
-                follow(&host, &name, &mut followed);
+                follow(&host, &name, &mut followed, &current);
             }
         }
         let _ = stop_tx.send(true);

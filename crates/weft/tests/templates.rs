@@ -280,3 +280,69 @@ fn dev_rebuilds_on_edit_without_a_failed_request_and_keeps_serving_through_a_bro
     assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
     eprintln!("edit served after {swapped_in:?}; {ok} requests, none failed");
 }
+
+/// `weft dev` explains a denied capability once, with the manifest lines that grant it; the
+/// suggested lines, pasted into the manifest, make the same request succeed after the
+/// redeploy `weft dev` does on its own. Nothing is granted before the edit.
+#[test]
+fn dev_explains_a_denied_connect_and_its_suggested_lines_grant_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = tcp_echo("127.0.0.1:0", "echo");
+    let port = echo.port();
+    let manifest = |sockets: &str| {
+        format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: probe\nspec:\n  components:\n    - name: api\n      image: {}\n      localResources:\n        sockets:\n          - {{ port: 1 }}\n{sockets}  hostInterfaces:\n    - namespace: wasi\n      package: http\n      interfaces: [incoming-handler]\n      config: {{ host: probe.localhost, path: / }}\n",
+            guest("net-probe.wasm").display()
+        )
+    };
+    let file = dir.path().join("weft.yaml");
+    std::fs::write(&file, manifest("")).unwrap();
+    let mut dev = Dev::start(dir.path(), &std::env::var("PATH").unwrap_or_default(), None);
+    assert!(
+        dev.seen
+            .iter()
+            .any(|l| l.starts_with("Deployed probe (version 1)")),
+        "{:?}",
+        dev.seen
+    );
+    let addr = dev.addr;
+    let probe = move || {
+        request(
+            addr,
+            "GET",
+            &format!("/tcp?addr=127.0.0.1:{port}&msg=hi"),
+            &[("Host", "probe.localhost")],
+            b"",
+        )
+        .text()
+    };
+    assert_eq!(probe(), "error: access-denied");
+    assert_eq!(
+        probe(),
+        "error: access-denied",
+        "nothing is granted automatically"
+    );
+    let first = dev.wait_line("Denied [probe]", Duration::from_secs(10));
+    assert!(
+        first.contains(&format!(
+            "component api was denied a TCP connect to 127.0.0.1:{port}; to allow it, add to \
+             spec.components[0].localResources.sockets:"
+        )),
+        "{first}"
+    );
+    let rule = format!("- {{ port: {port}, protocol: tcp }}");
+    let next = dev.wait_line("port", Duration::from_secs(5));
+    assert_eq!(next.trim(), rule, "the suggested line");
+    // Once: the second denial of the same connect printed nothing more.
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(line) = dev.lines.try_recv() {
+        assert!(!line.contains("Denied [probe]"), "printed twice: {line}");
+        dev.seen.push(line);
+    }
+
+    // Paste the suggestion where it says: weft dev redeploys the manifest and the connect works.
+    std::fs::write(&file, manifest(&format!("          {rule}\n"))).unwrap();
+    dev.wait_line("Deployed probe (version 2)", Duration::from_secs(30));
+    assert_eq!(probe(), "ok: echo:hi");
+    eprintln!("weft dev output:\n{}", dev.seen.join("\n"));
+}
