@@ -148,6 +148,20 @@ async fn deploy(host: &Host, path: &Path, addr: SocketAddr) -> Vec<String> {
     }
 }
 
+/// `text` safe for a terminal: guest-chosen names and output keep their line breaks and tabs,
+/// other control characters (escape sequences) are shown escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The manifests `weft dev` runs, as last loaded: the denial hints are worked out against them.
 type Current = Arc<std::sync::Mutex<Vec<weft_manifest::Manifest>>>;
 
@@ -169,7 +183,11 @@ fn follow(host: &Arc<Host>, name: &str, followed: &mut HashSet<String>, current:
                     if line.stream == "warn"
                         && line.message.starts_with("wasi:sockets ")
                         && line.message.contains(" denied") => {}
-                Ok(line) => eprintln!("[{workload}/{}] {}", line.component, line.message),
+                Ok(line) => eprintln!(
+                    "[{workload}/{}] {}",
+                    printable(&line.component),
+                    printable(&line.message)
+                ),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     eprintln!("[{workload}] ({n} log lines skipped)")
                 }
@@ -187,7 +205,9 @@ fn follow(host: &Arc<Host>, name: &str, followed: &mut HashSet<String>, current:
             match manifests.iter().find(|m| m.metadata.name == workload) {
                 Some(m) => eprintln!(
                     "Denied [{workload}] {}\n  (nothing was granted; edit the manifest and weft dev redeploys)",
-                    weft_manifest::grant::suggest(&d.request, &d.component, m)
+                    printable(
+                        &weft_manifest::grant::suggest(&d.request, &d.component, m).to_string()
+                    )
                 ),
                 None => eprintln!("Denied [{workload}/{}] {}", d.component, d.request),
             }
@@ -361,4 +381,22 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
         anyhow::Ok(())
     })?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Nothing a guest names reaches the terminal as a control sequence.
+        #[test]
+        fn printable_leaves_no_control_characters_but_newlines_and_tabs(s in "\\PC*|[\\x00-\\x1f\\x7f-\\u{9f}a]{0,40}") {
+            let p = printable(&s);
+            prop_assert!(!p.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{p:?}");
+            if !s.chars().any(char::is_control) {
+                prop_assert_eq!(p, s);
+            }
+        }
+    }
 }
