@@ -18,6 +18,17 @@ use weft_policy::sockets::{self, LookupVerdict, Protocol, SocketUse};
 
 const MANIFEST: &str = "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: fz\nspec:\n  components:\n    - name: api\n      image: ./api.wasm\n      localResources:\n        sockets: [ { port: 1 } ]\n  hostInterfaces:\n    - namespace: wasi\n      package: http\n      interfaces: [incoming-handler]\n      config: { host: fz.localhost, path: / }\n";
 
+/// The manifest every request is suggested against, parsed once.
+fn base() -> &'static weft_manifest::Manifest {
+    static BASE: std::sync::OnceLock<weft_manifest::Manifest> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        weft_manifest::parse_str(MANIFEST, std::path::Path::new("fz.yaml"))
+            .ok()
+            .and_then(|mut m| m.pop())
+            .expect("the base manifest parses")
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let [kind, p0, p1, rest @ ..] = data else {
         return;
@@ -54,13 +65,7 @@ fuzz_target!(|data: &[u8]| {
         ),
         _ => GrantRequest::import(text),
     };
-    let Ok(mut manifests) = weft_manifest::parse_str(MANIFEST, std::path::Path::new("fz.yaml"))
-    else {
-        panic!("the base manifest parses");
-    };
-    let Some(mut manifest) = manifests.pop() else {
-        return;
-    };
+    let mut manifest = base().clone();
     let s = suggest(&request, "api", &manifest);
     let shown = s.to_string();
     assert!(shown.starts_with("component api was denied "), "{shown}");
