@@ -25,6 +25,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("weft-engine", 1),
     ("weft-interfaces", 2),
     ("weft-scheduler", 2),
+    ("weft-oci", 2),
     ("weft-lattice", 3),
     ("weft-runtime", 3),
     ("weft-host", 4),
