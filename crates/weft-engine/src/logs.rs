@@ -169,6 +169,14 @@ impl LogSink {
             .clone()
     }
 
+    /// Forgets the denials recorded so far (a new version of the workload was deployed: what
+    /// it is denied is reported afresh, so a grant that did not help is seen again).
+    pub fn reset_denials(&self) {
+        let mut d = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+        d.seen.clear();
+        d.list.clear();
+    }
+
     /// New denials from now on (each once; see [`denied`](Self::denied)). Read
     /// [`denials`](Self::denials) after subscribing for the ones before.
     pub fn subscribe_denials(&self) -> broadcast::Receiver<Denied> {

@@ -110,6 +110,9 @@ pub struct Host {
     /// Pulls and pins `oci://` images (docs/distribution.md); the default options unless
     /// [`Host::set_puller`] gave others before the first OCI deploy.
     puller: std::sync::OnceLock<Arc<weft_oci::Puller>>,
+    /// Deploy tickets, in arrival order, and the last one deployed per workload.
+    tickets: std::sync::atomic::AtomicU64,
+    last_ticket: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// How long a lattice replica's readiness probe may take.
@@ -242,6 +245,8 @@ impl Host {
             internal: Arc::new(Directory { host: host.clone() }),
             fallback: std::sync::OnceLock::new(),
             puller: std::sync::OnceLock::new(),
+            tickets: std::sync::atomic::AtomicU64::new(0),
+            last_ticket: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -256,11 +261,13 @@ impl Host {
         let _ = self.puller.set(puller);
     }
 
-    /// The host's puller: the one set, or the default options (no progress bar: a host logs).
+    /// The host's puller: the one set, or the default options with the store in the data dir
+    /// (`DATA_DIR/oci`, beside the desired state that names its digests; no progress bar).
     pub fn puller(&self) -> Arc<weft_oci::Puller> {
         self.puller
             .get_or_init(|| {
                 Arc::new(weft_oci::Puller::new(weft_oci::PullOptions {
+                    store_dir: self.data_dir.join("oci"),
                     progress: false,
                     ..weft_oci::PullOptions::default()
                 }))
@@ -410,16 +417,63 @@ impl Host {
         let manifests = weft_manifest::parse_with_base(text, path, base.as_deref())
             .map_err(|e| HostError::Invalid(e.to_string()))?;
         // Images are pulled before the deploy lock: a slow registry holds up only this deploy.
+        // The ticket, taken before pulling, keeps a slow deploy from replacing a newer one
+        // of the same workload that finished first.
+        let ticket = self
+            .tickets
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut pinned = Vec::with_capacity(manifests.len());
         for manifest in manifests {
-            pinned.push(self.pin(manifest).await?);
+            match self.pin(manifest.clone()).await {
+                Ok(p) => pinned.push(p),
+                Err(e) => {
+                    if !persist {
+                        // Restoring: remember it as Failed so `weft get` shows why and
+                        // `weft delete` can remove it.
+                        self.record_restore_failure(manifest, e.to_string());
+                    }
+                    return Err(e);
+                }
+            }
         }
         let _serial = self.deploys.lock().await;
         let mut out = Vec::new();
         for (manifest, local) in pinned {
+            let name = manifest.metadata.name.clone();
+            {
+                let mut last = self.last_ticket.lock().unwrap_or_else(|e| e.into_inner());
+                if last.get(&name).is_some_and(|t| *t > ticket) {
+                    return Err(HostError::Deploy(format!(
+                        "{}: a newer deploy of `{name}` finished while this one was pulling \
+                         its images; this one is dropped (hint: deploy again to make it the \
+                         latest)",
+                        manifest.origin.path.display()
+                    )));
+                }
+                last.insert(name, ticket);
+            }
             out.push(self.deploy_one(manifest, local, persist).await?);
         }
         Ok(out)
+    }
+
+    /// Records a workload restored at start-up whose images could not be pinned as Failed
+    /// (unless it is already known).
+    fn record_restore_failure(&self, manifest: Manifest, error: String) {
+        let name = manifest.metadata.name.clone();
+        let mut state = self.write();
+        state
+            .workloads
+            .entry(name.clone())
+            .or_insert_with(|| Entry {
+                current: None,
+                manifest,
+                version: 0,
+                error: Some(error),
+                last_refused: None,
+                logs: LogSink::new(&name),
+                stats: Arc::default(),
+            });
     }
 
     /// Deploys `manifest` (as pinned: what is stored and shown) by running `local` (the same
@@ -504,6 +558,8 @@ impl Host {
             }
         };
 
+        // A new version: its denials are reported afresh (`weft dev` shows them again).
+        logs.reset_denials();
         // Swap in atomically, with a route table that includes the new version.
         let info = {
             let mut state = self.write();

@@ -31,14 +31,18 @@ pub fn now_ms() -> u64 {
 /// Stores `manifest` as the desired state of its workload: each local image's bytes go to the
 /// object store under their sha256 and the digest is pinned in the stored manifest, so no host
 /// needs the deployer's files. A pinned digest the file does not match is refused.
-pub async fn deploy(lattice: &Lattice, mut manifest: Manifest) -> Result<Deployed, LatticeError> {
+/// `oci://` images are pinned with `puller` (the deployer's registry options and store).
+pub async fn deploy(
+    lattice: &Lattice,
+    mut manifest: Manifest,
+    puller: &weft_oci::Puller,
+) -> Result<Deployed, LatticeError> {
     let name = manifest.metadata.name.clone();
     // `oci://` images: the tag is resolved to its digest here, once, and the pinned reference
     // is what the desired state keeps; every host pulls that digest itself
     // (docs/distribution.md). Pulling (not only resolving) checks the artifact before any
     // host is asked to run it.
     if weft_oci::has_oci_images(&manifest) {
-        let puller = weft_oci::Puller::new(weft_oci::PullOptions::default());
         puller
             .pin(&mut manifest)
             .await

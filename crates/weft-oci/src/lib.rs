@@ -121,7 +121,7 @@ pub enum OciError {
         "{reference}: not found in the registry ({message}) (hint: check the repository and tag; `weft push FILE {reference}` uploads one)"
     )]
     NotFound { reference: String, message: String },
-    #[error("{reference}: the registry refused access with {source_used} ({message}) (hint: set WEFT_REGISTRY_USERNAME and WEFT_REGISTRY_PASSWORD, or `docker login {registry}`)",
+    #[error("{reference}: the registry refused access with {source_used} ({message}) (hint: set WEFT_REGISTRY_USERNAME, WEFT_REGISTRY_PASSWORD and WEFT_REGISTRY_HOST={registry}, or `docker login {registry}`)",
         source_used = .source_used.describe())]
     Unauthorized {
         reference: String,
@@ -249,9 +249,19 @@ impl Puller {
                 .any(|r| r.eq_ignore_ascii_case(registry))
     }
 
-    fn credentials(&self, registry: &str) -> (oci_client::secrets::RegistryAuth, AuthSource) {
+    /// The credentials for `registry`. A Docker credential helper is a process that may wait
+    /// (for a keychain, a PIN): it runs on a blocking thread, so the caller's timeout holds.
+    async fn credentials(&self, registry: &str) -> (oci_client::secrets::RegistryAuth, AuthSource) {
         match &self.options.credentials {
-            Credentials::Auto => credentials(registry),
+            Credentials::Auto => {
+                let registry = registry.to_string();
+                tokio::task::spawn_blocking(move || credentials(&registry))
+                    .await
+                    .unwrap_or((
+                        oci_client::secrets::RegistryAuth::Anonymous,
+                        AuthSource::Anonymous,
+                    ))
+            }
             Credentials::Basic { username, password } => (
                 oci_client::secrets::RegistryAuth::Basic(username.clone(), password.clone()),
                 AuthSource::Configured,
@@ -331,7 +341,7 @@ impl Puller {
         let registry = reference.registry();
         let client = self.client(registry);
         let oref = Self::oci_ref(reference)?;
-        let (auth, source) = self.credentials(registry);
+        let (auth, source) = self.credentials(registry).await;
         let (raw, _) = client
             .pull_manifest_raw(&oref, &auth, ACCEPTED_MANIFESTS)
             .await
@@ -514,7 +524,7 @@ impl Puller {
         let registry = reference.registry();
         let client = self.client(registry);
         let oref = Self::oci_ref(reference)?;
-        let (auth, source) = self.credentials(registry);
+        let (auth, source) = self.credentials(registry).await;
         let fail = |e| classify(&shown, registry, source, e);
         client
             .auth(&oref, &auth, RegistryOperation::Push)

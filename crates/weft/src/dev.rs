@@ -95,9 +95,10 @@ impl Watch {
     }
 }
 
-/// Builds `units`, one after another; false (and the error printed) on the first failure.
-async fn build(units: &[BuildUnit]) -> bool {
-    for unit in units {
+/// Builds `units`, one after another, stopping at the first failure (printed). Returns the
+/// units not built (the failed one and those after it): they stay due for the next round.
+async fn build(units: &[BuildUnit]) -> Vec<BuildUnit> {
+    for (i, unit) in units.iter().enumerate() {
         let u = unit.clone();
         let result = tokio::task::spawn_blocking(move || run_unit(&u)).await;
         let err = match result {
@@ -106,9 +107,34 @@ async fn build(units: &[BuildUnit]) -> bool {
             Err(e) => format!("the build task failed: {e}"),
         };
         eprintln!("Build failed: {err}");
-        return false;
+        return units[i..].to_vec();
     }
-    true
+    Vec::new()
+}
+
+/// `a` then the units of `b` not in it (a unit is its command and workdir).
+fn union(mut a: Vec<BuildUnit>, b: Vec<BuildUnit>) -> Vec<BuildUnit> {
+    for u in b {
+        if !a
+            .iter()
+            .any(|x| x.command == u.command && x.workdir == u.workdir)
+        {
+            a.push(u);
+        }
+    }
+    a
+}
+
+/// The directories to watch: the manifest's, and each build workdir outside it.
+fn roots(manifest: &Path, watch: &Watch) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> =
+        vec![manifest.parent().map(Path::to_path_buf).unwrap_or_default()];
+    for (u, _) in &watch.units {
+        if !roots.iter().any(|r| u.workdir.starts_with(r)) {
+            roots.push(u.workdir.clone());
+        }
+    }
+    roots
 }
 
 /// Deploys the manifest file; prints the outcome. The host swaps a new version in only once
@@ -257,7 +283,9 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
             &data_dir,
             weft_runtime::workload::WorkloadDefaults::default(),
         )?;
-        host.set_puller(Arc::new(args.registry.puller(true)));
+        host.set_puller(Arc::new(
+            args.registry.puller(true, Some(data_dir.join("oci"))),
+        ));
         let listener = weft_host::server::bind(args.addr)
             .with_context(|| format!("cannot listen on {} (--addr)", args.addr))?;
         let addr = listener.local_addr()?;
@@ -276,7 +304,9 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
         ));
 
         let mut followed = HashSet::new();
-        if build(&units).await {
+        // Units whose last build failed or did not run: rebuilt with the next change.
+        let mut dirty = build(&units).await;
+        if dirty.is_empty() {
             for name in deploy(&host, &path, addr).await {
                 follow(&host, &name, &mut followed, &current);
             }
@@ -301,14 +331,8 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
             }
         })
         .context("cannot watch files")?;
-        let mut roots: Vec<PathBuf> =
-            vec![path.parent().map(Path::to_path_buf).unwrap_or_default()];
-        for (u, _) in &watch.units {
-            if !roots.iter().any(|r| u.workdir.starts_with(r)) {
-                roots.push(u.workdir.clone());
-            }
-        }
-        for r in &roots {
+        let mut watched = roots(&path, &watch);
+        for r in &watched {
             notify::Watcher::watch(&mut watcher, r, notify::RecursiveMode::Recursive)
                 .with_context(|| format!("cannot watch {}", r.display()))?;
         }
@@ -330,20 +354,36 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
             if todo.is_empty() && !manifest_changed {
                 continue;
             }
+            let dirty_before = std::mem::take(&mut dirty);
             if manifest_changed {
                 match load_for_build(&path) {
                     Ok((_, _, m)) => match Watch::new(path.clone(), build_units(&m)) {
                         Ok(w) => {
                             watch = w;
                             *current.lock().unwrap_or_else(|e| e.into_inner()) = m;
+                            // A workdir the edited manifest added outside the watched ones.
+                            for r in roots(&path, &watch) {
+                                if !watched.iter().any(|w| r.starts_with(w)) {
+                                    match notify::Watcher::watch(
+                                        &mut watcher,
+                                        &r,
+                                        notify::RecursiveMode::Recursive,
+                                    ) {
+                                        Ok(()) => watched.push(r),
+                                        Err(e) => eprintln!("cannot watch {}: {e}", r.display()),
+                                    }
+                                }
+                            }
                         }
                         Err(e) => {
                             eprintln!("{e:#}");
+                            dirty = dirty_before;
                             continue;
                         }
                     },
                     Err(e) => {
                         eprintln!("{e:#} (the running version keeps serving)");
+                        dirty = dirty_before;
                         continue;
                     }
                 }
@@ -351,7 +391,7 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
             let todo = if manifest_changed {
                 watch.units.iter().map(|(u, _)| u.clone()).collect()
             } else {
-                todo
+                union(dirty_before, todo)
             };
             eprintln!(
                 "Change in {}; {}",
@@ -367,7 +407,8 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
                     "rebuilding"
                 }
             );
-            if !build(&todo).await {
+            dirty = build(&todo).await;
+            if !dirty.is_empty() {
                 eprintln!("The running version keeps serving.");
                 continue;
             }

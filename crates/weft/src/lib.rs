@@ -258,6 +258,10 @@ struct DeployArgs {
     client: ClientArgs,
     #[command(flatten)]
     lattice: LatticeConnArgs,
+    /// With `--lattice`: how this deployer resolves `oci://` tags (a host deploy pins on the
+    /// host, with the host's options).
+    #[command(flatten)]
+    registry: oci::RegistryArgs,
     /// Output format of the result.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -1015,7 +1019,9 @@ fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
             eprintln!("Messaging over NATS at {url}");
         }
         let host = weft_host::host::Host::open_with_defaults(engine, cache, &data_dir, defaults)?;
-        host.set_puller(std::sync::Arc::new(args.registry.puller(false)));
+        host.set_puller(std::sync::Arc::new(
+            args.registry.puller(false, Some(data_dir.join("oci"))),
+        ));
         let token = weft_host::token::load_or_create_token(&data_dir)
             .with_context(|| format!("cannot create the admin token in {}", data_dir.display()))?;
         let ingress = weft_host::server::bind(args.http_addr)
@@ -1417,6 +1423,7 @@ fn cmd_deploy_lattice(args: &DeployArgs, url: &str) -> anyhow::Result<i32> {
     let rt = runtime()?;
     rt.block_on(async {
         let lattice = args.lattice.connect(url).await?;
+        let puller = args.registry.puller(true, None);
         let mut failed = false;
         let mut out = Vec::new();
         for file in &args.files {
@@ -1429,7 +1436,7 @@ fn cmd_deploy_lattice(args: &DeployArgs, url: &str) -> anyhow::Result<i32> {
                 }
             };
             for m in manifests {
-                match weft_lattice::ops::deploy(&lattice, m).await {
+                match weft_lattice::ops::deploy(&lattice, m, &puller).await {
                     Ok(d) => {
                         if matches!(args.output, Format::Json) {
                             out.push(serde_json::json!({

@@ -25,9 +25,9 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// The puller these options describe: the default store (`$WEFT_CACHE_DIR/oci`), auth
-    /// from the environment or the Docker config.
-    pub fn puller(&self, progress: bool) -> Puller {
+    /// The puller these options describe: the store in `store_dir` (a host's data dir) or
+    /// the default (`$WEFT_CACHE_DIR/oci`), auth from the environment or the Docker config.
+    pub fn puller(&self, progress: bool, store_dir: Option<PathBuf>) -> Puller {
         let mut options = PullOptions {
             max_layer_bytes: self.max_layer_size,
             timeout: self.pull_timeout,
@@ -37,6 +37,9 @@ impl RegistryArgs {
         options
             .insecure_registries
             .extend(self.insecure_registries.iter().cloned());
+        if let Some(dir) = store_dir {
+            options.store_dir = dir;
+        }
         Puller::new(options)
     }
 }
@@ -81,7 +84,7 @@ pub fn cmd_push(args: PushArgs) -> anyhow::Result<i32> {
     }
     let wasm = std::fs::read(&args.file)
         .with_context(|| format!("FILE {}: cannot read it", args.file.display()))?;
-    let puller = args.registry.puller(true);
+    let puller = args.registry.puller(true, None);
     let rt = crate::runtime()?;
     let pushed = rt
         .block_on(puller.push(&wasm, &reference))
@@ -95,7 +98,7 @@ pub fn cmd_push(args: PushArgs) -> anyhow::Result<i32> {
 
 pub fn cmd_pull(args: PullArgs) -> anyhow::Result<i32> {
     let reference = reference(&args.reference)?;
-    let puller = args.registry.puller(true);
+    let puller = args.registry.puller(true, None);
     let rt = crate::runtime()?;
     let pulled = rt.block_on(puller.pull(&reference))?;
     println!(

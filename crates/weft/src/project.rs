@@ -82,7 +82,8 @@ fn fill(text: &str, name: &str) -> String {
 /// Writes template `template` for project `name` into `dir`; returns the files written.
 pub fn generate(template: &str, name: &str, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     check_name(name).map_err(anyhow::Error::msg)?;
-    let Some(root) = TEMPLATES.get_dir(template) else {
+    let known = templates().iter().any(|(n, _)| n == template);
+    let Some(root) = TEMPLATES.get_dir(template).filter(|_| known) else {
         let names: Vec<String> = templates().into_iter().map(|(n, _)| n).collect();
         let candidates: Vec<&str> = names.iter().map(String::as_str).collect();
         let hint = weft_manifest::did_you_mean(template, &candidates)
@@ -344,6 +345,8 @@ mod tests {
     #[test]
     fn generate_refuses_unknown_templates_bad_names_and_non_empty_dirs() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let e = generate("http-rust/src", "x", &dir.path().join("n")).expect_err("nested");
+        assert!(e.to_string().contains("no such template"), "{e}");
         let e = generate("http-rsut", "x", &dir.path().join("a")).expect_err("typo");
         assert!(e.to_string().contains("did you mean `http-rust`"), "{e}");
         let e = generate("http-rust", "Bad_Name", &dir.path().join("b")).expect_err("name");

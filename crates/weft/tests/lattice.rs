@@ -1390,8 +1390,8 @@ fn lattice_hosts_pull_a_pinned_oci_image_themselves_and_a_moved_tag_changes_noth
     let first = running_on(&hosts)[0];
     let body = get_hello(hosts[first].1.http, "oci.localhost", true).1;
     assert!(body.contains("Hello from weft!\n"), "{body}");
-    // The host pulled into its own store.
-    let blobs = caches[first].join("oci/blobs/sha256");
+    // The host pulled into its own store (in its data dir).
+    let blobs = dir.path().join(&hosts[first].0).join("oci/blobs/sha256");
     assert!(
         std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0) >= 2,
         "no blobs in {}",

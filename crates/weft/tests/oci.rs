@@ -27,6 +27,7 @@ fn weft_with(cache: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process:
         .env("WEFT_CACHE_DIR", cache)
         .env_remove("WEFT_REGISTRY_USERNAME")
         .env_remove("WEFT_REGISTRY_PASSWORD")
+        .env_remove("WEFT_REGISTRY_HOST")
         .env("DOCKER_CONFIG", cache.join("no-docker-config"))
         .envs(env.iter().copied());
     cmd.output().expect("run weft")
@@ -175,9 +176,29 @@ fn basic_auth_from_the_environment_and_refusals_that_name_the_fix() {
     assert!(err.contains("refused access"), "{err}");
     assert!(err.contains("WEFT_REGISTRY_USERNAME"), "{err}");
 
+    // Credentials in the environment without WEFT_REGISTRY_HOST naming the registry are
+    // not sent to it.
+    let registry = reg.registry();
+    let unscoped = [
+        ("WEFT_REGISTRY_USERNAME", USER),
+        ("WEFT_REGISTRY_PASSWORD", PASSWORD),
+        ("WEFT_REGISTRY_HOST", "registry.example.com"),
+    ];
+    let out = weft_with(&cache, &unscoped, &["push", hello.to_str().unwrap(), &tag]);
+    assert!(
+        !out.status.success(),
+        "credentials went to an unnamed registry"
+    );
+    assert!(
+        stderr(&out).contains("refused access with no credentials"),
+        "{}",
+        stderr(&out)
+    );
+
     let creds = [
         ("WEFT_REGISTRY_USERNAME", USER),
         ("WEFT_REGISTRY_PASSWORD", PASSWORD),
+        ("WEFT_REGISTRY_HOST", registry.as_str()),
     ];
     ok(
         &weft_with(&cache, &creds, &["push", hello.to_str().unwrap(), &tag]),
