@@ -159,6 +159,17 @@ fn push_deploy_by_tag_move_the_tag_redeploy_and_restart_with_the_registry_down()
     assert!(err.contains("cannot talk to the registry"), "{err}");
     assert_eq!(up.get("hello.localhost", "/").text(), V2);
     up.stop();
+
+    // The host's store is in its data dir. Without it and without the registry, the restored
+    // workload is shown Failed with the reason, and can be deleted.
+    std::fs::remove_dir_all(data.join("oci")).unwrap();
+    let up = Up::start_with_env(&data, &env);
+    let shown = pinned_image(&up, "hello");
+    assert!(shown.contains("\"status\":\"Failed\""), "{shown}");
+    assert!(shown.contains("spec.components[0].image"), "{shown}");
+    let out = up.cli(&["delete", "workload", "hello"]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    up.stop();
 }
 
 #[test]
