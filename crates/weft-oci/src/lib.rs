@@ -591,6 +591,16 @@ fn classify(
             source_used: source,
             message,
         },
+        // oci-client checks what it fetched against the digest asked for (or the one the
+        // registry announced) before we see the bytes: a mismatch, refused.
+        E::DigestError(oci_client::errors::DigestError::VerificationError { expected, actual }) => {
+            OciError::DigestMismatch {
+                reference: reference.to_string(),
+                what: "image manifest",
+                expected: expected.clone(),
+                actual: actual.clone(),
+            }
+        }
         E::ImageManifestNotFoundError(_) => OciError::NotFound {
             reference: reference.to_string(),
             message,

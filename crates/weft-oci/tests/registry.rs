@@ -278,6 +278,8 @@ async fn a_tampered_manifest_is_refused_when_pinned() {
         .pull(&pushed.reference)
         .await
         .expect_err("tampered manifest");
+    // Caught while the manifest streams in (oci-client's check or ours, whichever is first),
+    // and said as what it is: a digest mismatch, refused.
     assert!(
         matches!(
             err,
@@ -285,8 +287,20 @@ async fn a_tampered_manifest_is_refused_when_pinned() {
                 what: "image manifest",
                 ..
             }
-        ) || matches!(err, OciError::Registry { .. }),
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("does not match its digest"),
         "{err}"
+    );
+    assert!(
+        !store2.path().join("blobs").exists()
+            || std::fs::read_dir(store2.path().join("blobs/sha256"))
+                .map(|d| d.count())
+                .unwrap_or(0)
+                == 0,
+        "nothing stored"
     );
 }
 
