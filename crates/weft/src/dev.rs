@@ -303,23 +303,8 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
             },
         ));
 
-        let mut followed = HashSet::new();
-        // Units whose last build failed or did not run: rebuilt with the next change.
-        let mut dirty = build(&units).await;
-        if dirty.is_empty() {
-            for name in deploy(&host, &path, addr).await {
-                follow(&host, &name, &mut followed, &current);
-            }
-        } else {
-            eprintln!("Fix the build; weft dev rebuilds on the next change.");
-        }
-        eprintln!("Serving HTTP on http://{addr}/");
-        eprintln!(
-            "Watching {} for changes (Ctrl-C stops)",
-            path.parent().unwrap_or(Path::new(".")).display()
-        );
-
-        // File events from notify's thread into this task.
+        // Watch first: an edit made during the first build, or right after the URL is
+        // printed, is not lost. File events go from notify's thread into this task.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(event) = res
@@ -336,6 +321,22 @@ pub fn cmd_dev(args: DevArgs) -> anyhow::Result<i32> {
             notify::Watcher::watch(&mut watcher, r, notify::RecursiveMode::Recursive)
                 .with_context(|| format!("cannot watch {}", r.display()))?;
         }
+
+        let mut followed = HashSet::new();
+        // Units whose last build failed or did not run: rebuilt with the next change.
+        let mut dirty = build(&units).await;
+        if dirty.is_empty() {
+            for name in deploy(&host, &path, addr).await {
+                follow(&host, &name, &mut followed, &current);
+            }
+        } else {
+            eprintln!("Fix the build; weft dev rebuilds on the next change.");
+        }
+        eprintln!("Serving HTTP on http://{addr}/");
+        eprintln!(
+            "Watching {} for changes (Ctrl-C stops)",
+            path.parent().unwrap_or(Path::new(".")).display()
+        );
 
         let signal = weft_host::server::shutdown_signal();
         tokio::pin!(signal);

@@ -176,6 +176,8 @@ impl Dev {
             seen: Vec::new(),
         };
         let line = dev.wait_line("Serving HTTP on", Duration::from_secs(300));
+        // The watcher is set up before this line; a change from now on is seen.
+        dev.wait_line("Watching ", Duration::from_secs(10));
         dev.addr = line
             .trim_start_matches("Serving HTTP on http://")
             .trim_end_matches('/')
