@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use crate::connect::{Lattice, LatticeError};
@@ -12,8 +11,9 @@ use crate::connect::{Lattice, LatticeError};
 pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
 
 /// `sha256:HEX` of some bytes.
+/// The same digest the OCI store names blobs by (`weft_oci::digest_of`), as text.
 pub fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    weft_oci::digest_of(bytes).to_string()
 }
 
 /// Stores `bytes` under their digest unless an object of that name exists; returns the digest.
