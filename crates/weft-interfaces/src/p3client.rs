@@ -10,6 +10,14 @@
 //!   guest then reports `HTTP-request-denied` (wasmtime-wasi-http reports success for a
 //!   request whose `send` failed before anything was transmitted).
 //!
+//! - a relative `path-with-query` (`a/b/c`, `../..`; allowed since wasi-http issue 178) is
+//!   kept: wasmtime-wasi-http stores the value as an `http::uri::PathAndQuery`, which must
+//!   start with `/` or `?`, so `[method]request.set-path-with-query` and `get-path-with-query`
+//!   are shadowed (`weft_policy::path_query`): a relative reference is
+//!   stored behind a marker only this process knows and read back without it; `send` refuses
+//!   such a request with `HTTP-request-URI-invalid` (an origin-form request target must be
+//!   absolute, and there is no base to resolve it against).
+//!
 //! The allow-list is still enforced where it always was (`state::OutgoingHttp::send_request`
 //! and the connector's check of every resolved address); this is an earlier, cheaper answer
 //! for the by-name refusal, not a replacement.
@@ -21,6 +29,7 @@ use wasmtime_wasi_http::p3::Request;
 use wasmtime_wasi_http::p3::bindings::http::client::HostWithStore as ClientHostWithStore;
 use wasmtime_wasi_http::p3::bindings::http::types::{ErrorCode, HostRequestWithStore};
 use wasmtime_wasi_http::{WasiHttp, WasiHttpView};
+use weft_policy::path_query::{is_relative, parse_path_with_query, path_with_query_text};
 
 use crate::outbound::OutgoingHttp;
 
@@ -39,14 +48,18 @@ pub enum Precheck {
     Send,
     /// The allow-list refuses its scheme and authority.
     Deny,
+    /// Its path is a relative reference: nothing can be sent.
+    RelativePath,
 }
 
 /// Gives a request without a path the root path, and checks its scheme and authority against
 /// the allow-list (a request without an authority, or with a scheme other than http/https, is
 /// left to wasmtime-wasi-http, which fails it with the code WASI names for that).
 pub fn precheck(request: &mut Request, outgoing: &OutgoingHttp) -> Precheck {
-    if request.path_with_query.is_none() {
-        request.path_with_query = Some(PathAndQuery::from_static("/"));
+    match &request.path_with_query {
+        None => request.path_with_query = Some(PathAndQuery::from_static("/")),
+        Some(pq) if is_relative(pq) => return Precheck::RelativePath,
+        Some(_) => {}
     }
     let Some(authority) = request.authority.clone() else {
         return Precheck::Send;
@@ -91,10 +104,16 @@ pub fn add_p3_client_override<T: HasOutgoing>(linker: &mut Linker<T>) -> wasmtim
                     Ok(precheck(req, &outgoing))
                 })?;
                 let http = accessor.with_getter::<WasiHttp>(T::http);
-                if check == Precheck::Deny {
+                let refusal = match check {
+                    Precheck::Send => None,
+                    Precheck::Deny => Some(ErrorCode::HttpRequestDenied),
+                    Precheck::RelativePath => Some(ErrorCode::HttpRequestUriInvalid),
+                };
+                if let Some(code) = refusal {
+                    let failed_code = code.clone();
                     http.with(|mut access| -> wasmtime::Result<()> {
-                        let failed = FutureReader::new(&mut access, async {
-                            Ok::<_, wasmtime::Error>(Err::<(), _>(ErrorCode::HttpRequestDenied))
+                        let failed = FutureReader::new(&mut access, async move {
+                            Ok::<_, wasmtime::Error>(Err::<(), _>(failed_code))
                         })?;
                         let getter = access.getter();
                         let (mut body, mut trailers) =
@@ -107,13 +126,42 @@ pub fn add_p3_client_override<T: HasOutgoing>(linker: &mut Linker<T>) -> wasmtim
                         trailers.close(&mut access)?;
                         Ok(())
                     })?;
-                    return Ok((Err(ErrorCode::HttpRequestDenied),));
+                    return Ok((Err(code),));
                 }
                 match <WasiHttp as ClientHostWithStore<T>>::send(&http, request).await {
                     Ok(response) => Ok((Ok(response),)),
                     Err(err) => Ok((Err(err.downcast()?),)),
                 }
             })
+        },
+    )?;
+    let mut types = linker.instance(&format!("wasi:http/types@{P3_HTTP}"))?;
+    types.func_wrap(
+        "[method]request.set-path-with-query",
+        |mut store: wasmtime::StoreContextMut<'_, T>,
+         (request, value): (Resource<Request>, Option<String>)| {
+            let req = store.data_mut().http().table.get_mut(&request)?;
+            let Some(value) = value else {
+                req.path_with_query = None;
+                return Ok((Ok(()),));
+            };
+            Ok((match parse_path_with_query(&value) {
+                Some(pq) => {
+                    req.path_with_query = Some(pq);
+                    Ok(())
+                }
+                None => Err(()),
+            },))
+        },
+    )?;
+    types.func_wrap(
+        "[method]request.get-path-with-query",
+        |mut store: wasmtime::StoreContextMut<'_, T>, (request,): (Resource<Request>,)| {
+            let req = store.data_mut().http().table.get(&request)?;
+            Ok((req
+                .path_with_query
+                .as_ref()
+                .map(|pq| path_with_query_text(pq).to_string()),))
         },
     )?;
     Ok(())

@@ -1,5 +1,6 @@
 //! What a guest is granted: environment, preopened directories, network, memory and time.
-//! Nothing is granted by default: no host environment, no directories, no sockets. And the
+//! Nothing is granted by default: no host environment, no directories, no network (a socket may
+//! be created, as under `wasmtime run`, but no address can be used). And the
 //! WASI interfaces every served or workload component may import ([`add_to_linker`]).
 
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use wasmtime::component::Linker;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::net::{NetPolicy, NetStore, NetView};
+use crate::net::{DEFAULT_SOCKET_RATE, NetPolicy, NetStore, NetView, SocketBudget};
 use crate::p3client::HasOutgoing;
 
 /// Adds what HTTP handlers and workload components may import to `linker`: WASI 0.2 and 0.3
@@ -60,6 +61,9 @@ impl DirGrant {
     }
 }
 
+/// Sockets one store may hold open without a network grant (`weft run`, `weft serve`): enough
+/// for a guest that probes socket options, too few to spend the host's descriptors.
+pub const NO_NETWORK_SOCKETS: usize = 16;
 /// Core instances one store may create (a composed component has a few dozen at most).
 pub const MAX_INSTANCES: usize = 1000;
 /// Tables one store may create.
@@ -145,9 +149,11 @@ impl WasiGrants {
         if let Some(policy) = &self.sockets {
             return Ok(policy.install(builder));
         }
-        builder.allow_tcp(false).allow_udp(false);
-        builder.allow_ip_name_lookup(false);
-        Ok(NetStore::unrestricted())
+        // No network, as `wasmtime run` without `-Sinherit-network`: a socket may be created
+        // (it reaches nothing until it is bound or connected, and every address is refused),
+        // counted per store and against the host's socket cap; no name is resolved.
+        let budget = SocketBudget::new(NO_NETWORK_SOCKETS, Some(DEFAULT_SOCKET_RATE));
+        Ok(Arc::new(NetPolicy::no_network(budget)).install(builder))
     }
 
     /// The store limiter these grants imply: [`Self::store_limits`] and the growth meter.

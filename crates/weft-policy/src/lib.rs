@@ -22,5 +22,6 @@ pub mod ingress;
 pub mod internal;
 pub mod messaging;
 pub mod oci;
+pub mod path_query;
 pub mod router;
 pub mod sockets;

@@ -135,3 +135,70 @@ fn a_refused_request_reports_that_it_was_not_transmitted() {
         "send=ErrorCode::HttpRequestDenied sent=ErrorCode::HttpRequestDenied"
     );
 }
+
+/// wasi-testsuite's `sockets-tcp-properties` and `sockets-udp-properties` create sockets and set
+/// their options without declaring the network. `weft run` without `--inherit-network` lets a
+/// socket be created, as `wasmtime run` does (it reaches nothing), and still refuses every
+/// address: the connect is `access-denied` and the listener sees no connection.
+#[test]
+fn without_a_network_a_socket_is_created_but_reaches_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let g = guest("p3-two-runs.wasm");
+    let g = g.to_str().unwrap();
+
+    let out = run_weft(&["run", g, "sockets", &port]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "tcp create: ok\n",
+        "tcp keep-alive: Ok(()) Ok(true)\n",
+        "tcp receive-buffer: Ok(())\n",
+        "tcp backlog 0: Err(ErrorCode::InvalidArgument)\n",
+        "tcp connect: Err(ErrorCode::AccessDenied)\n",
+        "udp create: ok\n",
+        "udp hop-limit: Ok(()) Ok(42)\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the refused connect reached the listener: {other:?}"),
+    }
+
+    // The control: with the network granted, the same connect goes through.
+    let out = run_weft(&["run", "--inherit-network", g, "sockets", &port]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("tcp connect: Ok(())\n"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// wasi-testsuite's `http-request`: a relative `path-with-query` (`a/b/c`, `../..`; allowed
+/// since wasi-http issue 178) is stored and read back as given (wasmtime-wasi-http 48 refuses
+/// it); such a request cannot be sent (`HTTP-request-URI-invalid`, nothing reaches the
+/// upstream), and the other values behave as before.
+#[test]
+fn a_relative_path_with_query_is_kept_but_not_sent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let server = Server::start(
+        &guest("p3-two-worlds.wasm"),
+        &["--allow-host", &format!("http://{upstream}")],
+    );
+    let r = server.get(&format!("/relative?to={upstream}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "a/b/c=ok:a/b/c ../..=ok:../.. ?foo=ok:?foo /x=ok:/x =ok:/ a b=err \
+         send=ErrorCode::HttpRequestUriInvalid sent=ErrorCode::HttpRequestUriInvalid"
+    );
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a request with a relative path reached the upstream: {other:?}"),
+    }
+}

@@ -253,6 +253,13 @@ pub struct NetPolicy {
     logged_budget: AtomicBool,
     /// Whether "socket creation slowed" was logged already.
     logged_rate: AtomicBool,
+    /// Whether a socket may be created for a protocol no rule grants (`weft run` and `weft
+    /// serve` without a network, as `wasmtime run`): creating one reaches nothing, every
+    /// address it would use is still checked against the rules.
+    create_ungranted: bool,
+    /// Whether denials go unlogged (the CLI's no-network policy: its rules are not the
+    /// user's, so a hint about `localResources.sockets` would mislead).
+    quiet: bool,
 }
 
 impl std::fmt::Debug for NetPolicy {
@@ -282,6 +289,20 @@ impl NetPolicy {
             logged_names: Mutex::new(HashSet::new()),
             logged_budget: AtomicBool::new(false),
             logged_rate: AtomicBool::new(false),
+            create_ungranted: false,
+            quiet: false,
+        }
+    }
+
+    /// The policy of `weft run` and `weft serve` without `--inherit-network`, as `wasmtime run`
+    /// without `-Sinherit-network`: sockets may be created (up to `budget`; a socket that is
+    /// never bound or connected reaches nothing and has only its options to set), every
+    /// address is refused, no name is resolved, and nothing is logged.
+    pub fn no_network(budget: Arc<SocketBudget>) -> Self {
+        NetPolicy {
+            create_ungranted: true,
+            quiet: true,
+            ..NetPolicy::new(SocketRules::default(), "guest", None).with_budget(budget)
         }
     }
 
@@ -303,6 +324,9 @@ impl NetPolicy {
     }
 
     fn emit(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
         tracing::warn!(component = %self.component, "{message}");
         if let Some(logs) = &self.logs {
             logs.push(&self.component, "warn", message);
@@ -344,8 +368,10 @@ impl NetPolicy {
     /// Installs the address check on a store's WASI builder; returns the store's half.
     pub fn install(self: &Arc<Self>, builder: &mut WasiCtxBuilder) -> NetStore {
         use weft_policy::sockets::Protocol;
-        builder.allow_tcp(self.rules.grants(Protocol::Tcp) || self.vnet.is_some());
-        builder.allow_udp(self.rules.grants(Protocol::Udp));
+        builder.allow_tcp(
+            self.create_ungranted || self.rules.grants(Protocol::Tcp) || self.vnet.is_some(),
+        );
+        builder.allow_udp(self.create_ungranted || self.rules.grants(Protocol::Udp));
         // Names are checked one by one by the lookup overrides before the resolver runs.
         builder.allow_ip_name_lookup(self.rules.grants_lookup());
         let approved: Arc<Mutex<Vec<(SocketUse, SocketAddr)>>> = Arc::default();
