@@ -34,8 +34,8 @@ fuzz_target!(|data: &[u8]| {
     if relative {
         // The same value behind `/` is accepted too, unless it begins with the marker itself
         // (it would read back without it, so it is refused).
-        let marked = http::uri::PathAndQuery::try_from(absolute.as_str())
-            .is_ok_and(|pq| is_relative(&pq));
+        let marked =
+            http::uri::PathAndQuery::try_from(absolute.as_str()).is_ok_and(|pq| is_relative(&pq));
         assert!(absolute_accepted || marked, "{value:?}");
     }
 });
