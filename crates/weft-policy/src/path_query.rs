@@ -27,7 +27,7 @@ fn relative_marker() -> &'static str {
 
 /// What `[method]request.set-path-with-query` stores for `value`, or `None` if it is not a
 /// valid path-with-query: as wasmtime-wasi-http for one starting with `/` or `?` (or empty,
-/// stored as `/`), and a relative reference (`a/b/c`, `../..`) behind [`relative_marker`],
+/// stored as `/`), and a relative reference (`a/b/c`, `../..`) behind a per-process marker,
 /// checked with the same rules (the `http` crate's) as if it were absolute. Unlike
 /// wasmtime-wasi-http, a value the `http` crate would shorten (a `#fragment`) is refused.
 pub fn parse_path_with_query(value: &str) -> Option<PathAndQuery> {
