@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Memory: resident set size (VmRSS from /proc) of the server process
-#   1. after 3 s of load (wrk -t1 -c16) on the P2 hello, `weft serve` vs `wasmtime serve`
-#      48.0.8, alternating paired rounds, median;
-#   2. `weft up` idle with 0 and with N hello workloads deployed (each its own component copy
-#      and route), and the difference per workload.
+# Memory: resident set size of the server process (from /proc/PID/status)
+#   1. peak (VmHWM) over a start and 3 s of load (wrk -t1 -c16) on the P2 hello, `weft serve`
+#      vs `wasmtime serve` 48.0.8, alternating paired rounds, median;
+#   2. `weft up` idle (VmRSS) with 0 and with N hello workloads deployed (each its own
+#      component copy and route), and the difference per workload.
 # Everything stops by itself.
 #
 #   bash benches/memory.sh                 # 5 rounds, N=100
@@ -48,12 +48,12 @@ def free_port():
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 def wait_200(url, headers=None, deadline=60):
     end = time.time() + deadline
@@ -85,7 +85,7 @@ def after_load(server):
         wait_200(f"http://{addr}/")
         subprocess.run(["wrk", "-t1", "-c16", "-d3s", f"http://{addr}/"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-        return rss_kib(proc.pid)
+        return rss_kib(proc.pid, "VmHWM")
     finally:
         stop(proc)
 
@@ -154,10 +154,10 @@ for r in range(max(1, rounds // 2)):
 mib = lambda kib: kib / 1024
 lw, lt = statistics.median(loaded["weft"]), statistics.median(loaded["wasmtime"])
 b, f = statistics.median(base), statistics.median(full)
-print(f"\nRSS (VmRSS), median of {rounds} paired rounds; weft up idle: median of {len(base)} rounds\n")
+print(f"\nRSS: peak (VmHWM) after load, median of {rounds} paired rounds; weft up idle (VmRSS): median of {len(base)} rounds\n")
 print("| measurement | weft | wasmtime serve | weft/wasmtime |")
 print("|---|---:|---:|---:|")
-print(f"| RSS after 3 s of wrk -t1 -c16, P2 http-hello | {mib(lw):.1f} MiB | {mib(lt):.1f} MiB | {lw / lt:.2f}x |")
+print(f"| peak RSS (VmHWM), start + 3 s of wrk -t1 -c16, P2 http-hello | {mib(lw):.1f} MiB | {mib(lt):.1f} MiB | {lw / lt:.2f}x |")
 print(f"| `weft up` idle, 0 workloads | {mib(b):.1f} MiB | | |")
 print(f"| `weft up` idle, {n_workloads} hello workloads | {mib(f):.1f} MiB | | |")
 print(f"| per idle workload | {(f - b) / n_workloads:.0f} KiB | | |")
