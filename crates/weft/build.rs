@@ -9,9 +9,10 @@
 //!   whole by the dynamic loader at every start, becomes a few KiB. Needs glibc 2.36 at run
 //!   time, so it is used only when the building machine has it.
 //!
-//! Both only with the linker Rust uses by default on x86_64 Linux (its bundled lld), and
-//! `WEFT_LINK_LAYOUT=0` turns both off. A stale ordering file is harmless: names the build
-//! no longer has are skipped.
+//! Both only with the linker rustup's Rust uses by default on x86_64 Linux (its bundled lld,
+//! found in the sysroot), and `WEFT_LINK_LAYOUT=0` turns both off (also the way to build a
+//! binary for a machine whose glibc is older than 2.36). A stale ordering file is harmless:
+//! names the build no longer has are skipped.
 
 use std::path::Path;
 use std::process::Command;
@@ -26,11 +27,15 @@ fn main() {
     }
     let target = std::env::var("TARGET").unwrap_or_default();
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    // rustc links x86_64-unknown-linux-gnu with its self-contained lld unless told otherwise.
+    // rustup's rustc (1.90+) links x86_64-unknown-linux-gnu with its self-contained lld (the
+    // `gcc-ld/ld.lld` shim in its sysroot) unless told otherwise; a distribution's rustc may
+    // use the system linker, which knows no `--symbol-ordering-file`.
     let custom_linker = std::env::var_os("RUSTC_LINKER").is_some()
         || std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some()
-        || flags.contains("linker");
-    if target != "x86_64-unknown-linux-gnu" || custom_linker {
+        || flags.contains("linker")
+        || flags.contains("fuse-ld")
+        || flags.contains("link-self-contained");
+    if target != "x86_64-unknown-linux-gnu" || custom_linker || !self_contained_lld(&target) {
         return;
     }
     let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("link-order.txt");
@@ -44,6 +49,21 @@ fn main() {
     if host_glibc_at_least(2, 36) {
         println!("cargo:rustc-link-arg-bin=weft=-Wl,-z,pack-relative-relocs");
     }
+}
+
+/// Whether the rustc building us has its self-contained lld for `target` (rustup's toolchains
+/// since 1.90 link x86_64 Linux with it by default).
+fn self_contained_lld(target: &str) -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
+        return false;
+    };
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(target)
+        .join("bin/gcc-ld/ld.lld")
+        .exists()
 }
 
 /// Whether this machine's glibc (`getconf GNU_LIBC_VERSION`: "glibc 2.36") is at least

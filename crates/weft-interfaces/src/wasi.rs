@@ -61,8 +61,9 @@ impl DirGrant {
     }
 }
 
-/// Sockets one store may hold open without a network grant (`weft run`, `weft serve`): enough
-/// for a guest that probes socket options, too few to spend the host's descriptors.
+/// Sockets one store may hold open without a network grant (`weft serve`; `weft run` links
+/// no socket overrides and, like `wasmtime run`, leaves the count to the open-files limit):
+/// enough for a guest that probes socket options, too few to spend the host's descriptors.
 pub const NO_NETWORK_SOCKETS: usize = 16;
 /// Core instances one store may create (a composed component has a few dozen at most).
 pub const MAX_INSTANCES: usize = 1000;
@@ -153,7 +154,15 @@ impl WasiGrants {
         // (it reaches nothing until it is bound or connected, and every address is refused),
         // counted per store and against the host's socket cap; no name is resolved.
         let budget = SocketBudget::new(NO_NETWORK_SOCKETS, Some(DEFAULT_SOCKET_RATE));
-        Ok(Arc::new(NetPolicy::no_network(budget)).install(builder))
+        let store = Arc::new(NetPolicy::no_network(budget)).install(builder);
+        // `-Stcp=n` / `-Sudp=n` refuse creation too, as under `wasmtime run`.
+        if self.network_off.tcp {
+            builder.allow_tcp(false);
+        }
+        if self.network_off.udp {
+            builder.allow_udp(false);
+        }
+        Ok(store)
     }
 
     /// The store limiter these grants imply: [`Self::store_limits`] and the growth meter.

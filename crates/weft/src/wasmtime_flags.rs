@@ -122,13 +122,13 @@ const OPTIONS: &[(char, &str, Kind, &str)] = &[
         'S',
         "tcp",
         Kind::Bool,
-        "with --inherit-network: TCP on (default) or off",
+        "TCP sockets on (default) or off (without --inherit-network: creating one)",
     ),
     (
         'S',
         "udp",
         Kind::Bool,
-        "with --inherit-network: UDP on (default) or off",
+        "UDP sockets on (default) or off (without --inherit-network: creating one)",
     ),
     (
         'S',

@@ -330,3 +330,25 @@ fn body_limits_hold() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "still here");
 }
+
+/// Without a network grant, a `weft serve` guest may create sockets (they reach nothing), at
+/// most 16 per instance. Sockets it still holds when its instance is torn down (here at its
+/// deadline) give their budget back with the store: wasmtime runs no resource destructor for
+/// a dropped store, and before this the units stayed spent, so a guest timing out with sockets
+/// open used up the host-wide cap (half the open-files limit) for good.
+#[test]
+fn sockets_held_at_a_trap_give_the_host_cap_back() {
+    // 128 open files: the host-wide cap on guest sockets is 64.
+    let server = Server::start_with_open_files(&guest("escape.wasm"), &["--timeout", "300ms"], 128);
+    let r = server.get("/sockets?n=20");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "opened 16 of 20; then create: new-socket-limit");
+    // 6 x 16 sockets held past the deadline: 96, more than the cap of 64 if none came back.
+    for round in 0..6 {
+        let r = server.get("/sockets?n=16&hold_ms=5000");
+        assert_eq!(r.status, 504, "round {round}: {}", r.text());
+    }
+    let r = server.get("/sockets?n=16");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "opened 16 of 16");
+}

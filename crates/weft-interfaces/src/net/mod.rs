@@ -384,7 +384,10 @@ impl NetPolicy {
         NetStore {
             policy: Some(Arc::clone(self)),
             approved,
-            counted: Arc::default(),
+            counted: Arc::new(Counted {
+                reps: Mutex::default(),
+                budget: self.budget.clone(),
+            }),
         }
     }
 
@@ -488,8 +491,33 @@ enum ConnectPlan {
 pub struct NetStore {
     policy: Option<Arc<NetPolicy>>,
     approved: Arc<Mutex<Vec<(SocketUse, SocketAddr)>>>,
-    /// Resource reps of this store's sockets that hold a unit of the budget.
-    counted: Arc<Mutex<HashSet<u32>>>,
+    /// This store's sockets that hold a unit of the budget.
+    counted: Arc<Counted>,
+}
+
+/// Resource reps of one store's sockets that hold a unit of the budget. A guest that drops a
+/// socket gives its unit back through the resource destructor; what is still held when the
+/// store itself goes (a trap, a deadline, an instance torn down with sockets open: wasmtime
+/// runs no resource destructor then, it just closes them) is given back here, so a guest that
+/// traps with sockets open cannot spend the host's socket cap for good.
+#[derive(Default)]
+struct Counted {
+    reps: Mutex<HashSet<u32>>,
+    budget: Option<Arc<SocketBudget>>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let held = match self.reps.get_mut() {
+            Ok(reps) => reps.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        };
+        if let Some(budget) = &self.budget {
+            for _ in 0..held {
+                budget.release();
+            }
+        }
+    }
 }
 
 impl NetStore {
@@ -596,6 +624,7 @@ impl NetStore {
 
     fn counted(&self, rep: u32) {
         self.counted
+            .reps
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(rep);
@@ -604,6 +633,7 @@ impl NetStore {
     fn uncount(&self, rep: u32) {
         let was = self
             .counted
+            .reps
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&rep);

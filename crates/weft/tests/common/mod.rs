@@ -17,10 +17,14 @@ use std::time::{Duration, Instant};
 /// The `weft` binary under test: `$WEFT_BIN` when set (a copy taken right after the build,
 /// for a target dir that other worktrees share), else the one cargo built for this test.
 pub fn weft() -> Command {
-    let bin = std::env::var_os("WEFT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_weft").into());
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(weft_bin());
     cmd.env_remove("WEFT_LOG");
     cmd
+}
+
+/// The path of [`weft`]'s binary.
+pub fn weft_bin() -> std::ffi::OsString {
+    std::env::var_os("WEFT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_weft").into())
 }
 
 pub fn repo_root() -> PathBuf {
@@ -70,12 +74,30 @@ pub struct Server {
 }
 
 impl Server {
-    // The child is waited for in `Drop`; clippy cannot see through the move into `Server`.
-    #[allow(clippy::zombie_processes)]
     pub fn start(file: &Path, extra: &[&str]) -> Server {
         let mut cmd = weft();
         cmd.arg("serve").arg("--addr").arg("127.0.0.1:0");
         cmd.args(extra).arg(file);
+        Server::spawn(cmd)
+    }
+
+    /// [`Server::start`] with the open-files limit (soft and hard) set to `open_files`.
+    pub fn start_with_open_files(file: &Path, extra: &[&str], open_files: u32) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.env_remove("WEFT_LOG");
+        cmd.arg("-c")
+            .arg("ulimit -n \"$0\" && exec \"$@\"")
+            .arg(open_files.to_string())
+            .arg(weft_bin())
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .arg(file);
+        Server::spawn(cmd)
+    }
+
+    // The child is waited for in `Drop`; clippy cannot see through the move into `Server`.
+    #[allow(clippy::zombie_processes)]
+    fn spawn(mut cmd: Command) -> Server {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn weft serve");
         let (err_tx, err_rx) = mpsc::channel();
