@@ -167,6 +167,15 @@ fn without_a_network_a_socket_is_created_but_reaches_nothing() {
         other => panic!("the refused connect reached the listener: {other:?}"),
     }
 
+    // `-Stcp=n` refuses creating a TCP socket too (UDP still works), as under `wasmtime run`.
+    let out = run_weft(&["run", "-S", "tcp=n", g, "sockets", &port]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("tcp create: ErrorCode::AccessDenied\n") && text.contains("udp create: ok\n"),
+        "{text}"
+    );
+
     // The control: with the network granted, the same connect goes through.
     let out = run_weft(&["run", "--inherit-network", g, "sockets", &port]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
