@@ -276,7 +276,12 @@ async fn heartbeat_loop(lattice: Lattice, config: AgentConfig, shared: Arc<Share
     let mut failing = false;
     let budget = (config.host_timeout / 2).max(Duration::from_millis(200));
     loop {
-        ticker.tick().await;
+        // A reconnect heartbeats at once: observers judge a host from the moment they are back
+        // themselves, so the first heartbeat after a server restart must not wait for a tick.
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = lattice.reconnected.notified() => ticker.reset(),
+        }
         seq += 1;
         let id = shared.id();
         let record = host_record(&config, id.clone(), seq, started_at_ms);
@@ -404,10 +409,13 @@ async fn state_loop(
         *shared.directory.write().unwrap_or_else(|e| e.into_inner()) =
             crate::forward::Directory::from_view(&view);
         let now = Instant::now();
-        // An observer that was cut off judges nobody on that time.
+        // An observer that was cut off judges nobody on that time, nor on the time its peers
+        // need to notice the server is back (their reconnect backoff) and get a heartbeat or a
+        // renewal through (one heartbeat budget).
         if !was_reading || lattice.connect_count() != connects {
-            liveness.grace_all(now);
-            lease_clock.grace(now);
+            let back = now + reconnect_slack(&config);
+            liveness.grace_all(back);
+            lease_clock.grace(back);
             connects = lattice.connect_count();
             was_reading = true;
         }
@@ -508,6 +516,13 @@ async fn state_loop(
             send_wanted(&view, &me, &shared, &wanted);
         }
     }
+}
+
+/// How much longer than the host timeout an observer waits after its own outage: a peer may
+/// reconnect up to [`crate::connect::RECONNECT_DELAY_MAX`] later than the observer did, and its heartbeat sent
+/// before that may hang for a whole heartbeat budget (half the host timeout) before the next.
+fn reconnect_slack(config: &AgentConfig) -> Duration {
+    crate::connect::RECONNECT_DELAY_MAX + config.host_timeout / 2
 }
 
 fn send_wanted(

@@ -97,7 +97,13 @@ pub struct Lattice {
     pub images: object_store::ObjectStore,
     /// Counts the connection's (re)connects; the agent resets its liveness view when it moves.
     pub connects: Arc<AtomicU64>,
+    /// Woken at each (re)connect: the heartbeat goes out at once instead of at the next tick.
+    pub reconnected: Arc<tokio::sync::Notify>,
 }
+
+/// The longest wait between two reconnect attempts (async-nats backoff: 100 ms doubling up to
+/// this). After a server restart, a peer may take this long to notice the server is back.
+pub const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
 
 impl Lattice {
     /// An operation's error, naming the lattice.
@@ -197,21 +203,25 @@ pub async fn connect(url: &str, lattice: &str, auth: &NatsAuth) -> Result<Lattic
     }
     let connects = Arc::new(AtomicU64::new(0));
     let counter = connects.clone();
+    let reconnected = Arc::new(tokio::sync::Notify::new());
+    let wake = reconnected.clone();
     let lattice_name = lattice.to_string();
     opts = opts
         .name(format!("weft lattice {lattice}"))
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
         .reconnect_delay_callback(|attempt| {
-            Duration::from_millis(100u64.saturating_mul(1 << attempt.min(4))).min(Duration::from_secs(1))
+            Duration::from_millis(100u64.saturating_mul(1 << attempt.min(4))).min(RECONNECT_DELAY_MAX)
         })
         .event_callback(move |event| {
             let counter = counter.clone();
+            let wake = wake.clone();
             let lattice = lattice_name.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
                         counter.fetch_add(1, Ordering::Relaxed);
+                        wake.notify_one();
                         tracing::info!(%lattice, "NATS connected");
                     }
                     async_nats::Event::Disconnected => {
@@ -280,6 +290,7 @@ pub async fn connect(url: &str, lattice: &str, auth: &NatsAuth) -> Result<Lattic
         lease,
         images,
         connects,
+        reconnected,
     })
 }
 
@@ -324,14 +335,27 @@ pub struct Value {
 
 /// The last value of every live key of a bucket (deleted and purged keys left out). A fresh
 /// listing each time: this is the re-list that a watch alone cannot replace.
+///
+/// The keys come from the stream's own per-subject state (`STREAM.INFO` with a subjects
+/// filter), not from `Store::keys`: its ordered `LastPerSubject` consumer leaves out live keys
+/// that are rewritten while it runs (seen with nats-server 2.15.1, before and after a server
+/// restart; `tests/relist.rs`), and a key left out reads as deleted — a heartbeating host as
+/// lost, its replicas moved.
 pub async fn snapshot(kv: &kv::Store) -> Result<BTreeMap<String, Value>, String> {
-    let keys: Vec<String> = kv
-        .keys()
+    let prefix = kv.prefix.as_str();
+    let subjects: Vec<(String, usize)> = kv
+        .stream
+        .info_with_subjects(format!("{prefix}>"))
         .await
         .map_err(|e| e.to_string())?
         .try_collect()
         .await
         .map_err(|e| e.to_string())?;
+    let mut keys: Vec<String> = subjects
+        .into_iter()
+        .filter_map(|(subject, _)| subject.strip_prefix(prefix).map(str::to_owned))
+        .collect();
+    keys.sort_unstable();
     let mut out = BTreeMap::new();
     for key in keys {
         if let Some(entry) = kv.entry(key.clone()).await.map_err(|e| e.to_string())?

@@ -62,11 +62,12 @@ impl Liveness {
         self.seen.retain(|h, _| hosts.contains(&h.as_str()));
     }
 
-    /// Restarts every host's clock at `now`: after the observer reconnects or re-lists, it
-    /// judges nobody on time it was not listening.
-    pub fn grace_all(&mut self, now: Instant) {
+    /// Restarts every host's clock at `from` (at the earliest): after the observer reconnects,
+    /// it judges nobody on time it was not listening. `from` may lie ahead of the present (the
+    /// observer adds the time its peers need to be back): nobody is silent before it.
+    pub fn grace_all(&mut self, from: Instant) {
         for s in self.seen.values_mut() {
-            s.at = s.at.max(now);
+            s.at = s.at.max(from);
         }
     }
 
@@ -115,10 +116,11 @@ impl LeaseClock {
         }
     }
 
-    /// Restarts the clock at `now` (after the observer's own outage).
-    pub fn grace(&mut self, now: Instant) {
+    /// Restarts the clock at `from` (after the observer's own outage; may lie ahead of the
+    /// present, as for [`Liveness::grace_all`]).
+    pub fn grace(&mut self, from: Instant) {
         if let Some((_, at)) = &mut self.seen {
-            *at = (*at).max(now);
+            *at = (*at).max(from);
         }
     }
 
@@ -205,6 +207,32 @@ mod tests {
         assert_eq!(l.suspects(t0 + 14 * s).len(), 2);
         l.forget("a");
         assert_eq!(l.revision("a"), None);
+    }
+
+    #[test]
+    fn a_grace_ahead_of_the_present_waits_for_the_peers_to_be_back() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut l = Liveness::new(3 * s);
+        l.observe("late", 1, t0);
+        l.observe("early", 1, t0);
+        // The observer is back at t0 + 10 s and gives its peers 2 s more to reconnect.
+        l.grace_all(t0 + 12 * s);
+        assert_eq!(l.silent_for("late", t0 + 10 * s), Some(Duration::ZERO));
+        assert!(
+            l.suspects(t0 + 15 * s).is_empty(),
+            "timeout counted from the grace"
+        );
+        l.observe("early", 2, t0 + 13 * s);
+        assert_eq!(
+            l.suspects(t0 + 15 * s + s / 2),
+            vec![("late".to_string(), 1)]
+        );
+        let mut c = LeaseClock::new(3 * s);
+        c.observe(Some(4), t0);
+        c.grace(t0 + 12 * s);
+        assert_eq!(c.takeover(t0 + 15 * s), None);
+        assert_eq!(c.takeover(t0 + 15 * s + s / 2), Some(Some(4)));
     }
 
     #[test]

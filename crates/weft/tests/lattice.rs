@@ -498,10 +498,11 @@ fn lattice_keeps_serving_through_a_nats_restart_and_declares_nobody_lost() {
     nats.stop();
     let away = Instant::now();
     while away.elapsed() < Duration::from_secs(3) {
-        assert_eq!(
-            serving(&hosts),
-            before,
-            "serving continues while NATS is down"
+        let now = serving(&hosts);
+        assert!(
+            now == before,
+            "serving continues while NATS is down: {now:?} != {before:?}\n{}",
+            host_logs(&hosts)
         );
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -509,7 +510,12 @@ fn lattice_keeps_serving_through_a_nats_restart_and_declares_nobody_lost() {
     // Back: nothing lost (desired state is on disk), nobody declared lost, nothing moved.
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(4) {
-        assert_eq!(serving(&hosts), before, "nothing moves after NATS is back");
+        let now = serving(&hosts);
+        assert!(
+            now == before,
+            "nothing moves after NATS is back: {now:?} != {before:?}\n{}",
+            host_logs(&hosts)
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let listed = wait_for_hosts(&nats);
@@ -523,6 +529,15 @@ fn lattice_keeps_serving_through_a_nats_restart_and_declares_nobody_lost() {
     assert_eq!(workloads.len(), 1, "{workloads:?}");
     assert_eq!(workloads[0]["name"], "web");
     assert_eq!(workloads[0]["running"], 2, "{workloads:?}");
+}
+
+/// Every host's log so far, for a failure message.
+fn host_logs(hosts: &[(String, Up)]) -> String {
+    hosts
+        .iter()
+        .map(|(n, up)| format!("--- {n}:\n{}", up.drain_log().join("\n")))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `get hosts` once the restarted server answers (bounded).

@@ -18,7 +18,7 @@ pub struct Up {
     /// The lines `weft up` printed up to and including its "Admin API on" line.
     pub banner: Vec<String>,
     // In a Mutex so that `Up` is `Sync` (tests share it between client threads).
-    _stderr: std::sync::Mutex<mpsc::Receiver<String>>,
+    stderr: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Up {
@@ -99,7 +99,7 @@ impl Up {
                             admin,
                             data_dir: data_dir.to_path_buf(),
                             banner: seen,
-                            _stderr: std::sync::Mutex::new(rx),
+                            stderr: std::sync::Mutex::new(rx),
                         };
                     }
                 }
@@ -110,6 +110,15 @@ impl Up {
         let _ = child.kill();
         let _ = child.wait();
         panic!("weft up did not start:\n{}", seen.join("\n"));
+    }
+
+    /// The log lines written since start (or the last call), for a failing test to show.
+    #[allow(dead_code)] // not every test binary shows logs
+    pub fn drain_log(&self) -> Vec<String> {
+        match self.stderr.lock() {
+            Ok(rx) => rx.try_iter().collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// The metrics endpoint's address (from the banner of `weft up --metrics-addr`).
