@@ -311,7 +311,10 @@ impl Runner {
         )
     }
 
+    /// Logs a failed message and dead-letters it, then counts it: once `handled + failed`
+    /// reaches `received`, every dead letter has been counted too.
     async fn fail(&self, msg: Message, kind: &'static str, detail: &str) {
+        self.report_failure(msg, kind, detail).await;
         let counter = match kind {
             "too-large" => &self.stats.failed_too_large,
             "timeout" => &self.stats.failed_timeout,
@@ -319,6 +322,9 @@ impl Runner {
             _ => &self.stats.failed_trap,
         };
         counter.fetch_add(1, Relaxed);
+    }
+
+    async fn report_failure(&self, msg: Message, kind: &'static str, detail: &str) {
         let mut detail: String = detail.replace(['\r', '\n'], " ");
         if detail.len() > MAX_DETAIL {
             let mut cut = MAX_DETAIL;
