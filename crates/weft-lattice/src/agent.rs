@@ -274,7 +274,7 @@ async fn heartbeat_loop(lattice: Lattice, config: AgentConfig, shared: Arc<Share
     let mut seq = 0u64;
     let mut revision: Option<u64> = None;
     let mut failing = false;
-    let budget = (config.host_timeout / 2).max(Duration::from_millis(200));
+    let budget = heartbeat_budget(&config);
     loop {
         // A reconnect heartbeats at once: observers judge a host from the moment they are back
         // themselves, so the first heartbeat after a server restart must not wait for a tick.
@@ -413,7 +413,7 @@ async fn state_loop(
         // need to notice the server is back (their reconnect backoff) and get a heartbeat or a
         // renewal through (one heartbeat budget).
         if !was_reading || lattice.connect_count() != connects {
-            let back = now + reconnect_slack(&config);
+            let back = now.checked_add(reconnect_slack(&config)).unwrap_or(now);
             liveness.grace_all(back);
             lease_clock.grace(back);
             connects = lattice.connect_count();
@@ -522,7 +522,12 @@ async fn state_loop(
 /// reconnect up to [`crate::connect::RECONNECT_DELAY_MAX`] later than the observer did, and its heartbeat sent
 /// before that may hang for a whole heartbeat budget (half the host timeout) before the next.
 fn reconnect_slack(config: &AgentConfig) -> Duration {
-    crate::connect::RECONNECT_DELAY_MAX + config.host_timeout / 2
+    crate::connect::RECONNECT_DELAY_MAX.saturating_add(heartbeat_budget(config))
+}
+
+/// How long one heartbeat may take before it counts as failed and the next is tried.
+fn heartbeat_budget(config: &AgentConfig) -> Duration {
+    (config.host_timeout / 2).max(Duration::from_millis(200))
 }
 
 fn send_wanted(

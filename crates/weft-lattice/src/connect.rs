@@ -220,8 +220,10 @@ pub async fn connect(url: &str, lattice: &str, auth: &NatsAuth) -> Result<Lattic
             async move {
                 match event {
                     async_nats::Event::Connected => {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        wake.notify_one();
+                        // The first connect wakes nobody: the heartbeat loop starts with a beat.
+                        if counter.fetch_add(1, Ordering::Relaxed) > 0 {
+                            wake.notify_one();
+                        }
                         tracing::info!(%lattice, "NATS connected");
                     }
                     async_nats::Event::Disconnected => {
@@ -351,11 +353,9 @@ pub async fn snapshot(kv: &kv::Store) -> Result<BTreeMap<String, Value>, String>
         .try_collect()
         .await
         .map_err(|e| e.to_string())?;
-    let mut keys: Vec<String> = subjects
+    let keys = subjects
         .into_iter()
-        .filter_map(|(subject, _)| subject.strip_prefix(prefix).map(str::to_owned))
-        .collect();
-    keys.sort_unstable();
+        .filter_map(|(subject, _)| subject.strip_prefix(prefix).map(str::to_owned));
     let mut out = BTreeMap::new();
     for key in keys {
         if let Some(entry) = kv.entry(key.clone()).await.map_err(|e| e.to_string())?

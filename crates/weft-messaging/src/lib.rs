@@ -189,20 +189,22 @@ impl StatsSnapshot {
 
 impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
-        use std::sync::atomic::Ordering::Relaxed;
+        // Acquire, in this order: a message counted as failed (a Release increment after its
+        // dead letter) is seen with its dead letter counted.
+        use std::sync::atomic::Ordering::Acquire;
         StatsSnapshot {
-            received: self.received.load(Relaxed),
-            handled: self.handled.load(Relaxed),
-            failed_trap: self.failed_trap.load(Relaxed),
-            failed_timeout: self.failed_timeout.load(Relaxed),
-            failed_error: self.failed_error.load(Relaxed),
-            failed_too_large: self.failed_too_large.load(Relaxed),
-            dead_lettered: self.dead_lettered.load(Relaxed),
-            dead_letter_failed: self.dead_letter_failed.load(Relaxed),
-            published: self.published.load(Relaxed),
-            publish_denied: self.publish_denied.load(Relaxed),
-            requests: self.requests.load(Relaxed),
-            in_flight: self.in_flight.load(Relaxed),
+            received: self.received.load(Acquire),
+            handled: self.handled.load(Acquire),
+            failed_trap: self.failed_trap.load(Acquire),
+            failed_timeout: self.failed_timeout.load(Acquire),
+            failed_error: self.failed_error.load(Acquire),
+            failed_too_large: self.failed_too_large.load(Acquire),
+            dead_lettered: self.dead_lettered.load(Acquire),
+            dead_letter_failed: self.dead_letter_failed.load(Acquire),
+            published: self.published.load(Acquire),
+            publish_denied: self.publish_denied.load(Acquire),
+            requests: self.requests.load(Acquire),
+            in_flight: self.in_flight.load(Acquire),
         }
     }
 }

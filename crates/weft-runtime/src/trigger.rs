@@ -321,7 +321,8 @@ impl Runner {
             "error" => &self.stats.failed_error,
             _ => &self.stats.failed_trap,
         };
-        counter.fetch_add(1, Relaxed);
+        // Release: whoever sees this count sees the dead letter's count too (`Stats::snapshot`).
+        counter.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     async fn report_failure(&self, msg: Message, kind: &'static str, detail: &str) {
