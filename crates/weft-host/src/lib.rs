@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod front;
+pub mod gather;
 pub mod host;
 pub mod ingress;
 pub mod metrics;

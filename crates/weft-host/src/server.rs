@@ -287,6 +287,9 @@ async fn handle_one<H: Handler>(
     request: http::Request<Incoming>,
 ) -> http::Response<WasiBody> {
     let id = RequestId::for_request(&request);
+    // A response to HEAD keeps the guest's own framing headers: no gathering (an exact size
+    // would become a `Content-Length` that describes no body).
+    let head = request.method() == http::Method::HEAD;
     let mut request = into_wasi_request(request);
     request
         .headers_mut()
@@ -299,13 +302,19 @@ async fn handle_one<H: Handler>(
     // A body that fails mid-stream (trap, deadline, body limit) aborts the connection (hyper
     // writes no terminating chunk and closes it); the event is logged with the request id.
     let status = response.status().as_u16();
-    response.map(move |body| {
-        body.map_err(move |e| {
+    let (parts, body) = response.into_parts();
+    let body = if head {
+        body
+    } else {
+        crate::gather::gather(body).await
+    };
+    let body = body
+        .map_err(move |e| {
             tracing::warn!(request_id = %id, status, error = %e, "response aborted: its body failed mid-stream");
             e
         })
-        .boxed_unsync()
-    })
+        .boxed_unsync();
+    http::Response::from_parts(parts, body)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -685,3 +685,66 @@ fn frontdoor_advisory_stream_future_cancel() {
         .any(|l| l.contains(" panicked at ") && !l.contains("stderr ["));
     assert!(!panicked, "the host did not panic: {lines:#?}");
 }
+
+/// The head and body of a raw HTTP/1.1 response, the head lowercased.
+fn split_response(raw: &[u8]) -> (String, Vec<u8>) {
+    let at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    (
+        String::from_utf8_lossy(&raw[..at]).to_lowercase(),
+        raw[at + 4..].to_vec(),
+    )
+}
+
+/// A small response whose body the guest writes after returning it (P3 and P2) leaves with an
+/// exact `Content-Length`, head and body together (`weft_host::gather`); a large streamed one
+/// stays chunked and whole; a HEAD response is not given a length its guest did not set.
+#[test]
+fn frontdoor_small_responses_leave_whole_with_a_length() {
+    for (wasm, body) in [
+        ("p3-service.wasm", "Hello from weft p3!\n"),
+        ("http-hello.wasm", "Hello from weft!\n"),
+    ] {
+        let server = Server::start(&guest(wasm), &[]);
+        let (raw, closed) = raw_exchange(
+            server.addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(closed, "{wasm}");
+        let (head, got) = split_response(&raw);
+        assert_eq!(status_of(&raw), Some(200), "{wasm}: {head}");
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}", body.len())),
+            "{wasm}: {head}"
+        );
+        assert!(!head.contains("transfer-encoding"), "{wasm}: {head}");
+        assert_eq!(String::from_utf8_lossy(&got), body, "{wasm}");
+
+        // HEAD: no body, and no length made up from the (absent) body.
+        let (raw, _) = raw_exchange(
+            server.addr,
+            b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        let (head, got) = split_response(&raw);
+        assert!(got.is_empty(), "{wasm}: a HEAD response has no body");
+        assert!(!head.contains("content-length: 0"), "{wasm}: {head}");
+    }
+
+    // Larger than the gathering cap: streamed, chunked, every byte there.
+    let server = Server::start(&guest("p3-service.wasm"), &[]);
+    let (raw, _) = raw_exchange(
+        server.addr,
+        b"GET /stream?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let (head, got) = split_response(&raw);
+    assert_eq!(status_of(&raw), Some(200), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(got.ends_with(b"0\r\n\r\n"), "the stream ends properly");
+    let data: usize = got.iter().filter(|b| (b'a'..=b'c').contains(b)).count();
+    assert!(
+        data >= 3 * 64 * 1024,
+        "all three 64 KiB chunks arrive: {data}"
+    );
+}
