@@ -38,7 +38,12 @@ fn main() {
     if target != "x86_64-unknown-linux-gnu" || custom_linker || !self_contained_lld(&target) {
         return;
     }
-    let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("link-order.txt");
+    // The manifest dir of this build (cargo sets it when it runs the script), not the one the
+    // script was compiled in: one target dir may serve several checkouts of the workspace.
+    let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") else {
+        return;
+    };
+    let order = Path::new(&dir).join("link-order.txt");
     if order.exists() {
         println!(
             "cargo:rustc-link-arg-bin=weft=-Wl,--symbol-ordering-file={}",

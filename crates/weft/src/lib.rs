@@ -897,12 +897,35 @@ fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
     args.grants.merge(&mut args.engine, &flags)?;
     let (grants, allowed_hosts) = grants(&args.grants, &flags)?;
     let headers = wasmtime_flags::parse_headers(&args.headers).map_err(anyhow::Error::msg)?;
-    let plugins = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .context("cannot start a runtime for the -S plugins")?
-        .block_on(serve_plugins(&flags))?;
-    let (engine, cache) = build_engine(&args.engine, args.grants.max_memory)?;
-    let loaded = load_file(&engine, &args.file, cache.as_ref())?;
+    // Start-up in two lanes (docs/benchmarks.md, "Cold start: two lanes and an early bind"):
+    // the pooling engine reserves its slots and protects 1000 fiber-stack guard pages (~3.5
+    // ms), so it is built on a second thread while this one starts the runtime, binds the
+    // address (a client that connects from now on waits in the backlog instead of being
+    // refused) and reads the component. "Serving HTTP on" is still printed only once the
+    // component is ready to serve.
+    let (engine, cache, start) = std::thread::scope(|lanes| {
+        let start = lanes.spawn(|| serve_start(&args, &flags));
+        let engine = build_engine(&args.engine, args.grants.max_memory);
+        let start = start
+            .join()
+            .map_err(|_| anyhow::anyhow!("the start-up thread panicked"))?;
+        let (engine, cache) = engine?;
+        anyhow::Ok((engine, cache, start?))
+    })?;
+    let ServeStart {
+        plugins,
+        rt,
+        listener,
+        bytes,
+    } = start;
+    let loaded = load::load_bytes(&engine, &args.file, &bytes, cache.as_ref())?;
+    drop(bytes);
+    tracing::info!(
+        file = %args.file.display(),
+        cache_hit = loaded.cache_hit,
+        elapsed_ms = loaded.elapsed.as_millis() as u64,
+        "loaded"
+    );
     let weft_runtime::load::Compiled::Component(component) = &loaded.compiled else {
         bail!(
             "{}: this is a core module; `weft serve` needs a wasi:http component (run commands with `weft run`)",
@@ -941,10 +964,7 @@ fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
             bail!(msg);
         }
     };
-    let rt = runtime()?;
     rt.block_on(async {
-        let listener = weft_host::server::bind(args.addr)
-            .with_context(|| format!("cannot listen on {}", args.addr))?;
         let local = listener.local_addr()?;
         let shutdown_listener = match args.shutdown_addr {
             Some(addr) => {
@@ -979,6 +999,37 @@ fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
         anyhow::Ok(())
     })?;
     Ok(0)
+}
+
+/// What `weft serve` sets up while the engine is built on another thread.
+struct ServeStart {
+    plugins: Option<weft_runtime::plugins::BoundPlugins<weft_runtime::state::HostState>>,
+    rt: tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    bytes: Vec<u8>,
+}
+
+fn serve_start(
+    args: &ServeArgs,
+    flags: &wasmtime_flags::WasmtimeFlags,
+) -> anyhow::Result<ServeStart> {
+    let plugins = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start a runtime for the -S plugins")?
+        .block_on(serve_plugins(flags))?;
+    let rt = runtime()?;
+    let listener = {
+        let _runtime = rt.enter();
+        weft_host::server::bind(args.addr)
+            .with_context(|| format!("cannot listen on {}", args.addr))?
+    };
+    let bytes = load::read_wasm(&args.file)?;
+    Ok(ServeStart {
+        plugins,
+        rt,
+        listener,
+        bytes,
+    })
 }
 
 fn cmd_up(args: UpArgs) -> anyhow::Result<i32> {
