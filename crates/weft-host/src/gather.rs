@@ -29,12 +29,19 @@ pub const GATHER_MAX_BYTES: usize = 64 << 10;
 /// Scheduler turns a gather gives a body that has nothing ready (each a `yield_now`).
 const YIELDS: u32 = 2;
 
+/// Most frames gathered (a body of empty frames that are always ready stops here too).
+const GATHER_MAX_FRAMES: usize = 64;
+
 /// Polls `body` for the frames it has ready (see the module docs) and returns a body that
 /// yields them first, then the rest of `body`.
 pub async fn gather(mut body: WasiBody) -> WasiBody {
     if body.is_end_stream() {
         return body;
     }
+    // A length the guest declared (its `content-length`, which hyper will send as is): an
+    // ended body is given an exact size only when it is that length; one that ended short or
+    // long is a failed body, cut like any other (docs/security.md, "Honest truncation").
+    let declared = body.size_hint().exact();
     let mut frames = VecDeque::new();
     let mut queued = 0usize;
     let mut yields = 0;
@@ -47,12 +54,17 @@ pub async fn gather(mut body: WasiBody) -> WasiBody {
                     queued = queued.saturating_add(data.len());
                 }
                 frames.push_back(frame);
-                if queued >= GATHER_MAX_BYTES {
+                if queued >= GATHER_MAX_BYTES || frames.len() >= GATHER_MAX_FRAMES {
                     break Tail::Rest(body);
                 }
             }
             Poll::Ready(Some(Err(err))) => break Tail::Failed(Some(err)),
-            Poll::Ready(None) => break Tail::Ended,
+            Poll::Ready(None) => match declared {
+                Some(length) if length != queued as u64 => {
+                    break Tail::Failed(Some(BodyError::HttpResponseBodySize(Some(queued as u64))));
+                }
+                _ => break Tail::Ended,
+            },
             Poll::Pending => {
                 if yields == YIELDS {
                     break Tail::Rest(body);
@@ -281,6 +293,82 @@ mod tests {
         assert_eq!(collect(gathered).await.0.len(), 2 * GATHER_MAX_BYTES);
     }
 
+    /// `inner` with a declared length, as a guest's `content-length` gives a P3 body.
+    struct Declared {
+        inner: WasiBody,
+        length: u64,
+    }
+
+    impl Body for Declared {
+        type Data = Bytes;
+        type Error = BodyError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+            Pin::new(&mut self.inner).poll_frame(cx)
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.length)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_ends_short_of_its_declared_length_fails() {
+        for (declared, sent) in [(10u64, &b"short"[..]), (3, b"longer"), (4, b"")] {
+            let (tx, body) = channel();
+            if !sent.is_empty() {
+                tx.send(Ok(Frame::data(Bytes::copy_from_slice(sent))))
+                    .unwrap();
+            }
+            drop(tx);
+            let gathered = gather(
+                Declared {
+                    inner: body,
+                    length: declared,
+                }
+                .boxed_unsync(),
+            )
+            .await;
+            assert_eq!(gathered.size_hint().exact(), None, "declared {declared}");
+            let (data, _, err) = collect(gathered).await;
+            assert_eq!(data, sent);
+            assert!(
+                matches!(err, Some(BodyError::HttpResponseBodySize(_))),
+                "declared {declared}, sent {}: {err:?}",
+                sent.len()
+            );
+        }
+        // The declared length, exactly: the size stands.
+        let (tx, body) = channel();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"12345"))))
+            .unwrap();
+        drop(tx);
+        let gathered = gather(
+            Declared {
+                inner: body,
+                length: 5,
+            }
+            .boxed_unsync(),
+        )
+        .await;
+        assert_eq!(gathered.size_hint().exact(), Some(5));
+        let (data, _, err) = collect(gathered).await;
+        assert_eq!((data.as_slice(), err.is_none()), (&b"12345"[..], true));
+    }
+
+    #[tokio::test]
+    async fn an_always_ready_stream_of_empty_frames_is_not_gathered_forever() {
+        let (tx, body) = channel();
+        for _ in 0..(GATHER_MAX_FRAMES * 2) {
+            tx.send(Ok(Frame::data(Bytes::new()))).unwrap();
+        }
+        let gathered = gather(body).await;
+        assert_eq!(gathered.size_hint().exact(), None);
+        drop(tx);
+        assert!(collect(gathered).await.0.is_empty());
+    }
+
     #[tokio::test]
     async fn an_ended_body_is_passed_through() {
         let body = full(b"");
@@ -300,11 +388,13 @@ mod tests {
         Pending,
     }
 
-    /// A body that plays `steps`, then ends with trailers, an error, or nothing.
+    /// A body that plays `steps`, then ends with trailers, an error, or nothing; polled past
+    /// its end (or after its error) it panics.
     struct Scripted {
         steps: std::collections::VecDeque<Step>,
         end: Option<bool>, // Some(true): trailers, Some(false): error, None: plain end
-        done: bool,
+        /// 0: playing steps; 1: trailers sent, `None` next; 2: over.
+        stage: u8,
     }
 
     impl Body for Scripted {
@@ -314,25 +404,53 @@ mod tests {
             mut self: Pin<&mut Self>,
             cx: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+            match self.stage {
+                0 => {}
+                1 => {
+                    self.stage = 2;
+                    return Poll::Ready(None);
+                }
+                _ => panic!("polled past its end"),
+            }
             match self.steps.pop_front() {
                 Some(Step::Data(d)) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(d))))),
                 Some(Step::Pending) => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
                 }
-                None if self.done => Poll::Ready(None),
-                None => {
-                    self.done = true;
-                    match self.end {
-                        Some(true) => {
-                            let mut map = http::HeaderMap::new();
-                            map.insert("x-end", http::HeaderValue::from_static("yes"));
-                            Poll::Ready(Some(Ok(Frame::trailers(map))))
-                        }
-                        Some(false) => Poll::Ready(Some(Err(BodyError::InternalError(None)))),
-                        None => Poll::Ready(None),
+                None => match self.end {
+                    Some(true) => {
+                        self.stage = 1;
+                        let mut map = http::HeaderMap::new();
+                        map.insert("x-end", http::HeaderValue::from_static("yes"));
+                        Poll::Ready(Some(Ok(Frame::trailers(map))))
                     }
-                }
+                    Some(false) => {
+                        self.stage = 2;
+                        Poll::Ready(Some(Err(BodyError::InternalError(None))))
+                    }
+                    None => {
+                        self.stage = 2;
+                        Poll::Ready(None)
+                    }
+                },
+            }
+        }
+    }
+
+    /// Collects until the end or an error, never polling past either.
+    async fn collect_once(body: WasiBody) -> (Vec<u8>, Option<http::HeaderMap>, Option<BodyError>) {
+        let mut body = body;
+        let mut data = Vec::new();
+        let mut trailers = None;
+        loop {
+            match body.frame().await {
+                None => return (data, trailers, None),
+                Some(Err(err)) => return (data, trailers, Some(err)),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(d) => data.extend_from_slice(&d),
+                    Err(frame) => trailers = frame.into_trailers().ok(),
+                },
             }
         }
     }
@@ -356,12 +474,12 @@ mod tests {
             end in proptest::option::of(proptest::bool::ANY),
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-            let script = || Scripted { steps: steps.clone().into(), end, done: false }.boxed_unsync();
+            let script = || Scripted { steps: steps.clone().into(), end, stage: 0 }.boxed_unsync();
             let (plain, gathered, hint) = rt.block_on(async {
-                let plain = collect(script()).await;
+                let plain = collect_once(script()).await;
                 let gathered = gather(script()).await;
                 let hint = gathered.size_hint();
-                (plain, collect(gathered).await, hint)
+                (plain, collect_once(gathered).await, hint)
             });
             proptest::prop_assert_eq!(&plain.0, &gathered.0);
             proptest::prop_assert_eq!(&plain.1, &gathered.1);

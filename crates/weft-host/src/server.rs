@@ -303,7 +303,12 @@ async fn handle_one<H: Handler>(
     // writes no terminating chunk and closes it); the event is logged with the request id.
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    let body = if head {
+    // Nor do statuses that carry no body (1xx, 204, 304): their framing headers stay the
+    // guest's.
+    let bodiless = parts.status.is_informational()
+        || parts.status == http::StatusCode::NO_CONTENT
+        || parts.status == http::StatusCode::NOT_MODIFIED;
+    let body = if head || bodiless {
         body
     } else {
         crate::gather::gather(body).await

@@ -899,18 +899,25 @@ fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
     let headers = wasmtime_flags::parse_headers(&args.headers).map_err(anyhow::Error::msg)?;
     // Start-up in two lanes (docs/benchmarks.md, "Cold start: two lanes and an early bind"):
     // the pooling engine reserves its slots and protects 1000 fiber-stack guard pages (~3.5
-    // ms), so it is built on a second thread while this one starts the runtime, binds the
-    // address (a client that connects from now on waits in the backlog instead of being
-    // refused) and reads the component. "Serving HTTP on" is still printed only once the
-    // component is ready to serve.
+    // ms) on this thread while a second one reads the component, starts the runtime and binds
+    // the address (a client that connects from then on waits in the backlog, also through a
+    // first compile, instead of being refused). "Serving HTTP on" is still printed only once
+    // the component is ready to serve.
     let (engine, cache, start) = std::thread::scope(|lanes| {
-        let start = lanes.spawn(|| serve_start(&args, &flags));
+        let start = std::thread::Builder::new()
+            .name("weft-start".into())
+            // As deep as the main thread's: a `.wat` file is parsed on this one.
+            .stack_size(8 << 20)
+            .spawn_scoped(lanes, || serve_start(&args, &flags))
+            .context("cannot start the start-up thread")?;
         let engine = build_engine(&args.engine, args.grants.max_memory);
         let start = start
             .join()
             .map_err(|_| anyhow::anyhow!("the start-up thread panicked"))?;
+        // The file's and the address's errors first: those are the ones a user makes.
+        let start = start?;
         let (engine, cache) = engine?;
-        anyhow::Ok((engine, cache, start?))
+        anyhow::Ok((engine, cache, start))
     })?;
     let ServeStart {
         plugins,
@@ -1013,6 +1020,9 @@ fn serve_start(
     args: &ServeArgs,
     flags: &wasmtime_flags::WasmtimeFlags,
 ) -> anyhow::Result<ServeStart> {
+    // The file before the address: a mistyped path is reported as such even when the port is
+    // taken too.
+    let bytes = load::read_wasm(&args.file)?;
     let plugins = tokio::runtime::Builder::new_current_thread()
         .build()
         .context("cannot start a runtime for the -S plugins")?
@@ -1023,7 +1033,6 @@ fn serve_start(
         weft_host::server::bind(args.addr)
             .with_context(|| format!("cannot listen on {}", args.addr))?
     };
-    let bytes = load::read_wasm(&args.file)?;
     Ok(ServeStart {
         plugins,
         rt,

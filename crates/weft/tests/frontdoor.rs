@@ -698,6 +698,22 @@ fn split_response(raw: &[u8]) -> (String, Vec<u8>) {
     )
 }
 
+/// Decodes a chunked HTTP/1.1 body; `None` unless it is well formed and ends with the last
+/// chunk.
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).ok()?, 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return (raw == b"\r\n").then_some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size..)?.strip_prefix(b"\r\n")?;
+    }
+}
+
 /// A small response whose body the guest writes after returning it (P3 and P2) leaves with an
 /// exact `Content-Length`, head and body together (`weft_host::gather`); a large streamed one
 /// stays chunked and whole; a HEAD response is not given a length its guest did not set.
@@ -708,28 +724,40 @@ fn frontdoor_small_responses_leave_whole_with_a_length() {
         ("http-hello.wasm", "Hello from weft!\n"),
     ] {
         let server = Server::start(&guest(wasm), &[]);
-        let (raw, closed) = raw_exchange(
-            server.addr,
-            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
-        assert!(closed, "{wasm}");
-        let (head, got) = split_response(&raw);
-        assert_eq!(status_of(&raw), Some(200), "{wasm}: {head}");
-        assert!(
-            head.contains(&format!("\r\ncontent-length: {}", body.len())),
-            "{wasm}: {head}"
-        );
-        assert!(!head.contains("transfer-encoding"), "{wasm}: {head}");
-        assert_eq!(String::from_utf8_lossy(&got), body, "{wasm}");
+        // Gathering gives the guest two scheduler turns, no more: on a loaded machine a body
+        // may miss them and go out chunked, which is still correct. Every response must be
+        // whole; most, and at least one, must carry the exact length.
+        let mut with_length = 0;
+        for _ in 0..10 {
+            let (raw, closed) = raw_exchange(
+                server.addr,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            assert!(closed, "{wasm}");
+            let (head, got) = split_response(&raw);
+            assert_eq!(status_of(&raw), Some(200), "{wasm}: {head}");
+            if head.contains("transfer-encoding: chunked") {
+                assert!(!head.contains("content-length"), "{wasm}: {head}");
+                assert_eq!(dechunk(&got).as_deref(), Some(body.as_bytes()), "{wasm}");
+            } else {
+                assert!(
+                    head.contains(&format!("\r\ncontent-length: {}", body.len())),
+                    "{wasm}: {head}"
+                );
+                assert_eq!(String::from_utf8_lossy(&got), body, "{wasm}");
+                with_length += 1;
+            }
+        }
+        assert!(with_length > 0, "{wasm}: no response was gathered");
 
-        // HEAD: no body, and no length made up from the (absent) body.
+        // HEAD (the guest answers it with a streamed 404): no body, and no length made up.
         let (raw, _) = raw_exchange(
             server.addr,
             b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         );
         let (head, got) = split_response(&raw);
         assert!(got.is_empty(), "{wasm}: a HEAD response has no body");
-        assert!(!head.contains("content-length: 0"), "{wasm}: {head}");
+        assert!(!head.contains("content-length"), "{wasm}: {head}");
     }
 
     // Larger than the gathering cap: streamed, chunked, every byte there.
@@ -741,10 +769,13 @@ fn frontdoor_small_responses_leave_whole_with_a_length() {
     let (head, got) = split_response(&raw);
     assert_eq!(status_of(&raw), Some(200), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
-    assert!(got.ends_with(b"0\r\n\r\n"), "the stream ends properly");
-    let data: usize = got.iter().filter(|b| (b'a'..=b'c').contains(b)).count();
+    let data = dechunk(&got).expect("a well-formed chunked body that ends properly");
+    let expected: Vec<u8> = (0..3u8)
+        .flat_map(|k| std::iter::repeat_n(b'a' + k, 64 * 1024))
+        .collect();
     assert!(
-        data >= 3 * 64 * 1024,
-        "all three 64 KiB chunks arrive: {data}"
+        data == expected,
+        "all three 64 KiB chunks, in order ({} bytes)",
+        data.len()
     );
 }
