@@ -182,6 +182,7 @@ mod tests {
         (tx, StreamBody::new(stream).boxed_unsync())
     }
 
+    /// Collects until the end or an error, never polling past either.
     async fn collect(body: WasiBody) -> (Vec<u8>, Option<http::HeaderMap>, Option<BodyError>) {
         let mut body = body;
         let mut data = Vec::new();
@@ -438,23 +439,6 @@ mod tests {
         }
     }
 
-    /// Collects until the end or an error, never polling past either.
-    async fn collect_once(body: WasiBody) -> (Vec<u8>, Option<http::HeaderMap>, Option<BodyError>) {
-        let mut body = body;
-        let mut data = Vec::new();
-        let mut trailers = None;
-        loop {
-            match body.frame().await {
-                None => return (data, trailers, None),
-                Some(Err(err)) => return (data, trailers, Some(err)),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(d) => data.extend_from_slice(&d),
-                    Err(frame) => trailers = frame.into_trailers().ok(),
-                },
-            }
-        }
-    }
-
     fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         use proptest::prelude::*;
         prop_oneof![
@@ -476,10 +460,10 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
             let script = || Scripted { steps: steps.clone().into(), end, stage: 0 }.boxed_unsync();
             let (plain, gathered, hint) = rt.block_on(async {
-                let plain = collect_once(script()).await;
+                let plain = collect(script()).await;
                 let gathered = gather(script()).await;
                 let hint = gathered.size_hint();
-                (plain, collect_once(gathered).await, hint)
+                (plain, collect(gathered).await, hint)
             });
             proptest::prop_assert_eq!(&plain.0, &gathered.0);
             proptest::prop_assert_eq!(&plain.1, &gathered.1);
