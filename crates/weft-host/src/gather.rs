@@ -79,12 +79,7 @@ pub async fn gather(mut body: WasiBody) -> WasiBody {
     {
         return body;
     }
-    Gathered {
-        frames,
-        queued: queued as u64,
-        tail,
-    }
-    .boxed_unsync()
+    Gathered { frames, tail }.boxed_unsync()
 }
 
 /// What follows the gathered frames.
@@ -100,9 +95,18 @@ enum Tail {
 /// Gathered frames, then the tail.
 struct Gathered {
     frames: VecDeque<Frame<Bytes>>,
-    /// Data bytes in `frames`.
-    queued: u64,
     tail: Tail,
+}
+
+impl Gathered {
+    /// Data bytes still in `frames`.
+    fn queued(&self) -> u64 {
+        self.frames
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|data| data.len() as u64)
+            .sum()
+    }
 }
 
 impl Body for Gathered {
@@ -114,9 +118,6 @@ impl Body for Gathered {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         if let Some(frame) = self.frames.pop_front() {
-            if let Some(data) = frame.data_ref() {
-                self.queued = self.queued.saturating_sub(data.len() as u64);
-            }
             return Poll::Ready(Some(Ok(frame)));
         }
         match &mut self.tail {
@@ -136,22 +137,21 @@ impl Body for Gathered {
     }
 
     fn size_hint(&self) -> SizeHint {
+        let queued = self.queued();
         match &self.tail {
             // Exact only without trailers: HTTP/1.1 sends trailers with chunked framing only.
-            Tail::Ended if self.frames.iter().all(|f| f.is_data()) => {
-                SizeHint::with_exact(self.queued)
-            }
+            Tail::Ended if self.frames.iter().all(|f| f.is_data()) => SizeHint::with_exact(queued),
             Tail::Ended | Tail::Failed(_) => {
                 let mut hint = SizeHint::new();
-                hint.set_lower(self.queued);
+                hint.set_lower(queued);
                 hint
             }
             Tail::Rest(body) => {
                 let inner = body.size_hint();
                 let mut hint = SizeHint::new();
-                hint.set_lower(inner.lower().saturating_add(self.queued));
+                hint.set_lower(inner.lower().saturating_add(queued));
                 if let Some(upper) = inner.upper() {
-                    hint.set_upper(upper.saturating_add(self.queued));
+                    hint.set_upper(upper.saturating_add(queued));
                 }
                 hint
             }

@@ -747,13 +747,17 @@ fn load_file(
     cache: Option<&CompileCache>,
 ) -> anyhow::Result<Loaded> {
     let loaded = load::load(engine, path, cache)?;
+    log_loaded(&loaded);
+    Ok(loaded)
+}
+
+fn log_loaded(loaded: &Loaded) {
     tracing::info!(
-        file = %path.display(),
+        file = %loaded.path.display(),
         cache_hit = loaded.cache_hit,
         elapsed_ms = loaded.elapsed.as_millis() as u64,
         "loaded"
     );
-    Ok(loaded)
 }
 
 /// Raises the soft open-files limit to the hard one (servers need many descriptors), and caps
@@ -927,12 +931,7 @@ fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
     } = start;
     let loaded = load::load_bytes(&engine, &args.file, &bytes, cache.as_ref())?;
     drop(bytes);
-    tracing::info!(
-        file = %args.file.display(),
-        cache_hit = loaded.cache_hit,
-        elapsed_ms = loaded.elapsed.as_millis() as u64,
-        "loaded"
-    );
+    log_loaded(&loaded);
     let weft_runtime::load::Compiled::Component(component) = &loaded.compiled else {
         bail!(
             "{}: this is a core module; `weft serve` needs a wasi:http component (run commands with `weft run`)",

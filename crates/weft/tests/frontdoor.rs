@@ -686,34 +686,6 @@ fn frontdoor_advisory_stream_future_cancel() {
     assert!(!panicked, "the host did not panic: {lines:#?}");
 }
 
-/// The head and body of a raw HTTP/1.1 response, the head lowercased.
-fn split_response(raw: &[u8]) -> (String, Vec<u8>) {
-    let at = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
-    (
-        String::from_utf8_lossy(&raw[..at]).to_lowercase(),
-        raw[at + 4..].to_vec(),
-    )
-}
-
-/// Decodes a chunked HTTP/1.1 body; `None` unless it is well formed and ends with the last
-/// chunk.
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).ok()?, 16).ok()?;
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return (raw == b"\r\n").then_some(out);
-        }
-        out.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size..)?.strip_prefix(b"\r\n")?;
-    }
-}
-
 /// A small response whose body the guest writes after returning it (P3 and P2) leaves with an
 /// exact `Content-Length`, head and body together (`weft_host::gather`); a large streamed one
 /// stays chunked and whole; a HEAD response is not given a length its guest did not set.
@@ -734,19 +706,17 @@ fn frontdoor_small_responses_leave_whole_with_a_length() {
                 b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             );
             assert!(closed, "{wasm}");
-            let (head, got) = split_response(&raw);
-            assert_eq!(status_of(&raw), Some(200), "{wasm}: {head}");
-            if head.contains("transfer-encoding: chunked") {
-                assert!(!head.contains("content-length"), "{wasm}: {head}");
-                assert_eq!(dechunk(&got).as_deref(), Some(body.as_bytes()), "{wasm}");
+            let r = parse_response(&raw);
+            assert_eq!(r.status, 200, "{wasm}: {:?}", r.headers);
+            if r.header("transfer-encoding") == Some("chunked") {
+                assert_eq!(r.header("content-length"), None, "{wasm}: {:?}", r.headers);
+                assert!(raw.ends_with(b"0\r\n\r\n"), "{wasm}: the last chunk");
             } else {
-                assert!(
-                    head.contains(&format!("\r\ncontent-length: {}", body.len())),
-                    "{wasm}: {head}"
-                );
-                assert_eq!(String::from_utf8_lossy(&got), body, "{wasm}");
+                let length = body.len().to_string();
+                assert_eq!(r.header("content-length"), Some(length.as_str()), "{wasm}");
                 with_length += 1;
             }
+            assert_eq!(r.text(), body, "{wasm}");
         }
         assert!(with_length > 0, "{wasm}: no response was gathered");
 
@@ -755,9 +725,9 @@ fn frontdoor_small_responses_leave_whole_with_a_length() {
             server.addr,
             b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         );
-        let (head, got) = split_response(&raw);
-        assert!(got.is_empty(), "{wasm}: a HEAD response has no body");
-        assert!(!head.contains("content-length"), "{wasm}: {head}");
+        let r = parse_response(&raw);
+        assert!(r.body.is_empty(), "{wasm}: a HEAD response has no body");
+        assert_eq!(r.header("content-length"), None, "{wasm}: {:?}", r.headers);
     }
 
     // Larger than the gathering cap: streamed, chunked, every byte there.
@@ -766,16 +736,21 @@ fn frontdoor_small_responses_leave_whole_with_a_length() {
         server.addr,
         b"GET /stream?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
-    let (head, got) = split_response(&raw);
-    assert_eq!(status_of(&raw), Some(200), "{head}");
-    assert!(head.contains("transfer-encoding: chunked"), "{head}");
-    let data = dechunk(&got).expect("a well-formed chunked body that ends properly");
+    let r = parse_response(&raw);
+    assert_eq!(r.status, 200, "{:?}", r.headers);
+    assert_eq!(
+        r.header("transfer-encoding"),
+        Some("chunked"),
+        "{:?}",
+        r.headers
+    );
+    assert!(raw.ends_with(b"0\r\n\r\n"), "the stream ends properly");
     let expected: Vec<u8> = (0..3u8)
         .flat_map(|k| std::iter::repeat_n(b'a' + k, 64 * 1024))
         .collect();
     assert!(
-        data == expected,
+        r.body == expected,
         "all three 64 KiB chunks, in order ({} bytes)",
-        data.len()
+        r.body.len()
     );
 }
