@@ -18,8 +18,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use weft_runtime::WasiBody;
 use weft_runtime::http::{HandleError, HttpService};
 
@@ -138,6 +139,15 @@ impl ComponentHandler {
         self.headers = Arc::new(headers);
         self
     }
+
+    /// The same handler with a worker pool of its own, for another serving thread
+    /// ([`serve_on_threads`]).
+    pub fn replica(&self) -> Self {
+        ComponentHandler {
+            service: self.service.replica(),
+            headers: self.headers.clone(),
+        }
+    }
 }
 
 impl Handler for ComponentHandler {
@@ -231,16 +241,165 @@ pub async fn serve_with<H: Handler>(
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    while let Some((stream, peer, permit)) =
+        accept_next(&listener, &connections, shutdown.as_mut()).await
+    {
+        spawn_connection(&graceful, stream, peer, service.clone(), limits, permit);
+    }
+    drop(listener);
+    service.close();
+    tracing::info!("shutting down: waiting for in-flight requests");
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Serves on one thread per handler (`weft serve --threads`; docs/architecture.md, "`weft
+/// serve` on threads"): the calling task accepts, and hands each connection to the thread with
+/// the fewest open connections, which keeps it to the end. Each other thread runs a
+/// single-threaded runtime of its own; `handlers[0]` is served on the caller's runtime. So a
+/// connection, the requests it carries and the instances that answer them (each handler has
+/// its own worker pool: [`weft_runtime::http::HttpService::replica`]) stay on one thread, and
+/// a request costs no wake-up of another thread. The connection cap is shared. On `shutdown`
+/// every thread stops taking connections, closes its handler and drains its own.
+pub async fn serve_on_threads<H: Handler>(
+    listener: TcpListener,
+    handlers: Vec<H>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    if handlers.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "serving needs at least one thread",
+        ));
+    }
+    let loads: Arc<[AtomicUsize]> = handlers.iter().map(|_| AtomicUsize::new(0)).collect();
+    let mut lanes = Vec::with_capacity(handlers.len());
+    let mut finished = Vec::with_capacity(handlers.len());
+    for (index, handler) in handlers.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        lanes.push(tx);
+        let (done, finish) = tokio::sync::oneshot::channel::<()>();
+        finished.push(finish);
+        let work = async move {
+            lane(rx, handler, limits).await;
+            let _ = done.send(());
+        };
+        // The first lane is served here; each other one on a thread of its own. (Should one
+        // fail to start, returning drops the lanes, and the threads already started end.)
+        if index == 0 {
+            tokio::spawn(work);
+        } else {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("weft-serve-{index}"))
+                .spawn(move || rt.block_on(work))?;
+        }
+    }
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut next = 0;
+    while let Some((stream, peer, permit)) =
+        accept_next(&listener, &connections, shutdown.as_mut()).await
+    {
+        let index = pick_lane(loads.len(), next, |i| loads[i].load(Ordering::Relaxed));
+        next = (index + 1) % loads.len();
+        loads[index].fetch_add(1, Ordering::Relaxed);
+        let open = Open {
+            permit,
+            loads: loads.clone(),
+            index,
+        };
+        // Moved as a std stream: it is registered with the receiving thread's reactor there.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(%peer, error = %err, "cannot hand the connection over");
+                continue;
+            }
+        };
+        if lanes[index].send((stream, peer, open)).is_err() {
+            tracing::error!(%peer, thread = index, "a serving thread has ended; connection dropped");
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    // Closing the lanes tells each thread to close its handler and drain.
+    drop(lanes);
+    for finish in finished {
+        let _ = finish.await;
+    }
+    Ok(())
+}
+
+/// A connection handed to a serving thread.
+type Handoff = (std::net::TcpStream, SocketAddr, Open);
+
+/// Held while a connection is open: its place under the connection cap and on its thread's
+/// count.
+struct Open {
+    #[allow(dead_code)] // held for its drop
+    permit: OwnedSemaphorePermit,
+    loads: Arc<[AtomicUsize]>,
+    index: usize,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.loads[self.index].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One serving thread: serves the connections handed to it until the accept loop closes the
+/// lane, then closes its handler and lets its connections finish.
+async fn lane<H: Handler>(
+    mut handoffs: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
+    service: H,
+    limits: ServerLimits,
+) {
+    let graceful = GracefulShutdown::new();
+    while let Some((stream, peer, open)) = handoffs.recv().await {
+        match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => spawn_connection(&graceful, stream, peer, service.clone(), limits, open),
+            Err(err) => tracing::warn!(%peer, error = %err, "cannot take the connection over"),
+        }
+    }
+    service.close();
+    graceful.shutdown().await;
+}
+
+/// The thread for a new connection: one with the fewest open connections, the first such at or
+/// after `start` (so threads with equal counts take turns).
+fn pick_lane(lanes: usize, start: usize, load: impl Fn(usize) -> usize) -> usize {
+    let mut best = start % lanes.max(1);
+    let mut best_load = load(best);
+    for step in 1..lanes {
+        let i = (start + step) % lanes;
+        let l = load(i);
+        if l < best_load {
+            best = i;
+            best_load = l;
+        }
+    }
+    best
+}
+
+/// Waits for a place under the connection cap and the next connection; `None` once `shutdown`
+/// resolves (or the cap's semaphore is closed).
+async fn accept_next(
+    listener: &TcpListener,
+    connections: &Arc<Semaphore>,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<(tokio::net::TcpStream, SocketAddr, OwnedSemaphorePermit)> {
     loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+            _ = &mut shutdown => return None,
+            p = connections.clone().acquire_owned() => p.ok()?,
         };
         let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => return None,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(err) => {
@@ -252,33 +411,40 @@ pub async fn serve_with<H: Handler>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        let conn = hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_headers(MAX_HEADERS)
-            .max_header_size(MAX_HEADER_BYTES)
-            .serve_connection(
-                TokioIo::new(stream),
-                hyper::service::service_fn(move |req| {
-                    let service = service.clone();
-                    async move { Ok::<_, Infallible>(handle_one(&service, req).await) }
-                }),
-            );
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        return Some((stream, peer, permit));
     }
-    drop(listener);
-    service.close();
-    tracing::info!("shutting down: waiting for in-flight requests");
-    graceful.shutdown().await;
-    Ok(())
+}
+
+/// Serves one connection on the current runtime; `hold` (its permit, its count) is dropped
+/// when the connection ends.
+fn spawn_connection<H: Handler>(
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    service: H,
+    limits: ServerLimits,
+    hold: impl Send + 'static,
+) {
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_HEADER_BYTES)
+        .serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |req| {
+                let service = service.clone();
+                async move { Ok::<_, Infallible>(handle_one(&service, req).await) }
+            }),
+        );
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(err) = conn.await {
+            tracing::debug!(%peer, error = %err, "connection ended with an error");
+        }
+        drop(hold);
+    });
 }
 
 /// One request: its id in, through the handler, its id out.
@@ -387,6 +553,181 @@ mod tests {
         }
     }
 
+    /// Answers with the name of the thread that ran the handler; `/slow` waits 300 ms first.
+    #[derive(Clone)]
+    struct WhichThread;
+
+    impl Handler for WhichThread {
+        async fn handle(&self, request: http::Request<WasiBody>) -> http::Response<WasiBody> {
+            if request.uri().path() == "/slow" {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            text_response(http::StatusCode::OK, name)
+        }
+    }
+
+    /// Sends `GET path` on `stream` and reads the response: its status and body.
+    async fn get(stream: &mut tokio::net::TcpStream, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "connection closed before a whole response: {buf:?}");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            let Some(end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            let head = &text[..end];
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .expect("a content-length");
+            if buf.len() >= end + 4 + length {
+                let status = head[9..12].parse().expect("status");
+                return (status, text[end + 4..end + 4 + length].to_string());
+            }
+        }
+    }
+
+    /// A current-thread runtime, as `weft serve`'s.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn connections_are_spread_over_the_threads_and_stay_on_theirs() {
+        runtime().block_on(async {
+            let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve_on_threads(
+                listener,
+                vec![WhichThread, WhichThread, WhichThread],
+                ServerLimits::default(),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            let here = std::thread::current().name().unwrap_or("").to_string();
+            let mut conns = Vec::new();
+            let mut names = Vec::new();
+            for _ in 0..3 {
+                let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                let (status, name) = get(&mut c, "/").await;
+                assert_eq!(status, 200);
+                names.push(name);
+                conns.push(c);
+            }
+            // Three open connections, three threads: one each, the first on the caller's.
+            assert_eq!(names, [here.as_str(), "weft-serve-1", "weft-serve-2"]);
+            // Each keeps its thread for its next requests.
+            for _ in 0..3 {
+                for (c, name) in conns.iter_mut().zip(&names) {
+                    assert_eq!(&get(c, "/").await.1, name);
+                }
+            }
+            let _ = stop.send(());
+            server.await.expect("join").expect("serve");
+        });
+    }
+
+    #[test]
+    fn shutdown_lets_a_request_in_flight_on_another_thread_finish() {
+        runtime().block_on(async {
+            let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve_on_threads(
+                listener,
+                vec![WhichThread, WhichThread],
+                ServerLimits::default(),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            let mut first = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            get(&mut first, "/").await;
+            let mut second = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let slow = tokio::spawn(async move { get(&mut second, "/slow").await });
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let _ = stop.send(());
+            let (status, name) = slow.await.expect("join");
+            assert_eq!((status, name.as_str()), (200, "weft-serve-1"));
+            server.await.expect("join").expect("serve");
+            // Stopped: nobody accepts any more.
+            assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        });
+    }
+
+    #[test]
+    fn the_connection_cap_is_shared_by_the_threads() {
+        runtime().block_on(async {
+            let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let limits = ServerLimits {
+                max_connections: 1,
+                ..ServerLimits::default()
+            };
+            let server = tokio::spawn(serve_on_threads(
+                listener,
+                vec![WhichThread, WhichThread],
+                limits,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            let mut first = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            assert_eq!(get(&mut first, "/").await.0, 200);
+            // The second waits in the backlog while the first is open, though a thread is idle.
+            let mut second = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let waiting = tokio::spawn(async move {
+                let answer = get(&mut second, "/").await;
+                (answer, std::time::Instant::now())
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(
+                !waiting.is_finished(),
+                "a second connection was served past the cap"
+            );
+            let closed = std::time::Instant::now();
+            drop(first);
+            let ((status, _), answered) = waiting.await.expect("join");
+            assert_eq!(status, 200);
+            assert!(answered >= closed);
+            let _ = stop.send(());
+            server.await.expect("join").expect("serve");
+        });
+    }
+
+    #[test]
+    fn serving_needs_a_thread() {
+        runtime().block_on(async {
+            let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+            let err = serve_on_threads::<WhichThread>(
+                listener,
+                Vec::new(),
+                ServerLimits::default(),
+                async {},
+            )
+            .await
+            .expect_err("no handlers");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        });
+    }
+
     proptest! {
         /// Any Host header: never panics; the path and query never change; the authority is
         /// the Host header exactly when that parses as one.
@@ -408,6 +749,26 @@ mod tests {
                     prop_assert_eq!(req.uri().authority(), Some(&a));
                 }
                 Err(_) => prop_assert!(req.uri().authority().is_none()),
+            }
+        }
+
+        /// The chosen thread is one with the fewest open connections, the first such at or
+        /// after `start`.
+        #[test]
+        fn a_new_connection_goes_to_a_least_loaded_thread(
+            loads in prop::collection::vec(0usize..5, 1..9),
+            start in 0usize..20,
+        ) {
+            let n = loads.len();
+            let pick = pick_lane(n, start, |i| loads[i]);
+            prop_assert!(pick < n);
+            let least = *loads.iter().min().expect("non-empty");
+            prop_assert_eq!(loads[pick], least);
+            // No thread with that count comes earlier in the turn that begins at `start`.
+            let mut i = start % n;
+            while i != pick {
+                prop_assert!(loads[i] > least);
+                i = (i + 1) % n;
             }
         }
     }

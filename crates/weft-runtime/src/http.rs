@@ -148,16 +148,19 @@ pub struct HttpService {
     kind: WorldKind,
 }
 
+/// A service's state, shared by its replicas (see [`HttpService::replica`]) except for the
+/// worker pool that wraps it.
+#[derive(Clone)]
 struct ServiceState {
     engine: wasmtime::Engine,
     extras: Option<WorkloadExtras>,
-    pre: ProxyPre<HostState>,
+    pre: Arc<ProxyPre<HostState>>,
     options: HttpOptions,
     hooks: OutgoingHttp,
     reuse: usize,
     concurrent_reuse: usize,
     request_timeout: Duration,
-    next_instance_id: AtomicU64,
+    next_instance_id: Arc<AtomicU64>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -256,7 +259,7 @@ impl HttpService {
         let state = ServiceState {
             engine: engine.engine().clone(),
             extras,
-            pre,
+            pre: Arc::new(pre),
             hooks: OutgoingHttp::new(options.allowed_hosts.clone())
                 .with_internal(options.internal.clone())
                 .with_denials(options.denials.clone()),
@@ -265,7 +268,7 @@ impl HttpService {
             request_timeout: options.grants.timeout.unwrap_or(Duration::MAX),
             in_flight: Arc::new(Semaphore::new(options.max_concurrent_requests.max(1))),
             options,
-            next_instance_id: AtomicU64::new(0),
+            next_instance_id: Arc::new(AtomicU64::new(0)),
         };
         Ok(Self {
             handler: ProxyHandler::new(state),
@@ -275,6 +278,17 @@ impl HttpService {
 
     pub fn kind(&self) -> WorldKind {
         self.kind
+    }
+
+    /// The same service with a worker pool of its own, for another serving thread: it shares
+    /// the pre-instance, the limit on requests in flight and the instance numbering, but its
+    /// instances (and the requests they take) stay with the thread that uses it, so a request
+    /// never waits for a wake-up from another thread (docs/architecture.md, "`weft serve` on threads").
+    pub fn replica(&self) -> Self {
+        Self {
+            handler: ProxyHandler::new(self.handler.state().clone()),
+            kind: self.kind,
+        }
     }
 
     /// Handles one request.

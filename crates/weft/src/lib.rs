@@ -577,9 +577,29 @@ struct ServeArgs {
     /// Time a client has to send a request head; past it the connection is closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     header_read_timeout: Duration,
+    /// Serving threads (1-256; default: one per CPU this process may use). A connection, its
+    /// requests and the instances that answer them stay on one thread; a new connection goes to
+    /// the thread with the fewest open.
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    threads: Option<usize>,
     /// The component to serve (`.wasm` or `.wat`).
     #[arg(value_name = "FILE")]
     file: PathBuf,
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=256) => Ok(n),
+        _ => Err(format!("invalid thread count `{s}`: give a number from 1 to 256")),
+    }
+}
+
+/// One serving thread per CPU this process may use (its affinity and cgroup quota count).
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 256)
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -982,7 +1002,8 @@ fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
             None => None,
         };
         eprintln!("Serving HTTP on http://{local}/");
-        tracing::info!(kind = %service.kind(), allocator = %engine.allocator(), "serving");
+        let threads = args.threads.unwrap_or_else(default_threads);
+        tracing::info!(kind = %service.kind(), allocator = %engine.allocator(), threads, "serving");
         let shutdown = async move {
             match shutdown_listener {
                 Some(l) => tokio::select! {
@@ -992,9 +1013,16 @@ fn cmd_serve(mut args: ServeArgs) -> anyhow::Result<i32> {
                 None => weft_host::server::shutdown_signal().await,
             }
         };
-        weft_host::server::serve_with(
+        let handler =
+            weft_host::server::ComponentHandler::new(service).with_request_headers(headers);
+        let mut handlers = Vec::with_capacity(threads);
+        for _ in 1..threads {
+            handlers.push(handler.replica());
+        }
+        handlers.insert(0, handler);
+        weft_host::server::serve_on_threads(
             listener,
-            weft_host::server::ComponentHandler::new(service).with_request_headers(headers),
+            handlers,
             weft_host::server::ServerLimits {
                 max_connections: args.max_concurrent_connections,
                 header_read_timeout: args.header_read_timeout,
@@ -1026,7 +1054,12 @@ fn serve_start(
         .build()
         .context("cannot start a runtime for the -S plugins")?
         .block_on(serve_plugins(flags))?;
-    let rt = runtime()?;
+    // Single-threaded: this thread serves too, beside the accept loop; the other serving
+    // threads get runtimes of their own (`server::serve_on_threads`).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
     let listener = {
         let _runtime = rt.enter();
         weft_host::server::bind(args.addr)
