@@ -39,15 +39,22 @@ fn main() {
         return;
     }
     // The manifest dir of this build (cargo sets it when it runs the script), not the one the
-    // script was compiled in: one target dir may serve several checkouts of the workspace.
-    let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") else {
+    // script was compiled in. The list is linked from a copy in OUT_DIR: one target dir may
+    // serve several checkouts, and cargo reuses this script's output for a checkout whose
+    // list has not changed, so a path into the checkout that ran it would dangle once that
+    // checkout is deleted.
+    let (Some(dir), Some(out)) = (
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+        std::env::var_os("OUT_DIR"),
+    ) else {
         return;
     };
     let order = Path::new(&dir).join("link-order.txt");
-    if order.exists() {
+    let copy = Path::new(&out).join("link-order.txt");
+    if order.exists() && std::fs::copy(&order, &copy).is_ok() {
         println!(
             "cargo:rustc-link-arg-bin=weft=-Wl,--symbol-ordering-file={}",
-            order.display()
+            copy.display()
         );
         println!("cargo:rustc-link-arg-bin=weft=-Wl,--no-warn-symbol-ordering");
     }

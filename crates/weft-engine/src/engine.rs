@@ -18,8 +18,7 @@ use wasmtime::{
 
 /// How often the process-wide epoch ticker increments every registered engine's epoch.
 ///
-/// Every store yields to the executor at each tick (`epoch_deadline_async_yield_and_update` in
-/// `run.rs` and `http.rs`), so
+/// Every store yields to the executor at each tick (`weft_runtime::state::yield_at_every_tick`), so
 /// this bounds how long a busy guest can hold an executor thread, and is the granularity of
 /// `--timeout` enforcement for CPU-bound guests.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -102,7 +102,7 @@ fn new_store(engine: &WeftEngine, options: &RunOptions) -> Result<Store<CliRunSt
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limits);
     // Yield to the executor at every epoch tick: keeps timeouts enforceable for busy guests.
-    store.epoch_deadline_async_yield_and_update(1);
+    crate::state::yield_at_every_tick(&mut store);
     Ok(store)
 }
 

@@ -145,7 +145,7 @@ impl HostState {
         };
         let mut store = Store::new(engine, state);
         store.limiter_async(|s| &mut s.limits);
-        store.epoch_deadline_async_yield_and_update(1);
+        yield_at_every_tick(&mut store);
         Ok(store)
     }
 }
@@ -166,6 +166,23 @@ pub fn plain_store(engine: &Engine) -> Store<HostState> {
         links: LinkSlots::default(),
     };
     let mut store = Store::new(engine, state);
-    store.epoch_deadline_async_yield_and_update(1);
+    yield_at_every_tick(&mut store);
     store
+}
+
+/// Makes `store` yield to the executor at every epoch tick (`weft_engine::EPOCH_TICK`), through
+/// tokio's `yield_now`. That one wakes the task only after the runtime has polled its I/O
+/// driver and timers; wasmtime's plain yield wakes it at once, and a single-threaded runtime
+/// (`weft serve`'s serving threads) then polls its driver only every 61 task polls: a spinning
+/// guest would keep the connections on its thread from being read, and new ones from being
+/// accepted, for 0.6 s at a time. Needs the async entry points (as every call here uses).
+pub fn yield_at_every_tick<T: 'static>(store: &mut Store<T>) {
+    // Marks the store async-only; the callback below replaces its yield.
+    store.epoch_deadline_async_yield_and_update(1);
+    store.epoch_deadline_callback(|_| {
+        Ok(wasmtime::UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
 }

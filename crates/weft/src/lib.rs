@@ -590,7 +590,9 @@ struct ServeArgs {
 fn parse_threads(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n @ 1..=256) => Ok(n),
-        _ => Err(format!("invalid thread count `{s}`: give a number from 1 to 256")),
+        _ => Err(format!(
+            "invalid thread count `{s}`: give a number from 1 to 256"
+        )),
     }
 }
 

@@ -310,6 +310,35 @@ fn check_deadline(addr: SocketAddr, host: &str, path: &'static str, timeout: Dur
     }
 }
 
+/// One serving thread, a guest spinning on it: the connections that share the thread are still
+/// accepted and answered within a few epoch ticks, not after tokio's 61-poll I/O interval (a
+/// guest's epoch yield goes through `tokio::task::yield_now`, which lets the runtime poll its
+/// I/O driver first: `weft_runtime::state::yield_at_every_tick`). With wasmtime's own yield
+/// each neighbour waited about 0.5 s.
+#[test]
+fn frontdoor_a_spinning_guest_does_not_stall_its_thread() {
+    let server = Server::start(
+        &guest("p3-unruly.wasm"),
+        &["--timeout", "2s", "--threads", "1"],
+    );
+    let addr = server.addr;
+    count(addr, "example.com");
+    let spin = std::thread::spawn(move || {
+        request(addr, "GET", "/spin", &[("Host", "example.com")], b"").status
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let (_, took) = count(addr, "example.com");
+        slowest = slowest.max(took);
+    }
+    assert_eq!(spin.join().unwrap(), 504);
+    assert!(
+        slowest < Duration::from_millis(250),
+        "a neighbour of the spinning request took {slowest:?}"
+    );
+}
+
 #[test]
 fn frontdoor_deadline_retires_the_instance_under_reuse() {
     let timeout = Duration::from_secs(1);
@@ -557,7 +586,12 @@ fn check_co_tenant(addr: SocketAddr, host: &str, timeout: Duration) {
 #[test]
 fn frontdoor_deadline_co_tenants_get_503() {
     let timeout = Duration::from_secs(1);
-    let server = Server::start(&guest("p3-unruly.wasm"), &["--timeout", "1s"]);
+    // One serving thread: with more, the co-tenant's connection would go to a thread with no
+    // open connection, whose instances are its own (`weft serve --threads`).
+    let server = Server::start(
+        &guest("p3-unruly.wasm"),
+        &["--timeout", "1s", "--threads", "1"],
+    );
     check_co_tenant(server.addr, "example.com", timeout);
     let retired = server
         .drain_stderr()
