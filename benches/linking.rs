@@ -36,9 +36,11 @@ use weft_runtime::link;
 const CALLS: u32 = 10_000;
 
 fn wat(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/wat")
-        .join(name);
+    let path = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../tests/fixtures/wat")
+    .join(name);
     wat::parse_file(&path).expect("fixture")
 }
 

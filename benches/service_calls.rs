@@ -59,8 +59,10 @@ fn bench(c: &mut Criterion) {
     rt.block_on(handle.ready()).expect("service ready");
     let calls = Arc::clone(handle.calls());
 
-    let caller_path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/wat/svc-get-loop.wat");
+    let caller_path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../tests/fixtures/wat/svc-get-loop.wat");
     let caller = Component::from_file(e, caller_path).expect("caller");
     let mut linker = weft_runtime::link::base_linker(e).expect("linker");
     ServiceImports {

@@ -318,9 +318,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/wat")
-            .join(name)
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../tests/fixtures/wat")
+        .join(name)
     }
 
     fn setup() -> (Vec<String>, Vec<String>, Vec<PathBuf>, LinkPlan) {

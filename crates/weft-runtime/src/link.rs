@@ -415,9 +415,12 @@ mod tests {
     use wasmtime::component::Val;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/wat")
-            .join(name)
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../tests/fixtures/wat")
+        .join(name)
     }
 
     /// `consumer` linked at run time to `provider` (the counter fixtures), in one fresh store.

@@ -271,7 +271,10 @@ proptest! {
 /// VALUE) replayed through the decoders; `valid-*` files must decode.
 #[test]
 fn lattice_decode_regressions() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/lattice_decode");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../fuzz/regressions/lattice_decode");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("fuzz/regressions/lattice_decode exists")
         .map(|e| e.expect("dir entry").path())
