@@ -254,13 +254,14 @@ pub async fn serve_with<H: Handler>(
 }
 
 /// Serves on one thread per handler (`weft serve --threads`; docs/architecture.md, "`weft
-/// serve` on threads"): the calling task accepts, and hands each connection to the thread with
-/// the fewest open connections, which keeps it to the end. Each other thread runs a
-/// single-threaded runtime of its own; `handlers[0]` is served on the caller's runtime. So a
-/// connection, the requests it carries and the instances that answer them (each handler has
-/// its own worker pool: [`weft_runtime::http::HttpService::replica`]) stay on one thread, and
-/// a request costs no wake-up of another thread. The connection cap is shared. On `shutdown`
-/// every thread stops taking connections, closes its handler and drains its own.
+/// serve` on threads"): the calling task only accepts, and hands each connection to the thread
+/// with the fewest open connections, which keeps it to the end. Each thread runs a
+/// single-threaded runtime of its own. So a connection, the requests it carries and the
+/// instances that answer them (each handler has its own worker pool:
+/// [`weft_runtime::http::HttpService::replica`]) stay on one thread, and a request costs no
+/// wake-up of another thread; a busy thread never delays the accepting. The connection cap is
+/// shared. On `shutdown` every thread stops taking connections, closes its handler and lets
+/// its connections finish; this returns when all have.
 pub async fn serve_on_threads<H: Handler>(
     listener: TcpListener,
     handlers: Vec<H>,
@@ -281,35 +282,27 @@ pub async fn serve_on_threads<H: Handler>(
         lanes.push(tx);
         let (done, finish) = tokio::sync::oneshot::channel::<()>();
         finished.push(finish);
-        let work = async move {
-            lane(rx, handler, limits).await;
-            let _ = done.send(());
-        };
-        // The first lane is served here; each other one on a thread of its own. (Should one
-        // fail to start, returning drops the lanes, and the threads already started end.)
-        if index == 0 {
-            tokio::spawn(work);
-        } else {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            std::thread::Builder::new()
-                .name(format!("weft-serve-{index}"))
-                .spawn(move || rt.block_on(work))?;
-        }
+        // Should a thread fail to start, returning drops the lanes, and the threads already
+        // started end.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("weft-serve-{index}"))
+            .spawn(move || {
+                rt.block_on(lane(rx, handler, limits));
+                // Blocking work a guest left behind is not waited for (as `weft run`).
+                rt.shutdown_background();
+                let _ = done.send(());
+            })?;
     }
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
-    while let Some((stream, peer, permit)) =
+    let mut ended = vec![false; lanes.len()];
+    let mut result = Ok(());
+    'accept: while let Some((stream, peer, permit)) =
         accept_next(&listener, &connections, shutdown.as_mut()).await
     {
-        let index = pick_lane(loads.len(), |i| loads[i].load(Ordering::Relaxed));
-        loads[index].fetch_add(1, Ordering::Relaxed);
-        let open = Open {
-            permit,
-            loads: loads.clone(),
-            index,
-        };
         // Moved as a std stream: it is registered with the receiving thread's reactor there.
         let stream = match stream.into_std() {
             Ok(s) => s,
@@ -318,8 +311,30 @@ pub async fn serve_on_threads<H: Handler>(
                 continue;
             }
         };
-        if lanes[index].send((stream, peer, open)).is_err() {
-            tracing::error!(%peer, thread = index, "a serving thread has ended; connection dropped");
+        let mut handoff = (stream, peer, permit);
+        loop {
+            let index = pick_lane(loads.len(), |i| {
+                if ended[i] {
+                    usize::MAX
+                } else {
+                    loads[i].load(Ordering::Relaxed)
+                }
+            });
+            if ended[index] {
+                result = Err(std::io::Error::other("every serving thread has ended"));
+                break 'accept;
+            }
+            let counted = Counted::new(&loads, index);
+            let (stream, peer, permit) = handoff;
+            match lanes[index].send((stream, peer, permit, counted)) {
+                Ok(()) => break,
+                Err(tokio::sync::mpsc::error::SendError((stream, peer, permit, _))) => {
+                    // A thread ends only by panicking: take the others.
+                    tracing::error!(thread = index, "a serving thread has ended");
+                    ended[index] = true;
+                    handoff = (stream, peer, permit);
+                }
+            }
         }
     }
     drop(listener);
@@ -329,22 +344,35 @@ pub async fn serve_on_threads<H: Handler>(
     for finish in finished {
         let _ = finish.await;
     }
-    Ok(())
+    result
 }
 
-/// A connection handed to a serving thread.
-type Handoff = (std::net::TcpStream, SocketAddr, Open);
+/// A connection handed to a serving thread, with its place under the connection cap and on its
+/// thread's count (both given back when the connection ends).
+type Handoff = (
+    std::net::TcpStream,
+    SocketAddr,
+    OwnedSemaphorePermit,
+    Counted,
+);
 
-/// Held while a connection is open: its place under the connection cap and on its thread's
-/// count.
-struct Open {
-    #[allow(dead_code)] // held for its drop
-    permit: OwnedSemaphorePermit,
+/// One open connection on a thread's count.
+struct Counted {
     loads: Arc<[AtomicUsize]>,
     index: usize,
 }
 
-impl Drop for Open {
+impl Counted {
+    fn new(loads: &Arc<[AtomicUsize]>, index: usize) -> Self {
+        loads[index].fetch_add(1, Ordering::Relaxed);
+        Counted {
+            loads: loads.clone(),
+            index,
+        }
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
         self.loads[self.index].fetch_sub(1, Ordering::Relaxed);
     }
@@ -358,9 +386,16 @@ async fn lane<H: Handler>(
     limits: ServerLimits,
 ) {
     let graceful = GracefulShutdown::new();
-    while let Some((stream, peer, open)) = handoffs.recv().await {
+    while let Some((stream, peer, permit, counted)) = handoffs.recv().await {
         match tokio::net::TcpStream::from_std(stream) {
-            Ok(stream) => spawn_connection(&graceful, stream, peer, service.clone(), limits, open),
+            Ok(stream) => spawn_connection(
+                &graceful,
+                stream,
+                peer,
+                service.clone(),
+                limits,
+                (permit, counted),
+            ),
             Err(err) => tracing::warn!(%peer, error = %err, "cannot take the connection over"),
         }
     }
@@ -370,7 +405,9 @@ async fn lane<H: Handler>(
 
 /// The thread for a new connection: the first of those with the fewest open connections. Ties
 /// go to the lowest index, so under light load (connections one at a time) the first thread
-/// takes them all and its instances stay warm, while the others' idle instances expire.
+/// takes almost all of them and its instances stay warm, while the others' idle instances
+/// expire. (A connection is counted until its thread has seen it close, so one opened right
+/// after another closed may still go to the next thread.)
 fn pick_lane(lanes: usize, load: impl Fn(usize) -> usize) -> usize {
     let mut best = 0;
     let mut best_load = load(0);
@@ -618,7 +655,6 @@ mod tests {
                     let _ = stopped.await;
                 },
             ));
-            let here = std::thread::current().name().unwrap_or("").to_string();
             let mut conns = Vec::new();
             let mut names = Vec::new();
             for _ in 0..3 {
@@ -628,8 +664,8 @@ mod tests {
                 names.push(name);
                 conns.push(c);
             }
-            // Three open connections, three threads: one each, the first on the caller's.
-            assert_eq!(names, [here.as_str(), "weft-serve-1", "weft-serve-2"]);
+            // Three open connections, three threads: one each.
+            assert_eq!(names, ["weft-serve-0", "weft-serve-1", "weft-serve-2"]);
             // Each keeps its thread for its next requests.
             for _ in 0..3 {
                 for (c, name) in conns.iter_mut().zip(&names) {

@@ -335,6 +335,18 @@ impl OutgoingHttp {
         self
     }
 
+    /// The same grants with an outgoing connection pool of its own, for another serving thread:
+    /// a pooled connection is driven by the runtime that opened it, so a pool shared by two
+    /// threads' runtimes would make one thread's requests wait on the other (and end with it).
+    pub fn with_own_pool(&self) -> Self {
+        OutgoingHttp {
+            outbound: Arc::new(Outbound::new(Arc::clone(&self.outbound.allowed))),
+            tracer: self.tracer.clone(),
+            internal: self.internal.clone(),
+            denials: self.denials.clone(),
+        }
+    }
+
     /// Reporting refused requests as typed denials (`weft dev` explains them).
     pub fn with_denials(mut self, denials: Option<DenialReport>) -> Self {
         self.denials = denials;

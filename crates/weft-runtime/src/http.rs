@@ -282,11 +282,15 @@ impl HttpService {
 
     /// The same service with a worker pool of its own, for another serving thread: it shares
     /// the pre-instance, the limit on requests in flight and the instance numbering, but its
-    /// instances (and the requests they take) stay with the thread that uses it, so a request
+    /// instances (and the requests they take) and its outgoing HTTP connection pool stay with
+    /// the thread that uses it, so a request
     /// never waits for a wake-up from another thread (docs/architecture.md, "`weft serve` on threads").
     pub fn replica(&self) -> Self {
+        let mut state = self.handler.state().clone();
+        // Outgoing connections too: each pool belongs to the runtime that opened them.
+        state.hooks = state.hooks.with_own_pool();
         Self {
-            handler: ProxyHandler::new(self.handler.state().clone()),
+            handler: ProxyHandler::new(state),
             kind: self.kind,
         }
     }
