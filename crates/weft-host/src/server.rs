@@ -641,20 +641,33 @@ mod tests {
             .expect("runtime")
     }
 
+    /// Serves `WhichThread` on `threads` threads on a loopback port until the sender is used.
+    fn start(
+        threads: usize,
+        limits: ServerLimits,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_on_threads(
+            listener,
+            vec![WhichThread; threads],
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        (addr, stop, server)
+    }
+
     #[test]
     fn connections_are_spread_over_the_threads_and_stay_on_theirs() {
         runtime().block_on(async {
-            let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(serve_on_threads(
-                listener,
-                vec![WhichThread, WhichThread, WhichThread],
-                ServerLimits::default(),
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
+            let (addr, stop, server) = start(3, ServerLimits::default());
             let mut conns = Vec::new();
             let mut names = Vec::new();
             for _ in 0..3 {
@@ -680,17 +693,7 @@ mod tests {
     #[test]
     fn shutdown_lets_a_request_in_flight_on_another_thread_finish() {
         runtime().block_on(async {
-            let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(serve_on_threads(
-                listener,
-                vec![WhichThread, WhichThread],
-                ServerLimits::default(),
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
+            let (addr, stop, server) = start(2, ServerLimits::default());
             let mut first = tokio::net::TcpStream::connect(addr).await.expect("connect");
             get(&mut first, "/").await;
             let mut second = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -708,21 +711,11 @@ mod tests {
     #[test]
     fn the_connection_cap_is_shared_by_the_threads() {
         runtime().block_on(async {
-            let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let limits = ServerLimits {
                 max_connections: 1,
                 ..ServerLimits::default()
             };
-            let server = tokio::spawn(serve_on_threads(
-                listener,
-                vec![WhichThread, WhichThread],
-                limits,
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
+            let (addr, stop, server) = start(2, limits);
             let mut first = tokio::net::TcpStream::connect(addr).await.expect("connect");
             assert_eq!(get(&mut first, "/").await.0, 200);
             // The second waits in the backlog while the first is open, though a thread is idle.
