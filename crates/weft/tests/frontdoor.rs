@@ -623,7 +623,12 @@ fn frontdoor_deadline_co_tenants_get_503() {
 /// (the trap poisons it) and the next request is served by a fresh one.
 #[test]
 fn frontdoor_advisory_cancel_through_the_wrong_end() {
-    let server = Server::start(&guest("p3-unruly.wasm"), &["--timeout", "5s"]);
+    // One serving thread: the test follows one instance's fate across connections (with more,
+    // a connection opened right after another closed may go to the next thread's instances).
+    let server = Server::start(
+        &guest("p3-unruly.wasm"),
+        &["--timeout", "5s", "--threads", "1"],
+    );
     assert_eq!(server.get("/count").status, 200);
     for end in ["read", "write"] {
         let mut stream = TcpStream::connect(server.addr).expect("connect");

@@ -92,16 +92,16 @@ fn sixty_four_mib_through_three_components_with_bounded_memory() {
     let before = proc_kib(pid, "VmHWM:");
     stream_through(server.addr, 64 << 20, 2);
     let after = proc_kib(pid, "VmHWM:");
+    // The kernel's RSS counters are per-CPU and read approximately, so with several threads a
+    // later VmHWM can read a little lower than an earlier one: that is no growth.
+    let grew = after.saturating_sub(before);
     eprintln!(
         "pipeline: peak RSS {} KiB before, {} KiB after streaming 64 MiB (+{} KiB)",
-        before,
-        after,
-        after - before
+        before, after, grew
     );
     assert!(
-        after - before < 32 * 1024,
-        "peak RSS grew by {} KiB while streaming 64 MiB: the body is being buffered",
-        after - before
+        grew < 32 * 1024,
+        "peak RSS grew by {grew} KiB while streaming 64 MiB: the body is being buffered"
     );
 }
 

@@ -251,9 +251,10 @@ fn keepalive_upstream(
 #[test]
 fn outgoing_http_reuses_pooled_connections() {
     let (addr, conns) = keepalive_upstream(64);
+    // One serving thread: each has an outgoing pool of its own.
     let server = Server::start(
         &guest("http-hello.wasm"),
-        &["--allow-host", &addr.to_string()],
+        &["--allow-host", &addr.to_string(), "--threads", "1"],
     );
     let url = format!("/fetch?url=http://{addr}/");
     for _ in 0..30 {
