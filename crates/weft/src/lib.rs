@@ -1056,8 +1056,8 @@ fn serve_start(
         .build()
         .context("cannot start a runtime for the -S plugins")?
         .block_on(serve_plugins(flags))?;
-    // Single-threaded: this thread serves too, beside the accept loop; the other serving
-    // threads get runtimes of their own (`server::serve_on_threads`).
+    // Single-threaded: this runtime only accepts (and waits for the shutdown signal); the
+    // serving threads get runtimes of their own (`server::serve_on_threads`).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
